@@ -1,0 +1,1 @@
+"""prunekit's HTTP API (FastAPI). Per-resource packages: endpoints / service / store / schemas."""

@@ -1,0 +1,30 @@
+"""``/healthz`` (the process is up) and ``/readyz`` (Redis answers and a worker does)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+
+from app.problems import Problem
+from app.redis_client import get_redis
+from worker.celery_app import workers_answering
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz() -> dict[str, Any]:
+    try:
+        get_redis().ping()
+    except Exception as exc:
+        raise Problem(503, "not-ready", "Not ready", f"Redis is not reachable: {exc}") from exc
+    workers = workers_answering(timeout=1.0)
+    if not workers:
+        raise Problem(503, "not-ready", "Not ready", "no worker answered a ping within 1 s")
+    return {"status": "ready", "redis": "ok", "workers": workers}

@@ -1,0 +1,1 @@
+"""Pruning jobs: ``POST/GET /v1/jobs``, events, download."""

@@ -1,0 +1,88 @@
+"""What the API takes and shows for jobs."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from prunekit.spec import PruneSpec
+
+
+class JobStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+TERMINAL = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+
+
+class JobCreate(PruneSpec):
+    """A pruning request: the engine's spec plus the ids of what it runs on."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "model_id": "3f2c…",
+                    "strategy": {"name": "magnitude", "sparsity": 0.8, "scope": "global"},
+                }
+            ]
+        },
+    )
+
+    model_id: str = Field(min_length=1, max_length=64)
+    dataset_id: str | None = Field(default=None, max_length=64)
+
+
+class Progress(BaseModel):
+    phase: str
+    fraction: float = Field(ge=0, le=1)
+    detail: dict[str, Any] | None = None
+
+
+class JobError(BaseModel):
+    reason: str
+    message: str
+
+
+class JobOut(BaseModel):
+    id: str
+    model_id: str
+    dataset_id: str | None = None
+    status: JobStatus
+    progress: Progress
+    spec: dict[str, Any]
+    metrics: dict[str, Any] | None = None
+    error: JobError | None = None
+    attempts: int = 0
+    created_at: str
+    started_at: str | None = None
+    finished_at: str | None = None
+    updated_at: str | None = None
+    links: dict[str, str] = Field(default_factory=dict)
+
+
+class JobList(BaseModel):
+    items: list[JobOut]
+    next_after: str | None = Field(
+        default=None, description="Pass as `after` to get the next (older) page."
+    )
+
+
+class JobEvent(BaseModel):
+    seq: int
+    at: str
+    type: str
+    message: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+class JobEvents(BaseModel):
+    job_id: str
+    items: list[JobEvent]

@@ -1,0 +1,30 @@
+"""The FastAPI application: routers and problem+json error handling."""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI
+
+from app import problems
+from app.health.endpoints import router as health_router
+from app.jobs.endpoints import router as jobs_router
+from app.models.endpoints import router as models_router
+from app.strategies.endpoints import router as strategies_router
+from prunekit import __version__
+
+
+def create_app() -> FastAPI:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    app = FastAPI(
+        title="prunekit",
+        version=__version__,
+        description="Upload a TensorFlow model, prune it on a worker, download the result.",
+    )
+    problems.install(app)
+    for router in (health_router, models_router, jobs_router, strategies_router):
+        app.include_router(router)
+    return app
+
+
+app = create_app()

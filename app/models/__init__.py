@@ -1,0 +1,1 @@
+"""Uploaded models: ``POST/GET /v1/models``."""

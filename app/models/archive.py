@@ -1,0 +1,315 @@
+"""Recognise an uploaded model by its content and unpack it safely.
+
+Accepted: a SavedModel directory packed as ``.zip`` or ``.tar.gz`` (``saved_model.pb`` at
+the root or inside one top-level folder), or a Keras 3 ``.keras`` file. Nothing here runs or
+deserialises the model; archives are treated as hostile: every member is checked before a
+byte is written (no absolute paths, no ``..``, no links or devices, bounded member count,
+bounded uncompressed size and compression ratio), and extraction re-counts the bytes it
+actually writes instead of trusting the headers.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import stat
+import tarfile
+import zipfile
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO
+
+from app.problems import Problem
+from prunekit.formats import ModelFormat
+
+ACCEPTED = (
+    "a SavedModel directory as .zip or .tar.gz (with saved_model.pb inside), "
+    "or a Keras 3 .keras file"
+)
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+GZIP_MAGIC = b"\x1f\x8b"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+KERAS_MEMBERS = {"config.json", "metadata.json"}
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_members: int
+    max_total_bytes: int
+    max_ratio: int
+
+
+@dataclass(frozen=True)
+class Member:
+    """An archive member reduced to what the checks need."""
+
+    name: str
+    size: int
+    is_dir: bool
+    is_file: bool
+    kind: str  # "file", "dir", "symlink", "hardlink", "special"
+
+
+def unsupported(detail: str) -> Problem:
+    return Problem(
+        415,
+        "unsupported-model-format",
+        "Unsupported model format",
+        f"{detail}. Accepted formats: {ACCEPTED}.",
+        accepted_formats=["saved_model (.zip, .tar.gz)", "keras (.keras)"],
+    )
+
+
+def unsafe(rule: str, detail: str) -> Problem:
+    return Problem(
+        422,
+        "unsafe-archive",
+        "Archive refused",
+        f"{detail}; pack the model directory with plain files only and upload again",
+        rule=rule,
+    )
+
+
+def corrupt(detail: str) -> Problem:
+    return Problem(
+        422,
+        "corrupt-upload",
+        "Upload is corrupt",
+        f"{detail}; check the file is complete and upload it again",
+    )
+
+
+def _check_name(name: str) -> PurePosixPath:
+    if "\x00" in name:
+        raise unsafe("bad_name", f"member name {name!r} contains a NUL byte")
+    if name.startswith(("/", "\\")) or (len(name) > 1 and name[1] == ":"):
+        raise unsafe("absolute_path", f"member {name!r} has an absolute path")
+    path = PurePosixPath(name.replace("\\", "/"))
+    if any(part == ".." for part in path.parts):
+        raise unsafe("path_traversal", f"member {name!r} points outside the archive ('..')")
+    return path
+
+
+def check_members(members: list[Member], archive_bytes: int, limits: Limits) -> None:
+    if len(members) > limits.max_members:
+        raise unsafe(
+            "too_many_members",
+            f"the archive has {len(members)} members, more than the limit of {limits.max_members}",
+        )
+    total = 0
+    for m in members:
+        _check_name(m.name)
+        if m.kind == "symlink":
+            raise unsafe("symlink", f"member {m.name!r} is a symbolic link")
+        if m.kind == "hardlink":
+            raise unsafe("hardlink", f"member {m.name!r} is a hard link")
+        if m.kind == "special":
+            raise unsafe("special_file", f"member {m.name!r} is a device, FIFO or socket")
+        total += m.size
+    if total > limits.max_total_bytes:
+        raise unsafe(
+            "uncompressed_too_large",
+            f"the archive unpacks to {total} bytes, more than the limit of "
+            f"{limits.max_total_bytes}",
+        )
+    if archive_bytes > 0 and total / archive_bytes > limits.max_ratio:
+        raise unsafe(
+            "compression_ratio",
+            f"the archive expands {total / archive_bytes:.0f}x, more than the limit of "
+            f"{limits.max_ratio}x (a zip bomb?)",
+        )
+
+
+def _zip_members(zf: zipfile.ZipFile) -> list[Member]:
+    out = []
+    for info in zf.infolist():
+        mode = (info.external_attr >> 16) & 0xFFFF
+        fmt = stat.S_IFMT(mode)
+        if fmt == stat.S_IFLNK:
+            kind = "symlink"
+        elif fmt and fmt not in (stat.S_IFREG, stat.S_IFDIR):
+            kind = "special"
+        elif info.is_dir():
+            kind = "dir"
+        else:
+            kind = "file"
+        out.append(Member(info.filename, info.file_size, info.is_dir(), kind == "file", kind))
+    return out
+
+
+def _tar_kind(m: tarfile.TarInfo) -> str:
+    if m.issym():
+        return "symlink"
+    if m.islnk():
+        return "hardlink"
+    if m.isdir():
+        return "dir"
+    if m.isfile():
+        return "file"
+    return "special"
+
+
+def _saved_model_root(members: list[Member]) -> str | None:
+    """The folder (``""`` for the root) holding ``saved_model.pb``, if exactly one does."""
+    roots = {
+        str(PurePosixPath(m.name.replace("\\", "/")).parent).removeprefix(".")
+        for m in members
+        if m.is_file and PurePosixPath(m.name.replace("\\", "/")).name == "saved_model.pb"
+    }
+    roots = {r.strip("/") for r in roots}
+    if len(roots) > 1:
+        raise unsupported(
+            f"the archive holds several SavedModels ({', '.join(sorted(roots))}); "
+            "upload one model per archive"
+        )
+    if not roots:
+        return None
+    root = roots.pop()
+    if root.count("/") > 0:
+        raise unsupported(
+            f"saved_model.pb is nested too deep ({root}/); put it at the archive root or in "
+            "one top-level folder"
+        )
+    return root
+
+
+@dataclass(frozen=True)
+class Detected:
+    format: ModelFormat
+    container: str  # "zip", "tar", "keras"
+
+
+def _open_zip(path: Path) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise corrupt(f"the zip archive could not be read ({exc})") from exc
+
+
+def detect(path: Path, head: bytes, limits: Limits) -> Detected:
+    """What the upload is, judged from its bytes (the file name is only a hint)."""
+    size = path.stat().st_size
+    if head.startswith(HDF5_MAGIC):
+        raise unsupported(
+            "legacy HDF5 (.h5) models are refused: Keras ignores safe_mode for them, so "
+            "loading one can run arbitrary code. Re-save it with model.save('model.keras')"
+        )
+    if head.startswith(ZIP_MAGIC):
+        with _open_zip(path) as zf:
+            members = _zip_members(zf)
+            check_members(members, size, limits)
+            if _saved_model_root(members) is not None:
+                return Detected(ModelFormat.SAVED_MODEL, "zip")
+            names = {m.name for m in members if m.is_file}
+            if names >= KERAS_MEMBERS:
+                _check_keras_config(zf)
+                return Detected(ModelFormat.KERAS, "keras")
+        raise unsupported(
+            "the zip archive holds neither saved_model.pb nor a Keras config.json + metadata.json"
+        )
+    if head.startswith(GZIP_MAGIC):
+        members = _tar_members(path)
+        check_members(members, size, limits)
+        if _saved_model_root(members) is not None:
+            return Detected(ModelFormat.SAVED_MODEL, "tar")
+        raise unsupported("the .tar.gz archive holds no saved_model.pb")
+    raise unsupported("the file is neither a zip, a .tar.gz nor a .keras file")
+
+
+def _check_keras_config(zf: zipfile.ZipFile) -> None:
+    info = zf.getinfo("config.json")
+    if info.file_size > 64 * 1024 * 1024:
+        raise unsafe("uncompressed_too_large", "the .keras config.json is over 64 MiB")
+    try:
+        config = json.loads(zf.read("config.json"))
+    except (ValueError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise corrupt(f"the .keras file's config.json is not valid JSON ({exc})") from exc
+    if not isinstance(config, dict) or "class_name" not in config:
+        raise corrupt("the .keras file's config.json does not describe a Keras model")
+
+
+def _tar_members(path: Path) -> list[Member]:
+    try:
+        with tarfile.open(path, "r:gz") as tf:
+            return [Member(m.name, m.size, m.isdir(), m.isfile(), _tar_kind(m)) for m in tf]
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
+        raise corrupt(f"the .tar.gz archive could not be read ({exc})") from exc
+
+
+def _copy_bounded(src: IO[bytes], dest: Path, budget: list[int], limits: Limits) -> None:
+    with dest.open("wb") as out:
+        while chunk := src.read(CHUNK):
+            budget[0] -= len(chunk)
+            if budget[0] < 0:
+                raise unsafe(
+                    "uncompressed_too_large",
+                    "the archive unpacks to more bytes than its headers declare and than "
+                    f"the limit of {limits.max_total_bytes}",
+                )
+            out.write(chunk)
+
+
+def _entries(path: Path, container: str) -> Iterator[tuple[str, bool, IO[bytes] | None]]:
+    if container == "zip":
+        with _open_zip(path) as zf:
+            for info in zf.infolist():
+                if info.is_dir():
+                    yield info.filename, True, None
+                else:
+                    with zf.open(info) as f:
+                        yield info.filename, False, f
+        return
+    with tarfile.open(path, "r:gz") as tf:
+        for m in tf:
+            if m.isdir():
+                yield m.name, True, None
+            elif m.isfile():
+                f = tf.extractfile(m)
+                if f is not None:
+                    with f:
+                        yield m.name, False, f
+
+
+def extract_saved_model(path: Path, container: str, dest: Path, limits: Limits) -> Path:
+    """Unpack the SavedModel folder of the archive into ``dest`` (created); return it."""
+    if container == "tar":
+        members = _tar_members(path)
+    else:
+        with _open_zip(path) as zf:
+            members = _zip_members(zf)
+    root = _saved_model_root(members) or ""
+    dest.mkdir(parents=True, exist_ok=False)
+    base = dest.resolve()
+    budget = [limits.max_total_bytes]
+    try:
+        for name, is_dir, fileobj in _entries(path, container):
+            rel = _check_name(name)
+            parts = [p for p in rel.parts if p not in ("", ".")]
+            if root:
+                if not parts or parts[0] != root:
+                    continue  # outside the model folder: not part of the model
+                parts = parts[1:]
+            if not parts:
+                continue
+            target = base.joinpath(*parts).resolve()
+            if base not in target.parents:
+                raise unsafe("path_traversal", f"member {name!r} resolves outside the model")
+            if is_dir:
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            assert fileobj is not None
+            _copy_bounded(fileobj, target, budget, limits)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError) as exc:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise corrupt(f"the archive could not be unpacked ({exc})") from exc
+    except Problem:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise
+    if not (dest / "saved_model.pb").is_file():
+        shutil.rmtree(dest, ignore_errors=True)
+        raise unsupported("saved_model.pb was not found after unpacking")
+    return dest

@@ -1,0 +1,35 @@
+"""What the API shows of a model."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from prunekit.formats import ModelFormat
+
+
+class Inspection(BaseModel):
+    """Filled in by a worker that loads the model (the API never does)."""
+
+    status: Literal["pending", "succeeded", "failed"]
+    details: dict[str, Any] | None = Field(
+        default=None, description="signatures, parameters, prunable weights, layers"
+    )
+    error: dict[str, Any] | None = None
+    finished_at: str | None = None
+
+
+class ModelOut(BaseModel):
+    id: str
+    filename: str
+    format: ModelFormat
+    size_bytes: int
+    sha256: str
+    created_at: str
+    inspection: Inspection
+
+
+class ModelList(BaseModel):
+    items: list[ModelOut]
+    next_after: str | None = None

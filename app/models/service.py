@@ -1,0 +1,90 @@
+"""Model uploads: receive, recognise, unpack, record, then ask a worker to inspect."""
+
+from __future__ import annotations
+
+import shutil
+from typing import Any
+
+from fastapi import Request
+
+from app import storage
+from app.models import archive, store
+from app.problems import Problem, not_found
+from app.records import new_id, now_iso
+from app.settings import get_settings
+from app.uploads import receive_file
+from prunekit.formats import ModelFormat
+from worker.celery_app import INSPECT_MODEL, enqueue
+
+MODEL_FILES = {ModelFormat.SAVED_MODEL: "saved_model", ModelFormat.KERAS: "model.keras"}
+
+
+def _limits() -> archive.Limits:
+    s = get_settings()
+    return archive.Limits(
+        max_members=s.max_archive_members,
+        max_total_bytes=s.max_extracted_bytes,
+        max_ratio=s.max_compression_ratio,
+    )
+
+
+async def upload(request: Request) -> dict[str, Any]:
+    settings = get_settings()
+    model_id = new_id()
+    scratch = storage.scratch_dir(f"upload-{model_id}-")
+    try:
+        received = await receive_file(
+            request, scratch / "upload", "file", settings.max_upload_bytes
+        )
+        detected = archive.detect(received.path, received.head, _limits())
+        staged = scratch / "model"
+        staged.mkdir()
+        target = staged / MODEL_FILES[detected.format]
+        if detected.container == "keras":
+            received.path.replace(target)
+        else:
+            archive.extract_saved_model(received.path, detected.container, target, _limits())
+        storage.publish(staged, storage.model_dir(model_id))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    record = {
+        "id": model_id,
+        "filename": received.filename,
+        "format": detected.format.value,
+        "size_bytes": received.size,
+        "sha256": received.sha256,
+        "created_at": now_iso(),
+        "path": storage.relative(storage.model_dir(model_id) / MODEL_FILES[detected.format]),
+        "inspection": {"status": "pending"},
+    }
+    store.create(record)  # the record exists before any worker hears of it
+    enqueue(INSPECT_MODEL, model_id)
+    return record
+
+
+def get_or_404(model_id: str) -> dict[str, Any]:
+    record = store.get(model_id)
+    if record is None:
+        raise not_found("model", model_id)
+    return record
+
+
+def list_models(limit: int, after: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    ids = store.list_ids(limit, after)
+    items = [r for r in (store.get(i) for i in ids) if r is not None]
+    return items, (ids[-1] if len(ids) == limit else None)
+
+
+def ensure_usable(record: dict[str, Any]) -> None:
+    """A job may use a model unless its inspection failed."""
+    inspection = record.get("inspection") or {}
+    if inspection.get("status") == "failed":
+        err = inspection.get("error") or {}
+        raise Problem(
+            422,
+            "model-unusable",
+            "Model failed inspection",
+            f"model {record['id']} could not be loaded by a worker: "
+            f"{err.get('message', 'unknown reason')}",
+            reason=err.get("reason"),
+        )

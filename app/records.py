@@ -1,0 +1,41 @@
+"""Shared helpers for records kept as Redis hashes (JSON-encoded field values)."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def encode(fields: dict[str, Any]) -> dict[str, str]:
+    """Hash fields: each value JSON-encoded, so types survive the round trip."""
+    return {k: json.dumps(v) for k, v in fields.items()}
+
+
+def decode(raw: dict[str, str]) -> dict[str, Any]:
+    return {k: json.loads(v) for k, v in raw.items()}
+
+
+def page_ids(r: Any, index_key: str, limit: int, after: str | None) -> list[str]:
+    """Ids from a sorted-set index, newest first, starting after the id ``after``."""
+    start = 0
+    if after is not None:
+        rank = r.zrevrank(index_key, after)
+        if rank is None:
+            return []
+        start = rank + 1
+    return list(r.zrevrange(index_key, start, start + limit - 1))

@@ -1,0 +1,65 @@
+"""Service settings, read from the environment once per process (API and worker alike)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    return int(raw) if raw else default
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    redis_url: str
+    key_prefix: str
+    queue: str
+    max_upload_bytes: int
+    max_archive_members: int
+    max_extracted_bytes: int
+    max_compression_ratio: int
+    worker_concurrency: int
+    task_soft_time_limit: int
+    task_time_limit: int
+    visibility_timeout: int
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(os.environ.get("PRUNEKIT_HOME", "var")).resolve()
+        max_upload = _int("PRUNEKIT_MAX_UPLOAD_BYTES", 2 * 1024**3)
+        soft = _int("PRUNEKIT_TASK_SOFT_TIME_LIMIT", 3600)
+        hard = _int("PRUNEKIT_TASK_TIME_LIMIT", soft + 300)
+        return cls(
+            home=home,
+            redis_url=os.environ.get("PRUNEKIT_REDIS_URL") or DEFAULT_REDIS_URL,
+            key_prefix=os.environ.get("PRUNEKIT_KEY_PREFIX", "prunekit"),
+            queue=os.environ.get("PRUNEKIT_QUEUE", "prunekit"),
+            max_upload_bytes=max_upload,
+            max_archive_members=_int("PRUNEKIT_MAX_ARCHIVE_MEMBERS", 10_000),
+            max_extracted_bytes=_int("PRUNEKIT_MAX_EXTRACTED_BYTES", 4 * max_upload),
+            max_compression_ratio=_int("PRUNEKIT_MAX_COMPRESSION_RATIO", 200),
+            worker_concurrency=_int("PRUNEKIT_WORKER_CONCURRENCY", 2),
+            task_soft_time_limit=soft,
+            task_time_limit=hard,
+            visibility_timeout=_int("PRUNEKIT_VISIBILITY_TIMEOUT", hard + 600),
+        )
+
+    @property
+    def artifacts_dir(self) -> Path:
+        return self.home / "artifacts"
+
+    @property
+    def tmp_dir(self) -> Path:
+        return self.home / "tmp"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings.from_env()

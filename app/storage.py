@@ -1,0 +1,67 @@
+"""Where artifacts live on disk: uploads, normalised models, job outputs.
+
+Records hold paths relative to the artifacts root, so the root can move (and later become
+an object store) without rewriting records.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+import tempfile
+from pathlib import Path
+
+from app.settings import get_settings
+
+CHUNK = 1 << 20
+
+
+def artifacts_root() -> Path:
+    root = get_settings().artifacts_dir
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def resolve(relative: str) -> Path:
+    """Absolute path of a stored artifact; refuses anything that escapes the root."""
+    root = artifacts_root().resolve()
+    path = (root / relative).resolve()
+    if root != path and root not in path.parents:
+        raise ValueError(f"artifact path escapes the store: {relative!r}")
+    return path
+
+
+def model_dir(model_id: str) -> Path:
+    return artifacts_root() / "models" / model_id
+
+
+def job_dir(job_id: str) -> Path:
+    return artifacts_root() / "jobs" / job_id
+
+
+def relative(path: Path) -> str:
+    return path.resolve().relative_to(artifacts_root().resolve()).as_posix()
+
+
+def scratch_dir(prefix: str) -> Path:
+    """A fresh private directory on the same filesystem as the store (for atomic renames)."""
+    tmp = get_settings().tmp_dir
+    tmp.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=prefix, dir=tmp))
+
+
+def publish(src: Path, dest: Path) -> Path:
+    """Move a finished directory into place atomically (replacing an older one)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        shutil.rmtree(dest)
+    src.replace(dest)
+    return dest
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(CHUNK):
+            h.update(chunk)
+    return h.hexdigest()

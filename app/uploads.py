@@ -1,0 +1,174 @@
+"""Streaming multipart uploads straight to disk.
+
+The request body is parsed as it arrives (python-multipart's streaming parser): the file
+part is written chunk by chunk to its destination while its SHA-256 is computed, and the
+size cap is enforced as bytes arrive, so a large or hostile upload never sits in memory and
+an oversized one is refused (413) without reading it all.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath, PureWindowsPath
+from typing import IO
+
+from fastapi import Request
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from app.problems import Problem
+
+HEAD_BYTES = 512
+
+
+@dataclass
+class ReceivedFile:
+    filename: str
+    path: Path
+    size: int
+    sha256: str
+    head: bytes  # the first bytes, for format sniffing
+
+
+def too_large(max_bytes: int) -> Problem:
+    return Problem(
+        413,
+        "upload-too-large",
+        "Upload too large",
+        f"the upload exceeds the limit of {max_bytes} bytes "
+        "(PRUNEKIT_MAX_UPLOAD_BYTES on the server)",
+        limit_bytes=max_bytes,
+    )
+
+
+def safe_filename(raw: str) -> str:
+    """The last path component of a client-supplied file name, never empty."""
+    name = PureWindowsPath(PurePosixPath(raw).name).name.strip().replace("\x00", "")
+    return name[:255] or "upload"
+
+
+class _Receiver:
+    def __init__(self, field: str, dest: Path, max_bytes: int) -> None:
+        self.field = field
+        self.dest = dest
+        self.max_bytes = max_bytes
+        self.headers: dict[bytes, bytes] = {}
+        self._hname = b""
+        self._hvalue = b""
+        self.file: IO[bytes] | None = None
+        self.writing = False
+        self.found = False
+        self.filename = ""
+        self.size = 0
+        self.head = b""
+        self.hash = hashlib.sha256()
+        self.too_large = False
+
+    # header callbacks
+    def on_part_begin(self) -> None:
+        self.headers = {}
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._hname += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._hvalue += data[start:end]
+
+    def on_header_end(self) -> None:
+        self.headers[self._hname.lower()] = self._hvalue
+        self._hname = b""
+        self._hvalue = b""
+
+    def on_headers_finished(self) -> None:
+        _, params = parse_options_header(self.headers.get(b"content-disposition", b""))
+        name = params.get(b"name", b"").decode("utf-8", "replace")
+        filename = params.get(b"filename")
+        if name == self.field and filename is not None and not self.found:
+            self.found = True
+            self.writing = True
+            self.filename = safe_filename(filename.decode("utf-8", "replace"))
+            self.file = self.dest.open("wb")
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if not self.writing or self.too_large:
+            return
+        chunk = data[start:end]
+        self.size += len(chunk)
+        if self.size > self.max_bytes:
+            self.too_large = True
+            return
+        if len(self.head) < HEAD_BYTES:
+            self.head += chunk[: HEAD_BYTES - len(self.head)]
+        self.hash.update(chunk)
+        assert self.file is not None
+        self.file.write(chunk)
+
+    def on_part_end(self) -> None:
+        if self.writing:
+            self.writing = False
+            assert self.file is not None
+            self.file.close()
+
+    def close(self) -> None:
+        if self.file is not None and not self.file.closed:
+            self.file.close()
+
+
+async def receive_file(request: Request, dest: Path, field: str, max_bytes: int) -> ReceivedFile:
+    """Stream the multipart field ``field`` of ``request`` into ``dest``."""
+    ctype, params = parse_options_header(request.headers.get("content-type", ""))
+    if ctype != b"multipart/form-data" or b"boundary" not in params:
+        raise Problem(
+            415,
+            "multipart-required",
+            "multipart/form-data required",
+            f"send the file as multipart/form-data in the field {field!r}, "
+            f"e.g. curl -F {field}=@model.zip",
+        )
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
+        raise too_large(max_bytes)
+    rx = _Receiver(field, dest, max_bytes)
+    parser = MultipartParser(
+        params[b"boundary"],
+        {  # type: ignore[arg-type]
+            "on_part_begin": rx.on_part_begin,
+            "on_header_field": rx.on_header_field,
+            "on_header_value": rx.on_header_value,
+            "on_header_end": rx.on_header_end,
+            "on_headers_finished": rx.on_headers_finished,
+            "on_part_data": rx.on_part_data,
+            "on_part_end": rx.on_part_end,
+        },
+    )
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            if rx.too_large:
+                raise too_large(max_bytes)
+        parser.finalize()
+    except Problem:
+        rx.close()
+        dest.unlink(missing_ok=True)
+        raise
+    except Exception as exc:
+        rx.close()
+        dest.unlink(missing_ok=True)
+        raise Problem(
+            400,
+            "malformed-multipart",
+            "Malformed multipart body",
+            f"the multipart body could not be parsed ({exc}); send it with curl -F {field}=@FILE",
+        ) from exc
+    rx.close()
+    if not rx.found:
+        dest.unlink(missing_ok=True)
+        raise Problem(
+            422,
+            "validation-error",
+            "Request validation failed",
+            f"the multipart field {field!r} with a file is missing; "
+            f"send it with curl -F {field}=@FILE",
+            errors=[{"field": f"body.{field}", "message": "Field required", "type": "missing"}],
+        )
+    return ReceivedFile(rx.filename, dest, rx.size, rx.hash.hexdigest(), rx.head)

@@ -1,0 +1,36 @@
+"""What a worker learns about an uploaded model by loading it (the API never loads models)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prunekit.formats import ModelFormat
+from prunekit.metrics.sparsity import parameter_counts
+from prunekit.model import load_model
+
+
+def inspect_model(path: Path, fmt: ModelFormat | str) -> dict[str, Any]:
+    """Load the model and describe it: signatures, parameters, prunable weights, layers."""
+    model = load_model(path, fmt)
+    weights = model.weights()
+    prunable = model.prunable_weights()
+    info: dict[str, Any] = {
+        "format": model.format.value,
+        "signatures": {k: s.as_dict() for k, s in model.signatures().items()},
+        "parameters": {
+            **parameter_counts(w.numpy() for w in weights),
+            "trainable": sum(w.size for w in weights if w.trainable),
+            "prunable": sum(w.size for w in prunable),
+        },
+        "prunable_weights": [
+            {"name": w.name, "layer": w.layer, "shape": list(w.shape)} for w in prunable
+        ],
+        "has_keras_graph": model.keras_model is not None,
+    }
+    if model.keras_model is not None:
+        info["layers"] = [
+            {"name": layer.name, "class_name": type(layer).__name__}
+            for layer in model.keras_model.layers
+        ]
+    return info

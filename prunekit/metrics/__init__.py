@@ -1,0 +1,1 @@
+"""Metrics the engine reports about models: sizes, parameter counts, sparsity."""

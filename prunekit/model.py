@@ -1,0 +1,322 @@
+"""Loading, inspecting and saving models: one handle over `.keras` files and SavedModels.
+
+``LoadedModel`` hides the format: the engine asks it for the prunable weights, runs it on
+arrays and saves it back in the format it came in. Prunable weights are the kernels
+(rank >= 2: Dense, Conv, Depthwise...) of the model; never biases or normalisation
+parameters, and embeddings only when asked.
+
+SavedModels are handled through their signatures: the variables that
+``signatures[...].trainable_variables`` captures are the model's weights, which works for
+Keras 3 exports, tf_keras models and plain ``tf.Module`` objects alike.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from prunekit.errors import ModelLoadError, SpecError
+from prunekit.formats import ModelFormat
+
+EMBEDDING_PATTERN = re.compile(r"embedding", re.IGNORECASE)
+
+
+@dataclass
+class Weight:
+    """One variable of the model, addressed by a stable, unique name like ``dense_1/kernel``."""
+
+    name: str
+    layer: str
+    variable: Any
+    trainable: bool
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(int(d) for d in self.variable.shape)
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def numpy(self) -> np.ndarray:
+        return np.asarray(self.variable.numpy())
+
+    def assign(self, value: np.ndarray) -> None:
+        self.variable.assign(np.asarray(value, dtype=self.numpy().dtype))
+
+    @property
+    def tf_variable(self) -> tf.Variable:
+        """The underlying ``tf.Variable`` (Keras 3 variables wrap one)."""
+        return getattr(self.variable, "value", self.variable)
+
+
+@dataclass
+class TensorInfo:
+    name: str
+    shape: list[int | None]
+    dtype: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "shape": self.shape, "dtype": self.dtype}
+
+
+@dataclass
+class Signature:
+    name: str
+    inputs: list[TensorInfo]
+    outputs: list[TensorInfo]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "inputs": [t.as_dict() for t in self.inputs],
+            "outputs": [t.as_dict() for t in self.outputs],
+        }
+
+
+def _clean_name(name: str) -> str:
+    return name[:-2] if name.endswith(":0") else name
+
+
+def _layer_of(name: str) -> str:
+    return name.rsplit("/", 1)[0] if "/" in name else name
+
+
+def _unique_names(names: Iterable[str]) -> list[str]:
+    seen: dict[str, int] = {}
+    out = []
+    for n in names:
+        if n in seen:
+            seen[n] += 1
+            out.append(f"{n}_{seen[n]}")
+        else:
+            seen[n] = 0
+            out.append(n)
+    return out
+
+
+def _spec_info(name: str, spec: Any) -> TensorInfo:
+    shape = [None if d is None else int(d) for d in spec.shape]
+    dtype = spec.dtype if isinstance(spec.dtype, str) else spec.dtype.name
+    return TensorInfo(name=name, shape=shape, dtype=dtype)
+
+
+@dataclass
+class LoadedModel:
+    """A model in memory, with the format it came in."""
+
+    format: ModelFormat
+    keras_model: keras.Model | None = None
+    saved_object: Any | None = None
+    notes: list[str] = field(default_factory=list)
+
+    # ----------------------------------------------------------------- weights
+    def weights(self) -> list[Weight]:
+        """Every variable of the model, deduplicated, with unique names."""
+        if self.keras_model is not None:
+            trainable_ids = {id(v) for v in self.keras_model.trainable_weights}
+            variables = list(self.keras_model.weights)
+            raw_names = [_clean_name(getattr(v, "path", v.name)) for v in variables]
+            names = _unique_names(raw_names)
+            return [
+                Weight(n, _layer_of(n), v, id(v) in trainable_ids)
+                for n, v in zip(names, variables, strict=True)
+            ]
+        variables, trainable_ids = self._signature_variables()
+        names = _unique_names(_clean_name(v.name) for v in variables)
+        return [
+            Weight(n, _layer_of(n), v, id(v) in trainable_ids)
+            for n, v in zip(names, variables, strict=True)
+        ]
+
+    def _signature_variables(self) -> tuple[list[Any], set[int]]:
+        obj = self.saved_object
+        seen: dict[int, Any] = {}
+        trainable: set[int] = set()
+        for fn in obj.signatures.values():
+            for v in fn.trainable_variables:
+                seen.setdefault(id(v), v)
+                trainable.add(id(v))
+            for v in fn.variables:
+                seen.setdefault(id(v), v)
+        return list(seen.values()), trainable
+
+    def prunable_weights(
+        self, exclude: Sequence[str] = (), include_embeddings: bool = False
+    ) -> list[Weight]:
+        """Kernels (rank >= 2, trainable) whose names match none of the ``exclude`` regexes."""
+        patterns = [re.compile(p) for p in exclude]
+        out = []
+        for w in self.weights():
+            if not w.trainable or len(w.shape) < 2:
+                continue
+            if not include_embeddings and EMBEDDING_PATTERN.search(w.name):
+                continue
+            if any(p.search(w.name) or p.search(w.layer) for p in patterns):
+                continue
+            out.append(w)
+        return out
+
+    def prunable_or_raise(
+        self, exclude: Sequence[str] = (), include_embeddings: bool = False
+    ) -> list[Weight]:
+        found = self.prunable_weights(exclude, include_embeddings)
+        if not found:
+            hint = " (every kernel matched an `exclude` pattern)" if exclude else ""
+            raise SpecError(
+                "the model has no prunable weights: no trainable kernel of rank >= 2"
+                f"{hint}. Dense and convolution kernels are what pruning removes."
+            )
+        return found
+
+    # -------------------------------------------------------------- signatures
+    def signatures(self) -> dict[str, Signature]:
+        if self.keras_model is not None:
+            m = self.keras_model
+            inputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.inputs)]
+            outputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.outputs)]
+            return {"keras": Signature("keras", inputs, outputs)}
+        out = {}
+        for key, fn in self.saved_object.signatures.items():
+            _, kwargs = fn.structured_input_signature
+            inputs = [_spec_info(k, s) for k, s in sorted(kwargs.items())]
+            outputs = [_spec_info(k, s) for k, s in sorted(fn.structured_outputs.items())]
+            out[key] = Signature(key, inputs, outputs)
+        return out
+
+    def primary_signature(self) -> Signature:
+        sigs = self.signatures()
+        if "serving_default" in sigs:
+            return sigs["serving_default"]
+        if not sigs:
+            raise ModelLoadError(
+                "the SavedModel has no signatures; export it with a serving signature "
+                "(keras: model.export(path); TF: tf.saved_model.save(obj, path, signatures=...))",
+                reason="no_signature",
+            )
+        return next(iter(sigs.values()))
+
+    # ------------------------------------------------------------------ running
+    def predict(self, x: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """Run the model on one input array and return its first output as numpy."""
+        outs = []
+        for start in range(0, len(x), batch_size):
+            outs.append(np.asarray(self.call(x[start : start + batch_size], training=False)))
+        return np.concatenate(outs, axis=0) if outs else np.zeros((0,))
+
+    def call(self, x: Any, training: bool = False) -> Any:
+        """Differentiable forward pass (a tensor in, the first output tensor out)."""
+        if self.keras_model is not None:
+            out = self.keras_model(x, training=training)
+            return out[0] if isinstance(out, list | tuple) else out
+        sig = self.primary_signature()
+        fn = self.saved_object.signatures[sig.name]
+        if len(sig.inputs) != 1:
+            raise SpecError(
+                f"signature {sig.name!r} takes {len(sig.inputs)} inputs; metrics and "
+                "fine-tuning support single-input models"
+            )
+        spec = sig.inputs[0]
+        result = fn(**{spec.name: tf.cast(x, spec.dtype)})
+        return result[sig.outputs[0].name]
+
+    # ------------------------------------------------------------------- saving
+    def save(self, path: Path) -> Path:
+        """Save in the input's format: a ``.keras`` file or a SavedModel directory."""
+        path = Path(path)
+        if self.format is ModelFormat.KERAS:
+            assert self.keras_model is not None
+            self.keras_model.save(path)
+            return path
+        obj = self.saved_object
+        self._drop_unused_variable_copies()
+        tf.saved_model.save(obj, str(path), signatures=dict(obj.signatures))
+        return path
+
+    def _drop_unused_variable_copies(self) -> None:
+        """Keras 3 ``model.export`` also tracks a second copy of every variable in
+        ``_all_variables``, used by no function. Saved as is, a pruned model would carry the
+        dense copy; drop the list when none of its variables is captured by a signature."""
+        obj = self.saved_object
+        extra = getattr(obj, "_all_variables", None)
+        if not extra:
+            return
+        used, _ = self._signature_variables()
+        used_ids = {id(v) for v in used}
+        if not any(id(v) in used_ids for v in extra):
+            obj._all_variables = []
+            self.notes.append(
+                "dropped the unused duplicate variable copy (`_all_variables`) that Keras 3 "
+                "exports keep; the saved model holds each weight once"
+            )
+
+
+def _as_list(x: Any) -> list[Any]:
+    return list(x) if isinstance(x, list | tuple) else [x]
+
+
+def _keras_tensor_name(t: Any) -> str:
+    name = getattr(t, "name", "") or ""
+    return _clean_name(name)
+
+
+def load_model(path: Path, fmt: ModelFormat | str) -> LoadedModel:
+    """Load a `.keras` file (``safe_mode=True``: no arbitrary code) or a SavedModel directory."""
+    fmt = ModelFormat(fmt)
+    path = Path(path)
+    if fmt is ModelFormat.KERAS:
+        try:
+            model = keras.saving.load_model(path, compile=True, safe_mode=True)
+        except Exception as first:
+            try:
+                model = keras.saving.load_model(path, compile=False, safe_mode=True)
+            except Exception as exc:
+                raise ModelLoadError(_keras_load_message(exc)) from exc
+            loaded = LoadedModel(ModelFormat.KERAS, keras_model=model)
+            loaded.notes.append(f"loaded without its compile config ({first}); loss inferred")
+            return loaded
+        return LoadedModel(ModelFormat.KERAS, keras_model=model)
+    try:
+        obj = tf.saved_model.load(str(path))
+    except Exception as exc:
+        raise ModelLoadError(_saved_model_load_message(exc)) from exc
+    loaded = LoadedModel(ModelFormat.SAVED_MODEL, saved_object=obj)
+    loaded.primary_signature()  # raises a clear error when there is none
+    return loaded
+
+
+def _keras_load_message(exc: Exception) -> str:
+    text = str(exc)
+    if "safe_mode" in text or "Lambda" in text:
+        return (
+            "the .keras file contains a Lambda layer or other code that would run on load; "
+            "prunekit loads models with safe_mode=True and refuses to execute embedded code. "
+            "Replace the Lambda with built-in layers and upload again."
+        )
+    if "Could not locate" in text or "Unknown" in text or "custom" in text.lower():
+        return (
+            "the .keras file uses a custom class that is not built into Keras "
+            f"({text.splitlines()[0][:300]}). Only models made of built-in Keras layers "
+            "can be loaded safely; export a SavedModel instead if you need custom layers."
+        )
+    return f"the .keras file could not be loaded: {text.splitlines()[0][:500] if text else exc!r}"
+
+
+def _saved_model_load_message(exc: Exception) -> str:
+    text = str(exc)
+    if "Op type not registered" in text or "not registered" in text:
+        return (
+            "the SavedModel needs custom TensorFlow ops that this worker does not have "
+            f"({text.splitlines()[0][:300]}). Export it with built-in ops only."
+        )
+    first = text.splitlines()[0][:500] if text else repr(exc)
+    return f"the SavedModel could not be loaded: {first}"

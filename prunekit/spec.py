@@ -1,0 +1,51 @@
+"""The engine's job spec: which strategy with which parameters, and on what.
+
+The service stores this (normalised: canonical strategy name, defaults filled in) as the
+job's ``spec``; the engine reads it back unchanged.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from prunekit.strategies import StrategyParams, parse_params
+
+
+class FineTune(BaseModel):
+    """Masked fine-tuning after (or during) pruning, on the job's dataset."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(default=1, ge=0, le=1000)
+    batch_size: int = Field(default=64, ge=1, le=65536)
+    learning_rate: float = Field(default=1e-3, gt=0, le=10)
+    optimizer: str = Field(default="adam", pattern="^(adam|sgd|rmsprop|adamw)$")
+
+
+class PruneSpec(BaseModel):
+    """A complete, validated pruning request (everything but the model and data files)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    strategy: dict[str, Any] = Field(description="Strategy name and its parameters.")
+    fine_tune: FineTune | None = None
+    exclude: list[str] = Field(
+        default_factory=list, description="Regexes on layer/weight names never to prune."
+    )
+    seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+
+    @field_validator("exclude")
+    @classmethod
+    def _regexes_compile(cls, v: list[str]) -> list[str]:
+        for i, pattern in enumerate(v):
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"exclude[{i}] is not a valid regular expression: {exc}") from exc
+        return v
+
+    def strategy_params(self) -> StrategyParams:
+        return parse_params(self.strategy)
