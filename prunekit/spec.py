@@ -11,6 +11,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from prunekit.losses import LossName
 from prunekit.strategies import StrategyParams, parse_params
 
 
@@ -25,6 +26,16 @@ class FineTune(BaseModel):
     optimizer: str = Field(default="adam", pattern="^(adam|sgd|rmsprop|adamw)$")
 
 
+class Preprocessing(BaseModel):
+    """Applied to the dataset's inputs before training and evaluation."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rescale: float | None = Field(
+        default=None, gt=0, description="Multiply inputs by this, e.g. 0.00392156862745098 (1/255)."
+    )
+
+
 class PruneSpec(BaseModel):
     """A complete, validated pruning request (everything but the model and data files)."""
 
@@ -36,6 +47,11 @@ class PruneSpec(BaseModel):
         default_factory=list, description="Regexes on layer/weight names never to prune."
     )
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
+    preprocessing: Preprocessing | None = None
+    loss: LossName = Field(
+        default=LossName.AUTO,
+        description="auto: the model's compiled loss, else inferred from labels and outputs.",
+    )
 
     @field_validator("exclude")
     @classmethod

@@ -1,0 +1,83 @@
+"""Which loss a job trains and evaluates with.
+
+The model's compiled loss when it has one; otherwise inferred from labels and outputs:
+integer labels + several outputs -> sparse categorical cross-entropy (logits unless the
+outputs already are probabilities), one-hot labels -> categorical, one sigmoid-like output
+with 0/1 labels -> binary cross-entropy, float targets -> mean squared error. The job spec
+can override it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+
+import numpy as np
+
+
+class LossName(StrEnum):
+    AUTO = "auto"
+    SPARSE_CATEGORICAL = "sparse_categorical_crossentropy"
+    CATEGORICAL = "categorical_crossentropy"
+    BINARY = "binary_crossentropy"
+    MSE = "mean_squared_error"
+
+
+CLASSIFICATION = {LossName.SPARSE_CATEGORICAL, LossName.CATEGORICAL, LossName.BINARY}
+
+
+@dataclass(frozen=True)
+class LossSpec:
+    name: LossName
+    from_logits: bool = False
+
+    @property
+    def is_classification(self) -> bool:
+        return self.name in CLASSIFICATION
+
+
+def _are_probabilities(outputs: np.ndarray) -> bool:
+    if outputs.size == 0 or outputs.min() < 0 or outputs.max() > 1:
+        return False
+    if outputs.ndim >= 2 and outputs.shape[-1] > 1:
+        return bool(np.allclose(outputs.sum(axis=-1), 1.0, atol=1e-3))
+    return True
+
+
+def _integral(y: np.ndarray) -> bool:
+    return y.dtype.kind in "biu" or bool(np.all(np.equal(np.mod(y, 1), 0)))
+
+
+def infer_loss(y: np.ndarray, outputs: np.ndarray) -> LossSpec:
+    """Guess the loss from labels ``y`` and the model's outputs on a few samples."""
+    out_dim = outputs.shape[-1] if outputs.ndim >= 2 else 1
+    probs = _are_probabilities(outputs)
+    y_flat_ok = y.ndim == 1 or (y.ndim == 2 and y.shape[-1] == 1)
+    if y_flat_ok and _integral(y) and out_dim > 1:
+        return LossSpec(LossName.SPARSE_CATEGORICAL, from_logits=not probs)
+    if y.ndim == 2 and y.shape[-1] == out_dim > 1 and set(np.unique(y)) <= {0, 1}:
+        return LossSpec(LossName.CATEGORICAL, from_logits=not probs)
+    if out_dim == 1 and y_flat_ok and set(np.unique(y)) <= {0, 1}:
+        return LossSpec(LossName.BINARY, from_logits=not probs)
+    return LossSpec(LossName.MSE)
+
+
+def from_keras_compiled(loss: object) -> LossSpec | None:
+    """The LossSpec matching a compiled Keras loss (a string or a loss object), if known."""
+    if loss is None:
+        return None
+    if isinstance(loss, str):
+        name, from_logits = loss, False
+    else:
+        cfg = getattr(loss, "get_config", dict)()
+        name = cfg.get("name") or type(loss).__name__
+        from_logits = bool(cfg.get("from_logits", False))
+    key = name.lower().replace("_", "")
+    table = {
+        "sparsecategoricalcrossentropy": LossName.SPARSE_CATEGORICAL,
+        "categoricalcrossentropy": LossName.CATEGORICAL,
+        "binarycrossentropy": LossName.BINARY,
+        "meansquarederror": LossName.MSE,
+        "mse": LossName.MSE,
+    }
+    return LossSpec(table[key], from_logits) if key in table else None

@@ -1,0 +1,77 @@
+"""Dataset archives and loss inference."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from prunekit.data import DatasetError, describe, input_mismatch, load_npz, npz_header
+from prunekit.losses import LossName, infer_loss
+
+
+def _npz(path: Path, **arrays: np.ndarray) -> Path:
+    np.savez_compressed(path, **arrays)
+    return path
+
+
+def test_header_and_describe_without_loading(tmp_path: Path) -> None:
+    path = _npz(
+        tmp_path / "d.npz",
+        x_train=np.zeros((10, 28, 28), "uint8"), y_train=np.zeros(10, "int64"),
+        x_test=np.zeros((4, 28, 28), "uint8"), y_test=np.zeros(4, "int64"),
+    )  # fmt: skip
+    info = describe(npz_header(path))
+    assert info["train"] == {
+        "samples": 10, "x_shape": [28, 28], "x_dtype": "uint8", "y_shape": [], "y_dtype": "int64"
+    }  # fmt: skip
+    assert info["test"]["samples"] == 4 and "val" not in info
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"x_train": np.zeros((3, 2))}, "y_train"),
+        ({"x_train": np.zeros((3, 2)), "y_train": np.zeros(2)}, "samples"),
+        ({"x_train": np.zeros((3, 2)), "y_train": np.zeros(3), "x_val": np.zeros((1, 2))}, "pairs"),
+        ({"x_train": np.zeros((3, 2)), "y_train": np.zeros(3), "z": np.zeros(1)}, "unexpected"),
+        ({"x_train": np.array([{"a": 1}] * 3, dtype=object), "y_train": np.zeros(3)}, "pickle"),
+    ],
+)
+def test_bad_archives_rejected(tmp_path: Path, arrays: dict, message: str) -> None:
+    path = tmp_path / "bad.npz"
+    np.savez(path, **arrays)  # object arrays are pickled by savez
+    with pytest.raises(DatasetError, match=message):
+        npz_header(path)
+
+
+def test_not_a_zip(tmp_path: Path) -> None:
+    path = tmp_path / "x.npz"
+    path.write_bytes(b"nope")
+    with pytest.raises(DatasetError):
+        npz_header(path)
+
+
+def test_load_rescales(tmp_path: Path) -> None:
+    path = _npz(tmp_path / "d.npz", x_train=np.full((2, 3), 255, "uint8"), y_train=np.arange(2))
+    ds = load_npz(path, rescale=1 / 255)
+    assert ds.train.x.dtype == np.float32 and np.allclose(ds.train.x, 1.0)
+    assert ds.held_out() is None
+
+
+def test_input_mismatch() -> None:
+    assert input_mismatch([28, 28], [None, 28, 28]) is None
+    assert "expects" in (input_mismatch([28, 28], [None, 784]) or "")
+
+
+def test_infer_loss() -> None:
+    labels = np.array([0, 2, 1])
+    logits = np.array([[2.0, -1.0, 0.5], [0.1, 3.0, -2.0], [1.0, 1.0, 1.0]])
+    probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
+    assert infer_loss(labels, logits).name is LossName.SPARSE_CATEGORICAL
+    assert infer_loss(labels, logits).from_logits
+    assert not infer_loss(labels, probs).from_logits
+    assert infer_loss(np.eye(3)[labels], probs).name is LossName.CATEGORICAL
+    assert infer_loss(np.array([0, 1, 1]), np.array([[0.2], [0.9], [0.6]])).name is LossName.BINARY
+    assert infer_loss(np.array([0.3, 1.7]), np.array([[0.1], [2.0]])).name is LossName.MSE
