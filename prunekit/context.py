@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from prunekit.data import Dataset
+from prunekit.losses import LossSpec
 from prunekit.model import LoadedModel, Weight
 from prunekit.progress import NullReporter, Reporter
 from prunekit.spec import PruneSpec
@@ -27,7 +29,8 @@ class PruningContext:
     model: LoadedModel
     spec: PruneSpec
     reporter: Reporter = field(default_factory=NullReporter)
-    data: Any | None = None  # a prunekit dataset, when the job has one
+    data: Dataset | None = None  # preprocessed (rescaled) when the job has a dataset
+    loss: LossSpec | None = None  # resolved by the pipeline when there is data
     _prunable: list[Weight] | None = None
 
     @property

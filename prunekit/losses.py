@@ -81,3 +81,28 @@ def from_keras_compiled(loss: object) -> LossSpec | None:
         "mse": LossName.MSE,
     }
     return LossSpec(table[key], from_logits) if key in table else None
+
+
+def resolve_loss(
+    requested: LossName | str, compiled: object | None, y: np.ndarray, outputs: np.ndarray
+) -> LossSpec:
+    """The spec's loss if given, else the model's compiled loss, else one inferred."""
+    requested = LossName(requested)
+    if requested is not LossName.AUTO:
+        if requested in (LossName.SPARSE_CATEGORICAL, LossName.CATEGORICAL, LossName.BINARY):
+            return LossSpec(requested, from_logits=not _are_probabilities(outputs))
+        return LossSpec(requested)
+    return from_keras_compiled(compiled) or infer_loss(y, outputs)
+
+
+def keras_loss(spec: LossSpec) -> object:
+    """A Keras loss object for ``spec`` (imports Keras on first use)."""
+    import keras
+
+    if spec.name is LossName.SPARSE_CATEGORICAL:
+        return keras.losses.SparseCategoricalCrossentropy(from_logits=spec.from_logits)
+    if spec.name is LossName.CATEGORICAL:
+        return keras.losses.CategoricalCrossentropy(from_logits=spec.from_logits)
+    if spec.name is LossName.BINARY:
+        return keras.losses.BinaryCrossentropy(from_logits=spec.from_logits)
+    return keras.losses.MeanSquaredError()

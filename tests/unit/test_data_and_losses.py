@@ -75,3 +75,19 @@ def test_infer_loss() -> None:
     assert infer_loss(np.eye(3)[labels], probs).name is LossName.CATEGORICAL
     assert infer_loss(np.array([0, 1, 1]), np.array([[0.2], [0.9], [0.6]])).name is LossName.BINARY
     assert infer_loss(np.array([0.3, 1.7]), np.array([[0.1], [2.0]])).name is LossName.MSE
+
+
+def test_resolve_loss_precedence() -> None:
+    import keras
+
+    from prunekit.losses import LossSpec, keras_loss, resolve_loss
+
+    y, logits = np.array([0, 1]), np.array([[3.0, -1.0], [0.0, 2.0]])
+    compiled = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    assert resolve_loss("auto", compiled, y, logits) == LossSpec(LossName.SPARSE_CATEGORICAL, True)
+    assert resolve_loss("auto", None, y, logits).name is LossName.SPARSE_CATEGORICAL
+    assert resolve_loss("mean_squared_error", compiled, y, logits).name is LossName.MSE
+    loss = keras_loss(LossSpec(LossName.SPARSE_CATEGORICAL, True))
+    assert float(loss(y, logits)) == pytest.approx(
+        float(np.mean(-np.log(np.exp(logits[[0, 1], [0, 1]]) / np.exp(logits).sum(-1))))
+    )
