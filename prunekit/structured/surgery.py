@@ -29,6 +29,7 @@ from prunekit.structured.graph import (
     Note,
     _functional_of,
     _is_nested_model,
+    _producer_name,
 )
 
 
@@ -122,21 +123,27 @@ def apply_pruning(
 
         return keras.models.clone_model(m, input_tensors=input_tensors, clone_function=clone_layer)
 
-    def nested_inputs(layer: keras.Model, path: str) -> Any:
+    def nested_inputs(layer: keras.Model, path: str | None) -> Any:
+        """New ``Input`` s for (nested) model ``layer``: pruned widths, original names."""
         fn = _functional_of(layer)
-        layouts = graph.nested_inputs.get(path)
-        if fn is None or layouts is None:
+        if fn is None:
+            return None
+        layouts = graph.nested_inputs.get(path or "", [None] * len(fn.inputs))
+        if path is not None and path not in graph.nested_inputs:
             return None
         new = []
         for t, lay in zip(fn.inputs, layouts, strict=True):
             shape = list(t.shape)
-            shape[-1] = shape[-1] - _layout_removed(graph, lay, drops)
-            new.append(keras.Input(batch_shape=tuple(shape), dtype=t.dtype, name=t.name))
+            if lay is not None:
+                shape[-1] = shape[-1] - _layout_removed(graph, lay, drops)
+            name = _producer_name(t)
+            new.append(keras.Input(batch_shape=tuple(shape), dtype=t.dtype, name=name))
         if type(layer) is keras.Sequential:
             return new[0]
         return keras.tree.pack_sequence_as(layer.input, new)
 
-    new_model = clone(model, "")
+    top_inputs = None if type(model) is keras.Sequential else nested_inputs(model, None)
+    new_model = clone(model, "", top_inputs)
 
     for path, old, new in pairs:
         if not old.weights:
