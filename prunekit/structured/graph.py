@@ -545,7 +545,7 @@ class _Builder:
                 raise _Unsupported("channels_first data format")
             return [self.flatten(x, in_shapes[0])]
         if _cls("Reshape") is cls:
-            out = self.visit_reshape(x, in_shapes[0], out_shapes[0])
+            out = self.visit_reshape(op, x, in_shapes[0], out_shapes[0])
             if out is not None:
                 # target_shape[-1] is a channel count: surgery must rewrite it.
                 prev = self.reshapes.get(path)
@@ -690,12 +690,17 @@ class _Builder:
 
     def visit_reshape(
         self,
+        op: Any,
         x: Layout | None,
         in_shape: tuple[int | None, ...],
         out_shape: tuple[int | None, ...],
     ) -> Layout | None:
         if x is None:
             return None
+        target = tuple(op.target_shape)
+        if target and target[-1] == -1:
+            # The surgery rewrites target_shape[-1]; an inferred size cannot be rewritten.
+            raise _Unsupported("Reshape with an inferred (-1) channel axis")
         if in_shape[-1] is not None and in_shape[-1] == out_shape[-1]:
             return x  # channel axis untouched
         if len(out_shape) == 2 and x.spatial == 1:

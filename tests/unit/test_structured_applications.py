@@ -88,3 +88,30 @@ def test_application_prunes_and_zero_channels_match(name: str, tmp_path: Path) -
     assert result.cost_after.params < result.cost_before.params
     assert result.cost_after.flops < 0.8 * result.cost_before.flops
     assert result.model(x).shape == (2, 10)
+
+
+def test_nested_application_backbone(tmp_path: Path) -> None:
+    """Transfer-learning layout: an application model used as a layer of another model."""
+    keras.utils.set_random_seed(0)
+    base = keras.applications.MobileNetV2(
+        input_shape=(32, 32, 3), alpha=0.35, include_top=False, weights=None
+    )
+    inp = keras.Input((32, 32, 3), name="image")
+    h = base(inp)
+    h = keras.layers.GlobalAveragePooling2D(name="pool")(h)
+    h = keras.layers.Dense(16, activation="relu", name="head")(h)
+    out = keras.layers.Dense(3, name="logits")(h)
+    model = keras.Model(inp, out)
+    _randomize(model)
+
+    result = prune_channels(model, 0.3, criterion="l2")
+    assert any(k.startswith(f"{base.name}/") and len(v) < 64 for k, v in result.kept.items())
+    assert result.cost_after.flops < result.cost_before.flops
+    assert len(result.kept["head"]) == 12
+
+    path = tmp_path / "nested.keras"
+    result.model.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    x = np.random.default_rng(0).uniform(0, 1, size=(2, 32, 32, 3)).astype("float32")
+    np.testing.assert_allclose(np.asarray(loaded(x)), np.asarray(result.model(x)), atol=1e-5)
+    assert loaded.get_layer(base.name).input.shape[-1] == 3

@@ -208,3 +208,27 @@ def test_subclassed_model_is_reported_not_crashed() -> None:
     net(_x((5, 5, 3)))
     graph = build_dependency_graph(net)
     assert graph.groups == [] and graph.notes
+
+
+def test_reshape_with_inferred_channel_axis_is_blocked() -> None:
+    inp = keras.Input((4, 4, 3))
+    h = layers.Conv2D(4, 1, name="c")(inp)
+    h = layers.Reshape((-1,), name="flat")(h)
+    out = layers.Dense(2, name="out")(h)
+    graph = build_dependency_graph(keras.Model(inp, out))
+    assert "inferred" in _reasons(graph, "c")
+
+
+def test_reshape_to_vector_acts_like_flatten() -> None:
+    inp = keras.Input((3, 3, 4))
+    h = layers.Conv2D(4, 1, name="c")(inp)
+    h = layers.Reshape((36,), name="flat")(h)
+    out = layers.Dense(2, name="out")(h)
+    model = keras.Model(inp, out)
+    rows = _member(
+        build_dependency_graph(model), _group(build_dependency_graph(model), "c"), "out", "kernel"
+    )
+    assert rows.positions.shape == (4, 9)
+    result = prune_channels(model, 0.5)
+    assert result.model.get_layer("flat").get_config()["target_shape"] == (18,)
+    assert result.model(_x((3, 3, 4))).shape == (2, 2)
