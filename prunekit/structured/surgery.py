@@ -79,6 +79,10 @@ def apply_pruning(
     model = graph.model
     drops = _removed_by_group(graph, kept)
     notes: list[Note] = []
+    if _functional_of(model) is None:
+        # Subclassed/unbuilt models have no readable graph, so no group can exist.
+        notes.append(Note(model.name, "model graph not readable; returned unchanged"))
+        return model, notes
 
     removed: dict[tuple[str, int, int], set[int]] = {}
     for gid, drop in drops.items():

@@ -208,6 +208,10 @@ def test_subclassed_model_is_reported_not_crashed() -> None:
     net(_x((5, 5, 3)))
     graph = build_dependency_graph(net)
     assert graph.groups == [] and graph.notes
+    result = prune_channels(net, 0.5)
+    assert result.model is net and result.kept == {}
+    assert any("unchanged" in n.reason for n in result.notes)
+    assert any("FLOPs not counted" in n.reason for n in result.cost_before.notes)
 
 
 def test_reshape_with_inferred_channel_axis_is_blocked() -> None:
