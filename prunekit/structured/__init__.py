@@ -1,0 +1,38 @@
+"""Structured (channel) pruning that physically removes channels from Keras 3 models."""
+
+from prunekit.structured.api import GroupSummary, StructuredResult, prune_channels
+from prunekit.structured.flops import ModelCost, count_flops, count_params, model_cost
+from prunekit.structured.graph import (
+    ChannelGroup,
+    DependencyGraph,
+    Layout,
+    Member,
+    Note,
+    Segment,
+    build_dependency_graph,
+)
+from prunekit.structured.importance import compute_gradients, group_importance
+from prunekit.structured.selection import select_channels
+from prunekit.structured.surgery import SurgeryError, apply_pruning
+
+__all__ = [
+    "ChannelGroup",
+    "DependencyGraph",
+    "GroupSummary",
+    "Layout",
+    "Member",
+    "ModelCost",
+    "Note",
+    "Segment",
+    "StructuredResult",
+    "SurgeryError",
+    "apply_pruning",
+    "build_dependency_graph",
+    "compute_gradients",
+    "count_flops",
+    "count_params",
+    "group_importance",
+    "model_cost",
+    "prune_channels",
+    "select_channels",
+]

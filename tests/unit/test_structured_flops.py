@@ -1,0 +1,47 @@
+"""FLOPs / parameter counting on hand-computed models."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import keras
+from keras import layers
+
+from prunekit.structured import count_flops, count_params, model_cost
+
+
+def test_conv_family_flops_by_hand() -> None:
+    inp = keras.Input((8, 8, 3))
+    h = layers.Conv2D(8, 3, padding="same")(inp)  # 2*9*3*8*64
+    h = layers.BatchNormalization()(h)  # 2*8*8*8
+    h = layers.ReLU()(h)
+    h = layers.DepthwiseConv2D(3, padding="same", depth_multiplier=2)(h)  # 2*9*16*64
+    h = layers.SeparableConv2D(4, 3, padding="same")(h)  # 2*64*(9*16 + 16*4)
+    h = layers.MaxPooling2D(2)(h)  # 4 * (4*4*4)
+    h = layers.Conv2DTranspose(2, 3, strides=2, padding="same")(h)  # 2*9*4*2*16
+    h = layers.GlobalAveragePooling2D()(h)  # 8*8*2
+    out = layers.Dense(5)(h)  # 2*2*5
+    model = keras.Model(inp, out)
+    expected = 27648 + 1024 + 18432 + 26624 + 256 + 2304 + 128 + 20
+    cost = model_cost(model)
+    assert cost.flops == expected == count_flops(model)
+    assert cost.params == model.count_params() == count_params(model)
+    assert cost.non_trainable_params == 16  # BN moving mean + variance
+    assert cost.notes == []
+
+
+def test_conv1d_merge_nested_and_unknown_layers() -> None:
+    inner_in = keras.Input((10, 3))
+    inner = keras.Model(inner_in, layers.Conv1D(4, 3)(inner_in), name="inner")  # 2*3*3*4*8
+    inp = keras.Input((10, 3))
+    a = inner(inp)
+    b = layers.Conv1D(4, 3, name="b")(inp)  # 576
+    h = layers.Add()([a, b])  # 32
+    h = layers.Lambda(lambda t: t * 2.0, name="lam")(h)
+    out = layers.Dense(1)(h)  # 2*4*1 per step * 8 steps
+    cost = model_cost(keras.Model(inp, out))
+    assert cost.flops == 576 + 576 + 32 + 64
+    assert [n.subject for n in cost.notes] == ["lam"]
+    assert any(k.startswith("inner/") for k in cost.per_layer)
