@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
-from prunekit.data import Split
+from prunekit.data import Dataset, Split
 from prunekit.evaluation import (
     accuracy,
     agreement,
@@ -26,6 +27,8 @@ from prunekit.formats import ModelFormat
 from prunekit.losses import LossName, LossSpec, keras_loss
 from prunekit.metrics.latency import LatencyConfig, measure_latency
 from prunekit.model import LoadedModel
+from prunekit.pipeline import prune
+from prunekit.spec import PruneSpec
 from tests import tiny_models
 
 SPARSE_LOGITS = LossSpec(LossName.SPARSE_CATEGORICAL, from_logits=True)
@@ -125,3 +128,24 @@ def test_latency_positive_medians() -> None:
         row = out[f"batch_{batch}"]
         assert row["median_ms"] > 0 and row["p90_ms"] >= row["median_ms"] and row["runs"] >= 3
     keras.backend.clear_session()
+
+
+def test_pipeline_evaluates_a_saved_model_before_and_after(tmp_path: Path) -> None:
+    """Labels are the original model's own predictions: accuracy before is exactly 1."""
+    keras_model = tiny_models.mlp(seed=5)
+    x = np.random.default_rng(2).normal(size=(64, 8)).astype("float32")
+    y = np.argmax(keras_model.predict(x, verbose=0), axis=-1)
+    sm = tiny_models.export_saved_model(keras_model, tmp_path / "sm")
+    spec = PruneSpec(strategy={"name": "magnitude", "sparsity": 0.3})
+    result = prune(sm, "saved_model", spec, tmp_path / "out", data=Dataset(Split(x, y)))
+    m = result.metrics
+    assert m["evaluation"]["split"] == "train" and m["evaluation"]["samples"] == 64
+    assert m["evaluation"]["loss"] == {
+        "name": "sparse_categorical_crossentropy",
+        "from_logits": True,
+    }
+    assert m["before"]["accuracy"] == 1.0
+    assert m["after"]["agreement"]["top1"] == m["after"]["accuracy"]  # same labels, same argmax
+    assert m["before"]["flops"]["dense"] == 2 * (8 * 16 + 16 * 16 + 16 * 3)
+    assert m["after"]["flops"]["nonzero"] < m["after"]["flops"]["dense"]
+    assert any("training split" in n for n in result.notes)
