@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from prunekit.data import Split
+from prunekit.data import DatasetError, Split
 from prunekit.losses import LossName, LossSpec
 
 EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS], as Keras does in its losses
@@ -117,6 +117,19 @@ def top1_agreement(probs: np.ndarray, reference: np.ndarray) -> float:
     if not len(probs):
         return 0.0
     return float(np.mean(np.argmax(probs, axis=-1) == np.argmax(reference, axis=-1)))
+
+
+def check_labels(y: np.ndarray, outputs: np.ndarray, loss: LossSpec) -> None:
+    """Refuse class labels the model's outputs cannot score (clear error, not an IndexError)."""
+    if loss.name is not LossName.SPARSE_CATEGORICAL or not len(y):
+        return
+    labels = class_labels(y, loss)
+    classes = int(np.asarray(outputs).shape[-1])
+    if labels.min() < 0 or labels.max() >= classes:
+        raise DatasetError(
+            f"labels range over [{labels.min()}, {labels.max()}] but the model outputs "
+            f"{classes} classes; labels must be integers in [0, {classes - 1}]"
+        )
 
 
 def quality(outputs: np.ndarray, y: np.ndarray, loss: LossSpec) -> dict[str, Any]:

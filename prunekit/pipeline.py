@@ -21,7 +21,14 @@ import numpy as np
 
 from prunekit.context import PruningContext
 from prunekit.data import Dataset, DatasetError, input_mismatch, load_npz
-from prunekit.evaluation import DEFAULT_MAX_SAMPLES, EvalSet, agreement, eval_set, quality
+from prunekit.evaluation import (
+    DEFAULT_MAX_SAMPLES,
+    EvalSet,
+    agreement,
+    check_labels,
+    eval_set,
+    quality,
+)
 from prunekit.formats import ModelFormat
 from prunekit.losses import LossSpec, resolve_loss
 from prunekit.metrics.flops import FlopsError, count_flops, sample_shape
@@ -192,6 +199,7 @@ def prune(
             )
         evaluation = eval_set(*held_out, max_samples=max_eval_samples)
         reference = _predict(model, evaluation.x)
+        check_labels(evaluation.y, reference, loss)
         before.update(_rounded(quality(reference, evaluation.y, loss)))
     reporter.check_cancelled()
 

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from prunekit.data import Dataset, Split
+from prunekit.data import Dataset, DatasetError, Split
 from prunekit.evaluation import (
     accuracy,
     agreement,
@@ -149,3 +149,16 @@ def test_pipeline_evaluates_a_saved_model_before_and_after(tmp_path: Path) -> No
     assert m["before"]["flops"]["dense"] == 2 * (8 * 16 + 16 * 16 + 16 * 3)
     assert m["after"]["flops"]["nonzero"] < m["after"]["flops"]["dense"]
     assert any("training split" in n for n in result.notes)
+
+
+def test_pipeline_refuses_data_that_does_not_fit(tmp_path: Path) -> None:
+    path = tmp_path / "m.keras"
+    tiny_models.mlp().save(path)
+    spec = PruneSpec(strategy={"name": "magnitude", "sparsity": 0.3})
+    wrong_shape = Dataset(Split(np.zeros((4, 8, 8), "float32"), np.zeros(4, "int64")))
+    with pytest.raises(DatasetError, match=r"x_train: dataset samples have shape \[8, 8\]"):
+        prune(path, "keras", spec, tmp_path / "a", data=wrong_shape)
+    x = np.zeros((4, 8), "float32")
+    bad_labels = Dataset(Split(x, np.array([0, 1, 2, 0])), test=Split(x, np.array([0, 1, 7, 2])))
+    with pytest.raises(DatasetError, match=r"labels range over \[0, 7\].*3 classes"):
+        prune(path, "keras", spec, tmp_path / "b", data=bad_labels)
