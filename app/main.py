@@ -7,6 +7,7 @@ import logging
 from fastapi import FastAPI
 
 from app import problems
+from app.datasets.endpoints import router as datasets_router
 from app.health.endpoints import router as health_router
 from app.jobs.endpoints import router as jobs_router
 from app.models.endpoints import router as models_router
@@ -22,7 +23,13 @@ def create_app() -> FastAPI:
         description="Upload a TensorFlow model, prune it on a worker, download the result.",
     )
     problems.install(app)
-    for router in (health_router, models_router, jobs_router, strategies_router):
+    for router in (
+        health_router,
+        models_router,
+        datasets_router,
+        jobs_router,
+        strategies_router,
+    ):
         app.include_router(router)
     return app
 

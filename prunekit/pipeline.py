@@ -2,6 +2,11 @@
 
 This is the engine's front door: the worker calls it for every job, a CLI or notebook can
 call it the same way. Phases are reported through a :class:`~prunekit.progress.Reporter`.
+
+The original model is measured before the strategy touches it and the result after: the
+data-free metrics always (parameters, sparsity, sizes, FLOPs per sample, latency on this
+device) and, with a dataset, quality on its held-out split (capped at ``max_eval_samples``)
+and agreement with the original model's outputs on the same samples.
 """
 
 from __future__ import annotations
@@ -12,15 +17,32 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import numpy as np
 
 from prunekit.context import PruningContext
+from prunekit.data import Dataset, DatasetError, input_mismatch, load_npz
+from prunekit.evaluation import (
+    DEFAULT_MAX_SAMPLES,
+    EvalSet,
+    agreement,
+    check_labels,
+    eval_set,
+    quality,
+)
 from prunekit.formats import ModelFormat
+from prunekit.losses import LossSpec, resolve_loss
+from prunekit.metrics.flops import FlopsError, count_flops, sample_shape
+from prunekit.metrics.latency import measure_latency
 from prunekit.metrics.size import artifact_size, zip_directory
 from prunekit.metrics.sparsity import parameter_counts, sparsity_report
 from prunekit.model import LoadedModel, load_model
 from prunekit.progress import NullReporter, Reporter
 from prunekit.spec import PruneSpec
 from prunekit.strategies import build
+
+EVAL_BATCH = 256
+LOSS_PROBE = 256  # training samples the loss is inferred from (when the spec says auto)
+NOT_DIFFERENCED = {"runs"}  # counts of timing repetitions: their difference means nothing
 
 
 @dataclass
@@ -48,14 +70,103 @@ def save_for_download(model: LoadedModel, out_dir: Path) -> tuple[Path, Path]:
     return path, zip_directory(path, out_dir / "model.zip")
 
 
+def _load_data(data: Dataset | Path | str | None, spec: PruneSpec) -> Dataset | None:
+    if data is None or isinstance(data, Dataset):
+        return data  # a Dataset handed in is used as is (already preprocessed)
+    rescale = spec.preprocessing.rescale if spec.preprocessing else None
+    return load_npz(Path(data), rescale)
+
+
+def _check_data_fits(model: LoadedModel, data: Dataset) -> None:
+    sig = model.primary_signature()
+    if len(sig.inputs) != 1:
+        raise DatasetError(
+            f"the model takes {len(sig.inputs)} inputs; datasets support single-input models"
+        )
+    for name in ("train", "val", "test"):
+        split = getattr(data, name)
+        if split is None:
+            continue
+        why = input_mismatch(list(split.x.shape[1:]), sig.inputs[0].shape)
+        if why:
+            raise DatasetError(f"x_{name}: {why}")
+
+
+def _compiled_loss(model: LoadedModel) -> object | None:
+    return getattr(model.keras_model, "loss", None) if model.keras_model is not None else None
+
+
+def _measure(
+    model: LoadedModel, spec: PruneSpec, artifact: Path, data_shape: list[int] | None
+) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """Data-free metrics of ``model``: (summary, sparsity report, notes)."""
+    notes: list[str] = []
+    params, sparsity = _model_stats(model, spec)
+    size = artifact_size(artifact)
+    out: dict[str, Any] = {
+        "parameters": params,
+        "sparsity": sparsity["sparsity"],
+        "size_bytes": {"raw": size.raw, "compressed": size.compressed},
+        "flops": None,
+        "latency": None,
+    }
+    try:
+        shape, dtype = sample_shape(model, data_shape)
+    except FlopsError as exc:
+        notes.append(f"FLOPs and latency not measured: {exc}")
+        return out, sparsity, notes
+    # secondary metrics: a graph the counter or the timer cannot handle must not fail the job
+    try:
+        out["flops"] = count_flops(model, shape).summary()
+    except Exception as exc:
+        notes.append(f"FLOPs not counted: {type(exc).__name__}: {str(exc)[:300]}")
+    try:
+        out["latency"] = measure_latency(model, shape, dtype)
+    except Exception as exc:
+        notes.append(f"latency not measured: {type(exc).__name__}: {str(exc)[:300]}")
+    return out, sparsity, notes
+
+
+def _predict(model: LoadedModel, x: np.ndarray) -> np.ndarray:
+    return np.asarray(model.predict(x, batch_size=EVAL_BATCH))
+
+
+def _delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """``after - before`` for every number both sides have (nested dicts recurse)."""
+    out: dict[str, Any] = {}
+    for k, b in before.items():
+        if k in NOT_DIFFERENCED:
+            continue
+        a = after.get(k)
+        if isinstance(a, dict) and isinstance(b, dict):
+            sub = _delta(b, a)
+            if sub:
+                out[k] = sub
+        elif (
+            isinstance(a, int | float)
+            and isinstance(b, int | float)
+            and not isinstance(a, bool)
+            and not isinstance(b, bool)
+        ):
+            out[k] = a - b if isinstance(a, int) and isinstance(b, int) else round(a - b, 6)
+    return out
+
+
+def _rounded(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in d.items()}
+
+
 def prune(
     source: Path,
     fmt: ModelFormat | str,
     spec: PruneSpec,
     out_dir: Path,
     reporter: Reporter | None = None,
-    data: Any | None = None,
+    data: Dataset | Path | str | None = None,
+    max_eval_samples: int = DEFAULT_MAX_SAMPLES,
 ) -> PruneResult:
+    """Prune ``source`` per ``spec``; ``data`` is a dataset ``.npz`` path (loaded with the
+    spec's preprocessing) or an already preprocessed :class:`~prunekit.data.Dataset`."""
     reporter = reporter or NullReporter()
     fmt = ModelFormat(fmt)
     params = spec.strategy_params()
@@ -65,50 +176,97 @@ def prune(
 
     reporter.phase("loading", 0.02)
     model = load_model(source, fmt)
+    dataset = _load_data(data, spec)
+    if dataset is not None:
+        _check_data_fits(model, dataset)
     reporter.check_cancelled()
 
-    reporter.phase("measuring", 0.1)
-    params_before, sparsity_before = _model_stats(model, spec)
-    size_before = artifact_size(source)
+    reporter.phase("measuring", 0.05)
+    data_shape = list(dataset.train.x.shape[1:]) if dataset is not None else None
+    before, sparsity_before, notes = _measure(model, spec, source, data_shape)
+    loss: LossSpec | None = None
+    evaluation: EvalSet | None = None
+    reference: np.ndarray | None = None
+    if dataset is not None:
+        probe = dataset.train.x[:LOSS_PROBE], dataset.train.y[:LOSS_PROBE]
+        loss = resolve_loss(spec.loss, _compiled_loss(model), probe[1], _predict(model, probe[0]))
+        held_out = dataset.held_out()
+        if held_out is None:
+            held_out = ("train", dataset.train)
+            notes.append(
+                "the dataset has no x_test/x_val split: quality metrics are computed on the "
+                "training split and are optimistic"
+            )
+        evaluation = eval_set(*held_out, max_samples=max_eval_samples)
+        reference = _predict(model, evaluation.x)
+        check_labels(evaluation.y, reference, loss)
+        before.update(_rounded(quality(reference, evaluation.y, loss)))
     reporter.check_cancelled()
 
     reporter.phase("pruning", 0.2, strategy=params.name)
-    ctx = PruningContext(model=model, spec=spec, reporter=reporter, data=data)
+    ctx = PruningContext(model=model, spec=spec, reporter=reporter, data=dataset, loss=loss)
     outcome = build(params).run(ctx)
     pruned = outcome.model or model
     reporter.check_cancelled()
 
     reporter.phase("saving", 0.85)
     model_path, download = save_for_download(pruned, Path(out_dir))
-    notes = list(dict.fromkeys(model.notes + pruned.notes))
+
+    reporter.phase("evaluating", 0.9)
+    after, sparsity_after, after_notes = _measure(pruned, spec, model_path, data_shape)
+    if pruned.format is ModelFormat.SAVED_MODEL:
+        # the download is the zip we just wrote: report its real size, not a re-zip of it
+        after["size_bytes"]["compressed"] = download.stat().st_size
+    if evaluation is not None and loss is not None and reference is not None:
+        outputs = _predict(pruned, evaluation.x)
+        after.update(_rounded(quality(outputs, evaluation.y, loss)))
+        after["agreement"] = _rounded(agreement(outputs, reference, loss))
+    notes = list(dict.fromkeys(model.notes + pruned.notes + notes + after_notes))
     for note in notes:
         reporter.event(note)
 
     reporter.phase("reporting", 0.95)
-    params_after, sparsity_after = _model_stats(pruned, spec)
-    size_after = artifact_size(model_path)
-    if pruned.format is ModelFormat.SAVED_MODEL:
-        # the download is the zip we just wrote: report its real size, not a re-zip of it
-        size_after = type(size_after)(raw=size_after.raw, compressed=download.stat().st_size)
-    layers = [{"layer": _layer_name(row["name"]), **row} for row in sparsity_after["layers"]]
+    rows_before = {row["name"]: row for row in sparsity_before["layers"]}
+    layers = []
+    for row in sparsity_after["layers"]:
+        prior = rows_before.get(row["name"])
+        layers.append(
+            {
+                "layer": _layer_name(row["name"]),
+                **row,
+                "zeros_before": prior["zeros"] if prior else None,
+                "sparsity_before": prior["sparsity"] if prior else None,
+            }
+        )
     metrics: dict[str, Any] = {
         "strategy": params.name,
         "sparsity": sparsity_after["sparsity"],
         "sparsity_before": sparsity_before["sparsity"],
         "parameters": {
-            "total": params_after["total"],
-            "nonzero": params_after["nonzero"],
+            "total": after["parameters"]["total"],
+            "nonzero": after["parameters"]["nonzero"],
             "prunable": sparsity_after["prunable"],
-            "total_before": params_before["total"],
-            "nonzero_before": params_before["nonzero"],
+            "total_before": before["parameters"]["total"],
+            "nonzero_before": before["parameters"]["nonzero"],
         },
         "layers": layers,
         "size_bytes": {
-            "original": size_before.raw,
-            "pruned": size_after.raw,
-            "original_compressed": size_before.compressed,
-            "pruned_compressed": size_after.compressed,
+            "original": before["size_bytes"]["raw"],
+            "pruned": after["size_bytes"]["raw"],
+            "original_compressed": before["size_bytes"]["compressed"],
+            "pruned_compressed": after["size_bytes"]["compressed"],
         },
+        "evaluation": (
+            {
+                **evaluation.describe(),
+                "loss": {"name": loss.name.value, "from_logits": loss.from_logits},
+            }
+            if evaluation is not None and loss is not None
+            else None
+        ),
+        "before": before,
+        "after": after,
+        "delta": _delta(before, after),
         "wall_seconds": round(time.perf_counter() - started, 3),
     }
     if outcome.details:

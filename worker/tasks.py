@@ -13,6 +13,7 @@ from typing import Any
 from celery.exceptions import SoftTimeLimitExceeded
 
 from app import storage
+from app.datasets import store as datasets
 from app.jobs import store as jobs
 from app.jobs.schemas import JobStatus
 from app.models import store as models
@@ -87,12 +88,21 @@ def run_job(job_id: str) -> None:
         if model is None:
             raise PrunekitError(f"model {job['model_id']} no longer exists", reason="model_gone")
         spec = PruneSpec.model_validate(job["spec"])
+        data = None
+        if job.get("dataset_id"):
+            dataset = datasets.get(job["dataset_id"])
+            if dataset is None:
+                raise PrunekitError(
+                    f"dataset {job['dataset_id']} no longer exists", reason="dataset_gone"
+                )
+            data = storage.resolve(dataset["path"])
         result = prune(
             storage.resolve(model["path"]),
             model["format"],
             spec,
             scratch / "out",
             reporter=reporter,
+            data=data,
         )
         final = storage.publish(scratch / "out", storage.job_dir(job_id))
         download = final / result.download.relative_to(scratch / "out")

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Response
 from fastapi.responses import FileResponse
 
 from app.jobs import service
-from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut
+from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -18,6 +18,7 @@ def _out(record: dict[str, Any]) -> JobOut:
     links = {"self": f"/v1/jobs/{job_id}", "events": f"/v1/jobs/{job_id}/events"}
     if record.get("status") == "succeeded":
         links["model"] = f"/v1/jobs/{job_id}/model"
+        links["report"] = f"/v1/jobs/{job_id}/report"
     fields = {k: v for k, v in record.items() if k in JobOut.model_fields}
     return JobOut.model_validate({**fields, "links": links})
 
@@ -46,6 +47,13 @@ def get_job(job_id: str) -> JobOut:
 def job_events(job_id: str, start: int = Query(default=0, ge=0)) -> JobEvents:
     """The job's ordered log: status changes, phases, messages (``start`` skips seen ones)."""
     return JobEvents.model_validate({"job_id": job_id, "items": service.events(job_id, start)})
+
+
+@router.get("/{job_id}/report", response_model=JobReport, responses={409: {}})
+def job_report(job_id: str) -> JobReport:
+    """Before/after metrics: quality on held-out data, agreement with the original, FLOPs,
+    latency, parameters, sizes, per-layer sparsity; ``409`` until the job succeeded."""
+    return JobReport.model_validate(service.report(job_id))
 
 
 @router.get(

@@ -75,6 +75,23 @@ class JobList(BaseModel):
     )
 
 
+class JobReport(BaseModel):
+    """Before/after metrics of a succeeded job (``GET /v1/jobs/{id}/report``)."""
+
+    job_id: str
+    model_id: str
+    dataset_id: str | None = None
+    strategy: dict[str, Any]
+    evaluation: dict[str, Any] | None = Field(
+        default=None, description="split, samples used, loss; null for a job without data"
+    )
+    before: dict[str, Any]
+    after: dict[str, Any] = Field(description="as `before`, plus `agreement` with the original")
+    delta: dict[str, Any] = Field(description="after - before for every number both have")
+    layers: list[dict[str, Any]]
+    wall_seconds: float | None = None
+
+
 class JobEvent(BaseModel):
     seq: int
     at: str

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from app import storage
+from app.datasets import service as datasets
 from app.jobs import store
 from app.jobs.schemas import JobCreate, JobStatus
 from app.models import service as models
 from app.problems import Problem, field_errors, not_found, validation_problem
 from app.records import new_id, now_iso
-from prunekit.strategies import StrategyParams, UnknownStrategyError, parse_params
+from prunekit.strategies import StrategyParams, UnknownStrategyError, get, parse_params
 from worker.celery_app import RUN_JOB, enqueue
+
+INSPECTION_WAIT_S = 5.0  # how long a job with a dataset waits for a fresh model's inspection
 
 
 def validate_strategy(raw: dict[str, Any]) -> StrategyParams:
@@ -30,10 +34,48 @@ def validate_strategy(raw: dict[str, Any]) -> StrategyParams:
         raise validation_problem(field_errors(exc.errors(), ("body", "strategy"))) from exc
 
 
+def _inspected(model: dict[str, Any]) -> dict[str, Any]:
+    """The model record once its inspection is no longer pending, or after a short wait."""
+    deadline = time.monotonic() + INSPECTION_WAIT_S
+    while (model.get("inspection") or {}).get("status") == "pending":
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+        model = models.get_or_404(model["id"])
+    return model
+
+
+def check_dataset(body: JobCreate, params: StrategyParams, model: dict[str, Any]) -> None:
+    """404 for an unknown dataset; 422 on ``body.dataset_id`` when the strategy needs data and
+    there is none, or when the samples do not fit the model's input. A model still being
+    inspected after ``INSPECTION_WAIT_S`` is accepted: the worker checks again and fails the
+    job with the same message."""
+    if body.dataset_id is None:
+        if get(params.name).needs_data:
+            errors = [
+                {
+                    "field": "body.dataset_id",
+                    "message": f"strategy {params.name!r} needs data; upload a dataset with "
+                    "POST /v1/datasets and pass its id",
+                    "type": "missing",
+                }
+            ]
+            raise validation_problem(errors, errors[0]["message"])
+        return
+    dataset = datasets.get_or_404(body.dataset_id)
+    model = _inspected(model)
+    inspection = model.get("inspection") or {}
+    if inspection.get("status") == "succeeded":
+        problem = datasets.fit_problem(dataset, inspection.get("details") or {})
+        if problem is not None:
+            raise problem
+
+
 def create(body: JobCreate) -> dict[str, Any]:
     params = validate_strategy(body.strategy)
     model = models.get_or_404(body.model_id)
     models.ensure_usable(model)
+    check_dataset(body, params, model)
     spec = body.model_dump(mode="json", exclude={"model_id", "dataset_id"})
     spec["strategy"] = params.model_dump(mode="json")
     job_id = new_id()
@@ -89,6 +131,33 @@ def list_jobs(limit: int, after: str | None) -> tuple[list[dict[str, Any]], str 
 def events(job_id: str, start: int) -> list[dict[str, Any]]:
     get_or_404(job_id)
     return store.events(job_id, start)
+
+
+def report(job_id: str) -> dict[str, Any]:
+    """The before/after document of a finished job; 409 until the job succeeded."""
+    record = get_or_404(job_id)
+    metrics = record.get("metrics") or {}
+    if record["status"] != JobStatus.SUCCEEDED.value or "before" not in metrics:
+        raise Problem(
+            409,
+            "job-not-finished",
+            "Report not available",
+            f"job {job_id} is {record['status']}; its report is ready once it has succeeded "
+            "(poll GET /v1/jobs/{id})",
+            job_status=record["status"],
+        )
+    return {
+        "job_id": job_id,
+        "model_id": record["model_id"],
+        "dataset_id": record.get("dataset_id"),
+        "strategy": record["spec"]["strategy"],
+        "evaluation": metrics.get("evaluation"),
+        "before": metrics["before"],
+        "after": metrics["after"],
+        "delta": metrics["delta"],
+        "layers": metrics.get("layers", []),
+        "wall_seconds": metrics.get("wall_seconds"),
+    }
 
 
 def artifact(job_id: str) -> tuple[Path, dict[str, Any]]:

@@ -1,0 +1,51 @@
+"""HTTP endpoints for datasets."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Query, Request
+
+from app.datasets import service
+from app.datasets.schemas import DatasetList, DatasetOut
+
+router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+
+UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "A NumPy .npz with x_train, y_train and optionally "
+                            "x_val/y_val, x_test/y_test (numeric arrays, no pickles).",
+                        }
+                    },
+                }
+            }
+        },
+    }
+}
+
+
+@router.post("", status_code=201, response_model=DatasetOut, openapi_extra=UPLOAD_BODY)
+async def upload_dataset(request: Request) -> DatasetOut:
+    """Upload a dataset. Streamed to disk; only the array headers are read here."""
+    return DatasetOut.model_validate(await service.upload(request))
+
+
+@router.get("", response_model=DatasetList)
+def list_datasets(
+    limit: int = Query(default=20, ge=1, le=200), after: str | None = None
+) -> DatasetList:
+    items, next_after = service.list_datasets(limit, after)
+    return DatasetList(items=[DatasetOut.model_validate(i) for i in items], next_after=next_after)
+
+
+@router.get("/{dataset_id}", response_model=DatasetOut)
+def get_dataset(dataset_id: str) -> DatasetOut:
+    return DatasetOut.model_validate(service.get_or_404(dataset_id))

@@ -1,0 +1,152 @@
+"""Dataset uploads: stream to disk, check the ``.npz`` headers (never load the data), record.
+
+The API reads only the archive's member headers (shapes, dtypes; object arrays, i.e.
+pickles, are refused); workers load the arrays with ``allow_pickle=False``. Limits: the
+upload cap while streaming (413), and the arrays' declared in-memory size against
+``PRUNEKIT_MAX_EXTRACTED_BYTES`` (422), since a compressed ``.npz`` can expand a lot when a
+worker loads it.
+"""
+
+from __future__ import annotations
+
+import shutil
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import Request
+
+from app import storage
+from app.datasets import store
+from app.problems import Problem, not_found
+from app.records import new_id, now_iso
+from app.settings import get_settings
+from app.uploads import receive_file
+from prunekit.data import ArrayInfo, DatasetError, describe, input_mismatch, npz_header
+
+ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+DATASET_FILE = "data.npz"
+
+
+def dataset_dir(dataset_id: str) -> Path:
+    return storage.artifacts_root() / "datasets" / dataset_id
+
+
+def not_npz(detail: str) -> Problem:
+    return Problem(
+        415,
+        "unsupported-dataset-format",
+        "Unsupported dataset format",
+        f"{detail}. Upload a NumPy .npz archive (np.savez / np.savez_compressed) with "
+        "x_train, y_train and optionally x_val/y_val, x_test/y_test",
+        accepted_formats=["npz"],
+    )
+
+
+def invalid(detail: str, rule: str = "invalid_dataset") -> Problem:
+    return Problem(422, "invalid-dataset", "Dataset refused", detail, reason=rule)
+
+
+def _check(path: Path, head: bytes) -> dict[str, ArrayInfo]:
+    if not head.startswith(ZIP_MAGIC):
+        raise not_npz("the file is not a zip archive, so not an .npz")
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if not any(n.endswith(".npy") for n in zf.namelist()):
+                raise not_npz("the zip archive holds no .npy arrays")
+    except zipfile.BadZipFile as exc:
+        raise invalid(f"the .npz archive could not be read ({exc})") from exc
+    try:
+        arrays = npz_header(path)
+    except DatasetError as exc:
+        raise invalid(str(exc), exc.reason) from exc
+    declared = sum(
+        int(np.prod(a.shape, dtype=np.int64)) * np.dtype(a.dtype).itemsize for a in arrays.values()
+    )
+    limit = get_settings().max_extracted_bytes
+    if declared > limit:
+        raise invalid(
+            f"the arrays take {declared} bytes in memory, more than the limit of {limit} "
+            "(PRUNEKIT_MAX_EXTRACTED_BYTES)",
+            "too_large_in_memory",
+        )
+    return arrays
+
+
+async def upload(request: Request) -> dict[str, Any]:
+    settings = get_settings()
+    dataset_id = new_id()
+    scratch = storage.scratch_dir(f"dataset-{dataset_id}-")
+    try:
+        received = await receive_file(
+            request, scratch / "upload", "file", settings.max_upload_bytes
+        )
+        arrays = _check(received.path, received.head)
+        staged = scratch / "dataset"
+        staged.mkdir()
+        received.path.replace(staged / DATASET_FILE)
+        storage.publish(staged, dataset_dir(dataset_id))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    record = {
+        "id": dataset_id,
+        "filename": received.filename,
+        "size_bytes": received.size,
+        "sha256": received.sha256,
+        "created_at": now_iso(),
+        "path": storage.relative(dataset_dir(dataset_id) / DATASET_FILE),
+        "splits": describe(arrays),
+    }
+    store.create(record)
+    return record
+
+
+def get_or_404(dataset_id: str) -> dict[str, Any]:
+    record = store.get(dataset_id)
+    if record is None:
+        raise not_found("dataset", dataset_id)
+    return record
+
+
+def list_datasets(limit: int, after: str | None) -> tuple[list[dict[str, Any]], str | None]:
+    ids = store.list_ids(limit, after)
+    items = [r for r in (store.get(i) for i in ids) if r is not None]
+    return items, (ids[-1] if len(ids) == limit else None)
+
+
+def model_input_shape(inspection: dict[str, Any]) -> list[int | None] | str:
+    """The model's single input shape from its inspection details, or why there is none."""
+    signatures = inspection.get("signatures") or {}
+    sig = signatures.get("keras") or signatures.get("serving_default")
+    if sig is None and signatures:
+        sig = next(iter(signatures.values()))
+    if sig is None:
+        return "the model has no signature to check the dataset against"
+    inputs = sig.get("inputs") or []
+    if len(inputs) != 1:
+        return f"the model takes {len(inputs)} inputs; datasets support single-input models"
+    return list(inputs[0]["shape"])
+
+
+def fit_problem(dataset: dict[str, Any], inspection: dict[str, Any]) -> Problem | None:
+    """A 422 naming ``body.dataset_id`` when the dataset's samples do not fit the model."""
+    shape = model_input_shape(inspection)
+    reasons = []
+    if isinstance(shape, str):
+        reasons.append(shape)
+    else:
+        for split, info in dataset["splits"].items():
+            why = input_mismatch(info["x_shape"], shape)
+            if why:
+                reasons.append(f"x_{split}: {why}")
+    if not reasons:
+        return None
+    errors = [{"field": "body.dataset_id", "message": r, "type": "shape_mismatch"} for r in reasons]
+    return Problem(
+        422,
+        "validation-error",
+        "Request validation failed",
+        f"dataset {dataset['id']} does not fit model: {reasons[0]}",
+        errors=errors,
+    )

@@ -1,0 +1,243 @@
+"""FLOPs per sample of any model, read off its TensorFlow graph.
+
+Works the same for `.keras` models and SavedModels: the forward pass is traced for one
+sample (batch 1), its variables are frozen into constants (which also inlines the nested
+functions a SavedModel signature calls), and every matrix-multiply and convolution op of the
+graph is counted from its static shapes as 2 x multiply-accumulates:
+
+- ``MatMul`` / ``BatchMatMulV2/V3``: 2 * M * K * N (per batch entry)
+- ``Conv2D`` / ``Conv3D``: 2 * output elements * kernel window * input channels (per group)
+- ``DepthwiseConv2dNative``: 2 * output elements * kernel window
+- ``Conv2DBackpropInput`` (transposed conv): 2 * input elements * kernel window * out channels
+- ``Einsum`` (no ellipsis): 2 * product of the sizes of every index
+
+Element-wise work (bias, activations, normalisation, pooling) is not counted: it is small next
+to these and unchanged by weight pruning. The "non-zero" figure scales each op by the
+fraction of non-zero entries of the weight constant it reads (found by following
+``Identity``/``Cast``/``Reshape``... back to a constant): the work left when zero weights are
+skipped, which is exact for dense and convolution kernels since every weight takes part in
+the same number of multiply-accumulates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.python.framework.convert_to_constants import (
+    convert_variables_to_constants_v2,
+)
+
+from prunekit.model import LoadedModel
+
+PASS_THROUGH = {
+    "Identity",
+    "IdentityN",
+    "Cast",
+    "ReadVariableOp",
+    "Reshape",
+    "Transpose",
+    "Squeeze",
+    "ExpandDims",
+    "Snapshot",
+    "StopGradient",
+}
+COUNTED = {
+    "MatMul",
+    "BatchMatMul",
+    "BatchMatMulV2",
+    "BatchMatMulV3",
+    "Conv2D",
+    "Conv3D",
+    "DepthwiseConv2dNative",
+    "Conv2DBackpropInput",
+    "Einsum",
+}
+
+
+class FlopsError(ValueError):
+    """The model's FLOPs cannot be counted (e.g. an input with unknown dimensions)."""
+
+
+@dataclass
+class OpFlops:
+    op: str
+    type: str
+    flops: int
+    weight_density: float  # non-zero fraction of the weight it reads (1.0 when none)
+
+    @property
+    def nonzero_flops(self) -> float:
+        return self.flops * self.weight_density
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "op": self.op,
+            "type": self.type,
+            "flops": self.flops,
+            "nonzero_flops": round(self.nonzero_flops),
+            "weight_density": round(self.weight_density, 6),
+        }
+
+
+@dataclass
+class FlopsReport:
+    """FLOPs for one sample: ``dense`` counts every weight, ``nonzero`` only non-zero ones."""
+
+    input_shape: list[int]
+    ops: list[OpFlops] = field(default_factory=list)
+    uncounted: list[str] = field(default_factory=list)  # ops with unknown static shapes
+
+    @property
+    def dense(self) -> int:
+        return sum(o.flops for o in self.ops)
+
+    @property
+    def nonzero(self) -> int:
+        return round(sum(o.nonzero_flops for o in self.ops))
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"dense": self.dense, "nonzero": self.nonzero}
+        if self.uncounted:
+            out["uncounted_ops"] = self.uncounted
+        return out
+
+
+def _dims(shape: tf.TensorShape) -> list[int] | None:
+    if shape.rank is None:
+        return None
+    dims = shape.as_list()
+    return None if any(d is None for d in dims) else [int(d) for d in dims]
+
+
+def _const_value(tensor: tf.Tensor, depth: int = 0) -> np.ndarray | None:
+    """The constant a tensor is read from, following pass-through ops."""
+    op = tensor.op
+    if op.type == "Const":
+        return tf.make_ndarray(op.get_attr("value"))
+    if op.type in PASS_THROUGH and op.inputs and depth < 16:
+        index = tensor.value_index if op.type == "IdentityN" else 0
+        return _const_value(op.inputs[index], depth + 1)
+    return None
+
+
+def _density(op: tf.Operation, weight_index: int | None = None) -> float:
+    """Non-zero fraction of the weight constant ``op`` reads (input ``weight_index``, or the
+    last constant input found)."""
+    indices = [weight_index] if weight_index is not None else range(len(op.inputs) - 1, -1, -1)
+    for i in indices:
+        value = _const_value(op.inputs[i])
+        if value is not None and value.size > 1:
+            return float(np.count_nonzero(value)) / float(value.size)
+    return 1.0
+
+
+def _matmul(op: tf.Operation) -> int | None:
+    a, b = (_dims(t.shape) for t in op.inputs[:2])
+    out = _dims(op.outputs[0].shape)
+    if a is None or b is None or out is None:
+        return None
+    adj_a = op.get_attr("adj_x" if "BatchMatMul" in op.type else "transpose_a")
+    k = a[-2] if adj_a else a[-1]
+    return 2 * int(np.prod(out, dtype=np.int64)) * k
+
+
+def _conv(op: tf.Operation) -> int | None:
+    kernel = _dims(op.inputs[1].shape)
+    out = _dims(op.outputs[0].shape)
+    if kernel is None or out is None:
+        return None
+    window_and_in = int(np.prod(kernel[:-1], dtype=np.int64))  # kh*kw(*kd)*cin_per_group
+    return 2 * int(np.prod(out, dtype=np.int64)) * window_and_in
+
+
+def _depthwise(op: tf.Operation) -> int | None:
+    kernel = _dims(op.inputs[1].shape)
+    out = _dims(op.outputs[0].shape)
+    if kernel is None or out is None:
+        return None
+    return 2 * int(np.prod(out, dtype=np.int64)) * kernel[0] * kernel[1]
+
+
+def _conv_transpose(op: tf.Operation) -> int | None:
+    kernel = _dims(op.inputs[1].shape)  # [kh, kw, out_channels, in_channels]
+    x = _dims(op.inputs[2].shape)  # the transposed conv's input
+    if kernel is None or x is None:
+        return None
+    return 2 * int(np.prod(x, dtype=np.int64)) * kernel[0] * kernel[1] * kernel[2]
+
+
+def _einsum(op: tf.Operation) -> int | None:
+    equation = op.get_attr("equation")
+    equation = equation.decode() if isinstance(equation, bytes) else equation
+    if "..." in equation or "->" not in equation:
+        return None
+    lhs = equation.split("->")[0].split(",")
+    sizes: dict[str, int] = {}
+    for letters, tensor in zip(lhs, op.inputs, strict=False):
+        dims = _dims(tensor.shape)
+        if dims is None or len(dims) != len(letters):
+            return None
+        for letter, d in zip(letters, dims, strict=True):
+            sizes[letter] = max(sizes.get(letter, 1), d)
+    return 2 * int(np.prod(list(sizes.values()), dtype=np.int64))
+
+
+COUNTERS = {
+    "MatMul": _matmul,
+    "BatchMatMul": _matmul,
+    "BatchMatMulV2": _matmul,
+    "BatchMatMulV3": _matmul,
+    "Conv2D": _conv,
+    "Conv3D": _conv,
+    "DepthwiseConv2dNative": _depthwise,
+    "Conv2DBackpropInput": _conv_transpose,
+    "Einsum": _einsum,
+}
+WEIGHT_INPUT = {"Conv2D": 1, "Conv3D": 1, "DepthwiseConv2dNative": 1, "Conv2DBackpropInput": 1}
+
+
+def count_graph_flops(graph: tf.Graph, input_shape: list[int]) -> FlopsReport:
+    """Count the FLOPs of every matmul/convolution op of a (frozen) graph."""
+    report = FlopsReport(input_shape=input_shape)
+    for op in graph.get_operations():
+        counter = COUNTERS.get(op.type)
+        if counter is None:
+            continue
+        flops = counter(op)
+        if flops is None:
+            report.uncounted.append(f"{op.type}:{op.name}")
+            continue
+        report.ops.append(OpFlops(op.name, op.type, flops, _density(op, WEIGHT_INPUT.get(op.type))))
+    return report
+
+
+def sample_shape(model: LoadedModel, data_shape: list[int] | None = None) -> tuple[list[int], str]:
+    """One sample's shape (no batch dimension) and dtype of the model's single input.
+
+    ``data_shape`` (a dataset's sample shape) fills dimensions the signature leaves open.
+    """
+    sig = model.primary_signature()
+    if len(sig.inputs) != 1:
+        raise FlopsError(f"the model takes {len(sig.inputs)} inputs; only single-input models")
+    spec = sig.inputs[0]
+    dims = spec.shape[1:]
+    if data_shape is not None and len(data_shape) == len(dims):
+        dims = [d if d is not None else s for d, s in zip(dims, data_shape, strict=True)]
+    if any(d is None for d in dims):
+        raise FlopsError(
+            f"the model input {spec.name!r} has unknown dimensions {spec.shape}; FLOPs and "
+            "latency need a concrete sample shape (give the job a dataset)"
+        )
+    return [int(d) for d in dims if d is not None], spec.dtype
+
+
+def count_flops(model: LoadedModel, data_shape: list[int] | None = None) -> FlopsReport:
+    """FLOPs for one sample of ``model`` (its current weights), dense and non-zero."""
+    dims, dtype = sample_shape(model, data_shape)
+    spec = tf.TensorSpec([1, *dims], tf.as_dtype(dtype))
+    concrete = tf.function(lambda x: model.call(x, training=False)).get_concrete_function(spec)
+    frozen = convert_variables_to_constants_v2(concrete)
+    return count_graph_flops(frozen.graph, dims)

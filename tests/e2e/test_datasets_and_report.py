@@ -1,0 +1,222 @@
+"""Datasets over HTTP: upload checks, jobs that evaluate before/after, the report."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import keras
+import numpy as np
+import pytest
+
+from prunekit.strategies import Strategy, StrategyKind, StrategyParams
+from prunekit.strategies.registry import _REGISTRY, register
+from tests.e2e.conftest import Service
+
+pytestmark = pytest.mark.e2e
+
+PROBLEM = "application/problem+json"
+DIGITS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "digits_8x8.npz"
+RESCALE = 1 / 16  # digits pixels are 0..16
+
+
+@pytest.fixture(scope="module")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A slice of the 8x8 digits as an .npz, and a small classifier trained on it."""
+    tmp = tmp_path_factory.mktemp("digits")
+    with np.load(DIGITS.resolve(), allow_pickle=False) as d:
+        x_train, y_train = d["x_train"][:400], d["y_train"][:400]
+        x_test, y_test = d["x_test"][:120], d["y_test"][:120]
+    npz = tmp / "digits_slice.npz"
+    np.savez_compressed(npz, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((8, 8), name="pixels")
+    x = keras.layers.Flatten()(inp)
+    x = keras.layers.Dense(32, activation="relu", name="hidden")(x)
+    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(x))
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x_train * RESCALE, y_train, epochs=15, batch_size=32, verbose=0)
+    path = tmp / "digits.keras"
+    model.save(path)
+    logits = model.predict(x_test * RESCALE, verbose=0)
+    return {
+        "npz": npz,
+        "model": path,
+        "accuracy": float(np.mean(np.argmax(logits, -1) == y_test)),
+    }
+
+
+def _upload_dataset(service: Service, path: Path) -> Any:
+    with path.open("rb") as f:
+        return service.client.post("/v1/datasets", files={"file": (path.name, f)})
+
+
+def _ready_model(service: Service, path: Path) -> str:
+    model = service.upload(path)
+    assert service.wait_inspection(model["id"])["inspection"]["status"] == "succeeded"
+    return str(model["id"])
+
+
+def test_job_with_dataset_reports_before_and_after(service: Service, digits: dict) -> None:
+    resp = _upload_dataset(service, digits["npz"])
+    assert resp.status_code == 201, resp.text
+    ds = resp.json()
+    assert ds["size_bytes"] == digits["npz"].stat().st_size and len(ds["sha256"]) == 64
+    assert ds["splits"]["train"] == {
+        "samples": 400, "x_shape": [8, 8], "x_dtype": "uint8", "y_shape": [], "y_dtype": "uint8"
+    }  # fmt: skip
+    assert ds["splits"]["test"]["samples"] == 120 and "val" not in ds["splits"]
+    assert service.client.get(f"/v1/datasets/{ds['id']}").json() == ds
+    assert ds["id"] in [d["id"] for d in service.client.get("/v1/datasets").json()["items"]]
+
+    model_id = _ready_model(service, digits["model"])
+    resp = service.client.post(
+        "/v1/jobs",
+        json={
+            "model_id": model_id,
+            "dataset_id": ds["id"],
+            "strategy": {"name": "magnitude", "sparsity": 0.5},
+            "preprocessing": {"rescale": RESCALE},
+        },
+    )
+    assert resp.status_code == 202, resp.text
+    job = service.wait_job(resp.json()["id"])
+    assert job["status"] == "succeeded", job
+    m = job["metrics"]
+    assert m["evaluation"] == {
+        "split": "test", "samples": 120, "split_samples": 120,
+        "loss": {"name": "sparse_categorical_crossentropy", "from_logits": True},
+    }  # fmt: skip
+    before, after = m["before"], m["after"]
+    assert digits["accuracy"] > 0.5  # the model learned something, so the numbers mean something
+    assert before["accuracy"] == pytest.approx(digits["accuracy"], abs=1e-6)
+    for side in (before, after):
+        assert 0 <= side["accuracy"] <= side["top5_accuracy"] <= 1 and 0 <= side["macro_f1"] <= 1
+        assert side["loss"] > 0
+        assert side["flops"]["dense"] == 2 * (64 * 32 + 32 * 10)
+        assert side["latency"]["batch_1"]["median_ms"] > 0
+        assert side["latency"]["batch_32"]["median_ms"] > 0
+    assert before["flops"]["nonzero"] == before["flops"]["dense"]
+    assert after["flops"]["nonzero"] == pytest.approx(before["flops"]["dense"] / 2, abs=1)
+    assert after["parameters"]["nonzero"] < before["parameters"]["nonzero"]
+    agreement = after["agreement"]
+    assert 0.5 < agreement["top1"] <= 1 and agreement["kl_divergence"] >= 0
+    assert m["delta"]["accuracy"] == pytest.approx(after["accuracy"] - before["accuracy"], abs=1e-5)
+    assert job["links"]["report"] == f"/v1/jobs/{job['id']}/report"
+
+    report = service.client.get(f"/v1/jobs/{job['id']}/report")
+    assert report.status_code == 200, report.text
+    r = report.json()
+    assert (r["job_id"], r["model_id"], r["dataset_id"]) == (job["id"], model_id, ds["id"])
+    assert r["strategy"]["name"] == "magnitude"
+    assert r["before"] == before and r["after"] == after and r["delta"] == m["delta"]
+    assert {row["layer"] for row in r["layers"]} == {"hidden", "logits"}
+    assert all(row["sparsity_before"] == 0 for row in r["layers"])
+
+
+def test_job_without_data_has_data_free_metrics_and_failed_job_has_no_report(
+    service: Service, model_files: dict[str, Path]
+) -> None:
+    model_id = _ready_model(service, model_files["keras"])
+    ok = service.client.post(
+        "/v1/jobs", json={"model_id": model_id, "strategy": {"name": "magnitude", "sparsity": 0.5}}
+    ).json()
+    bad = service.client.post(
+        "/v1/jobs",
+        json={"model_id": model_id, "strategy": {"name": "magnitude", "sparsity": 0.5},
+              "exclude": [".*"]},
+    ).json()  # fmt: skip
+    job = service.wait_job(ok["id"])
+    assert job["status"] == "succeeded", job
+    m = job["metrics"]
+    assert m["evaluation"] is None and "accuracy" not in m["after"]
+    assert m["before"]["flops"]["dense"] == 2 * (8 * 16 + 16 * 16 + 16 * 3)
+    assert m["after"]["latency"]["batch_32"]["median_ms"] > 0
+    assert service.client.get(f"/v1/jobs/{ok['id']}/report").status_code == 200
+
+    assert service.wait_job(bad["id"])["status"] == "failed"
+    resp = service.client.get(f"/v1/jobs/{bad['id']}/report")
+    assert resp.status_code == 409 and resp.headers["content-type"] == PROBLEM
+    assert resp.json()["job_status"] == "failed"
+
+
+@pytest.mark.parametrize(
+    ("arrays", "status", "words"),
+    [
+        (
+            {"x_train": np.array([{"a": 1}] * 3, dtype=object), "y_train": np.zeros(3)},
+            422,
+            "pickle",
+        ),
+        ({"x_train": np.zeros((3, 8))}, 422, "y_train"),
+        (None, 415, "not a zip"),
+    ],
+)
+def test_bad_dataset_uploads(
+    service: Service, tmp_path: Path, arrays: dict | None, status: int, words: str
+) -> None:
+    path = tmp_path / "bad.npz"
+    if arrays is None:
+        path.write_bytes(b"x_train,y_train\n1,2\n")
+    else:
+        np.savez(path, **arrays)  # object arrays get pickled by savez
+    resp = _upload_dataset(service, path)
+    assert resp.status_code == status, resp.text
+    assert resp.headers["content-type"] == PROBLEM and words in resp.json()["detail"]
+
+
+def test_job_dataset_checks(service: Service, digits: dict, model_files: dict[str, Path]) -> None:
+    ds = _upload_dataset(service, digits["npz"]).json()
+    model_id = _ready_model(service, model_files["keras"])  # takes (batch, 8), digits are 8x8
+    body = {"model_id": model_id, "strategy": {"name": "magnitude", "sparsity": 0.5}}
+    resp = service.client.post("/v1/jobs", json={**body, "dataset_id": ds["id"]})
+    assert resp.status_code == 422 and resp.headers["content-type"] == PROBLEM
+    assert resp.json()["errors"][0]["field"] == "body.dataset_id"
+    assert "[8, 8]" in resp.json()["detail"]
+
+    resp = service.client.post("/v1/jobs", json={**body, "dataset_id": "nope"})
+    assert resp.status_code == 404 and resp.json()["type"].endswith("dataset-not-found")
+
+
+class _NeedsDataParams(StrategyParams):
+    name: Literal["test_needs_data"] = "test_needs_data"
+
+
+class _NeedsData(Strategy):
+    name: ClassVar[str] = "test_needs_data"
+    kind = StrategyKind.UNSTRUCTURED
+    needs_data = True
+    description = "test only: a strategy that needs data"
+    Params = _NeedsDataParams
+
+    def run(self, ctx: Any) -> Any:
+        raise AssertionError("never queued: the API refuses it")
+
+
+@pytest.fixture
+def needs_data_strategy() -> Iterator[None]:
+    register(_NeedsData)
+    yield
+    _REGISTRY.pop(_NeedsData.name)
+
+
+def test_needs_data_without_dataset_is_refused_before_queueing(
+    service: Service, model_files: dict[str, Path], needs_data_strategy: None
+) -> None:
+    """The API process started by `service` cannot see a test-only strategy, so this runs the
+    same app in process (same Redis, same records); it answers before anything is queued."""
+    from app.main import app
+
+    with warnings.catch_warnings():  # starlette warns about its httpx-based client on import
+        warnings.simplefilter("ignore")
+        from fastapi.testclient import TestClient
+
+    model_id = _ready_model(service, model_files["keras"])
+    with TestClient(app) as client:
+        resp = client.post(
+            "/v1/jobs", json={"model_id": model_id, "strategy": {"name": "test_needs_data"}}
+        )
+    assert resp.status_code == 422 and resp.headers["content-type"] == PROBLEM
+    assert resp.json()["errors"][0]["field"] == "body.dataset_id"
