@@ -24,7 +24,7 @@ def readyz() -> dict[str, Any]:
         get_redis().ping()
     except Exception as exc:
         raise Problem(503, "not-ready", "Not ready", f"Redis is not reachable: {exc}") from exc
-    workers = workers_answering(timeout=1.0)
+    workers = workers_answering(timeout=2.0)
     if not workers:
-        raise Problem(503, "not-ready", "Not ready", "no worker answered a ping within 1 s")
+        raise Problem(503, "not-ready", "Not ready", "no worker answered a ping within 2 s")
     return {"status": "ready", "redis": "ok", "workers": workers}

@@ -180,7 +180,13 @@ def test_error_answers_are_problem_json(
 
 def test_health_and_strategies(service: Service) -> None:
     assert service.client.get("/healthz").json() == {"status": "ok"}
-    ready = service.client.get("/readyz").json()
+    # the worker answers pings from its main process; under CPU load a reply can be slow
+    for _ in range(5):
+        resp = service.client.get("/readyz")
+        if resp.status_code == 200:
+            break
+    assert resp.status_code == 200, resp.text
+    ready = resp.json()
     assert ready["status"] == "ready" and ready["workers"]
     items = service.client.get("/v1/strategies").json()["items"]
     magnitude = next(s for s in items if s["name"] == "magnitude")
