@@ -43,7 +43,9 @@ class RunConfig:
     batch_size: int = 128
     # Pruning + fine-tuning budget, identical for every strategy.
     finetune_epochs: int = 10
-    finetune_lr: float = 1e-4
+    # Constant fine-tune lr. Chosen for LeNet-300-100 on validation with tfmot at s=0.95,
+    # 10 epochs (Adam): 1e-4 -> 94.90%, 1e-3 -> 97.34%, 3e-3 -> 97.70%, 1e-2 -> 97.00%.
+    finetune_lr: float = 3e-3
     # Sparsity ramps 0 -> target over this fraction of the fine-tune steps, then stays.
     ramp_fraction: float = 0.7
     pruning_frequency: int = 100  # steps between mask updates (tfmot's ``frequency``)
