@@ -64,6 +64,11 @@ def vgg_small(
     Three blocks of two 3x3 convolutions (Conv -> BatchNorm -> ReLU), each block followed
     by 2x2 max pooling (28 -> 14 -> 7 -> 3), then global average pooling and a linear
     classifier. Convolutions carry no bias because BatchNorm follows them.
+
+    BatchNorm uses ``momentum=0.9`` (PyTorch's 0.1) rather than Keras' 0.99: the conv
+    outputs have a variance far below the moving variance's initial 1.0, and with 0.99 a
+    short (quick-mode or fine-tune) run leaves the inference statistics unconverged: a
+    5-epoch run on 6k images trained to 93% accuracy but scored 10% in inference mode.
     """
     inputs = keras.Input(shape=input_shape, name="input")
     x = inputs
@@ -72,7 +77,7 @@ def vgg_small(
             x = keras.layers.Conv2D(
                 width, 3, padding="same", use_bias=False, name=f"block{b}_conv{c}"
             )(x)
-            x = keras.layers.BatchNormalization(name=f"block{b}_bn{c}")(x)
+            x = keras.layers.BatchNormalization(momentum=0.9, name=f"block{b}_bn{c}")(x)
             x = keras.layers.ReLU(name=f"block{b}_relu{c}")(x)
         x = keras.layers.MaxPooling2D(2, name=f"block{b}_pool")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
