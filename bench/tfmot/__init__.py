@@ -1,0 +1,1 @@
+"""TensorFlow Model Optimization baseline; ``run_tfmot`` runs inside ``bench/.venv-tfmot``."""
