@@ -111,7 +111,10 @@ class GradualPruning(Strategy):
 
         update(0)
         history = trainer.fit(data.train, epochs, on_step=update, label="gradual")
-        masks = masks_from_scores(scores(), p.sparsity, p.scope)  # the final mask, exact
+        # the final mask, exact: from the weights the model holds (with regrowth, shadow
+        # weights that grew during the recovery phase were never trained in place)
+        final = {k: np.abs(v) for k, v in trainer.weights().items()}
+        masks = masks_from_scores(final, p.sparsity, p.scope)
         trainer.set_masks(masks)
         ctx.apply_masks(masks)
         ctx.reporter.event(
