@@ -173,6 +173,10 @@ def main() -> None:
         )
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"quality_lenet300{'_quick' if args.quick else ''}.json"
+    if args.only and out.exists():  # a partial rerun replaces only its own rows
+        previous = json.loads(out.read_text())["results"]
+        rerun = set(args.only.split(","))
+        rows = [r for r in previous if r["params"]["name"] not in rerun] + rows
     out.write_text(
         json.dumps(
             {

@@ -33,7 +33,11 @@ class SaliencyParams(StrategyParams):
         default=3, ge=1, le=100, description="Rounds of score, prune, fine-tune (snip: 1)."
     )
     batches: int = Field(
-        default=16, ge=1, le=100000, description="Batches the gradient scores accumulate over."
+        default=200,
+        ge=1,
+        le=100000,
+        description="Batches the gradient scores accumulate over (per round; fewer give "
+        "noisier scores).",
     )
     epochs_per_step: int = Field(
         default=1,
