@@ -3,7 +3,15 @@
 A new strategy is one new module here, decorated with ``@register`` and imported below.
 """
 
-from prunekit.strategies import magnitude  # noqa: F401  (registers)
+from prunekit.strategies import (  # noqa: F401  (importing registers them)
+    gradual,
+    l0,
+    l1,
+    magnitude,
+    nm,
+    random,
+    saliency,
+)
 from prunekit.strategies.base import Strategy, StrategyKind, StrategyParams
 from prunekit.strategies.registry import (
     UnknownStrategyError,

@@ -1,4 +1,7 @@
-"""One-shot magnitude pruning: zero the weights of smallest absolute value."""
+"""One-shot magnitude pruning: zero the weights of smallest absolute value.
+
+With a dataset and ``fine_tune`` in the job spec, a masked fine-tune follows (pruned weights
+stay exactly zero)."""
 
 from __future__ import annotations
 
@@ -33,11 +36,17 @@ class MagnitudeParams(StrategyParams):
 class Magnitude(Strategy):
     name = "magnitude"
     kind = StrategyKind.UNSTRUCTURED
-    description = "One-shot: zero the smallest |w|, globally or per layer (Han et al. 2015)."
+    description = (
+        "One-shot: zero the smallest |w|, globally or per layer (Han et al. 2015); "
+        "masked fine-tune when the job has data and fine_tune."
+    )
     Params = MagnitudeParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
         p: MagnitudeParams = self.params  # type: ignore[assignment]
         masks = magnitude_masks(ctx.prunable_arrays(), p.sparsity, p.scope)
         ctx.apply_masks(masks)
-        return ctx.outcome(masks)
+        if not ctx.wants_fine_tune:
+            return ctx.outcome(masks)
+        history = ctx.fine_tune(masks, span=(0.0, 1.0))
+        return ctx.outcome(masks, fine_tune_loss=history)

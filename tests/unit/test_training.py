@@ -1,0 +1,81 @@
+"""Masked training: zeros stay exactly zero, other weights move, progress and cancellation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from prunekit.data import Dataset, Split
+from prunekit.errors import CancelledError
+from prunekit.masks import magnitude_masks
+from prunekit.progress import RecordingReporter
+from tests import tiny_models
+from tests.unit import strategy_helpers as h
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    return h.save_models(tmp_path_factory.mktemp("training"))
+
+
+@pytest.mark.parametrize("fmt", ["keras", "saved_model"])
+def test_masked_fine_tune_keeps_zeros_and_moves_the_rest(fmt: str, models: dict[str, Path]) -> None:
+    model = h.load(models[fmt])
+    ctx = h.context(
+        model,
+        {"name": "magnitude", "sparsity": 0.7},
+        h.digits(),
+        fine_tune={"epochs": 2, "batch_size": 32, "learning_rate": 1e-2},
+    )
+    masks = magnitude_masks(ctx.prunable_arrays(), 0.7)
+    ctx.apply_masks(masks)
+    before = ctx.prunable_arrays()
+    loss_before = ctx.evaluate("train")["loss"]
+    history = ctx.fine_tune(masks)
+    after = ctx.prunable_arrays()
+    assert len(history) == 2
+    assert ctx.evaluate("train")["loss"] < loss_before
+    for name, m in masks.items():
+        assert np.all(after[name][~m] == 0)  # exactly zero, not merely small
+        # the kept weights trained (some first-layer rows see only blank border pixels)
+        assert np.mean(after[name][m] != before[name][m]) > 0.7
+    progress = [d for kind, d in ctx.reporter.calls if kind == "progress"]  # type: ignore[attr-defined]
+    assert progress and {"epoch", "step", "loss"} <= set(progress[-1])
+    fractions = [d["fraction"] for d in progress]
+    assert fractions == sorted(fractions) and fractions[0] >= 0.2 and fractions[-1] <= 0.85
+
+
+def test_saved_model_batchnorm_statistics_frozen_is_reported(tmp_path: Path) -> None:
+    model = tiny_models.cnn()
+    sm = tiny_models.export_saved_model(model, tmp_path / "cnn")
+    loaded = h.load(sm)
+    rng = np.random.default_rng(0)
+    data = Dataset(
+        train=Split(rng.normal(size=(64, 12, 12, 1)).astype("float32"), rng.integers(0, 5, 64))
+    )
+    ctx = h.context(loaded, {"name": "magnitude", "sparsity": 0.5}, data, fine_tune={"epochs": 1})
+    stats = {w.name: w.numpy() for w in loaded.weights() if not w.trainable}
+    masks = magnitude_masks(ctx.prunable_arrays(), 0.5)
+    ctx.apply_masks(masks)
+    ctx.fine_tune(masks)
+    events = [d["message"] for kind, d in ctx.reporter.calls if kind == "event"]  # type: ignore[attr-defined]
+    assert any("stay frozen" in e for e in events)
+    for w in loaded.weights():
+        if not w.trainable:
+            assert np.array_equal(w.numpy(), stats[w.name])
+
+
+def test_fine_tune_stops_when_cancelled(models: dict[str, Path]) -> None:
+    class Cancelling(RecordingReporter):
+        def check_cancelled(self) -> None:
+            if sum(1 for kind, _ in self.calls if kind == "progress") >= 3:
+                raise CancelledError("cancelled")
+
+    model = h.load(models["keras"])
+    ctx = h.context(model, {"name": "magnitude", "sparsity": 0.5}, h.digits(), fine_tune={})
+    ctx.reporter = Cancelling()
+    with pytest.raises(CancelledError):
+        ctx.fine_tune(magnitude_masks(ctx.prunable_arrays(), 0.5), epochs=5)
+    assert sum(1 for kind, _ in ctx.reporter.calls if kind == "progress") == 3
