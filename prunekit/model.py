@@ -31,6 +31,13 @@ from prunekit.formats import ModelFormat
 EMBEDDING_PATTERN = re.compile(r"embedding", re.IGNORECASE)
 
 
+def as_tf_variable(variable: Any) -> tf.Variable:
+    """The ``tf.Variable`` behind a Keras 3 variable (or the variable itself)."""
+    if isinstance(variable, tf.Variable):
+        return variable
+    return variable.value
+
+
 @dataclass
 class Weight:
     """One variable of the model, addressed by a stable, unique name like ``dense_1/kernel``."""
@@ -57,7 +64,7 @@ class Weight:
     @property
     def tf_variable(self) -> tf.Variable:
         """The underlying ``tf.Variable`` (Keras 3 variables wrap one)."""
-        return getattr(self.variable, "value", self.variable)
+        return as_tf_variable(self.variable)
 
 
 @dataclass

@@ -31,7 +31,7 @@ import tensorflow as tf
 from prunekit.data import Split
 from prunekit.errors import SpecError
 from prunekit.losses import LossName, LossSpec, keras_loss
-from prunekit.model import LoadedModel, Weight
+from prunekit.model import LoadedModel, Weight, as_tf_variable
 
 Progress = Callable[..., None]
 
@@ -58,17 +58,10 @@ def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimize
     raise SpecError(f"unknown optimizer {name!r}; use adam, adamw, rmsprop or sgd")
 
 
-def tf_variable(variable: Any) -> tf.Variable:
-    """The ``tf.Variable`` behind a Keras 3 variable (or the variable itself)."""
-    if isinstance(variable, tf.Variable):
-        return variable
-    return variable.value
-
-
 def trainable_variables(model: LoadedModel) -> list[tf.Variable]:
     if model.keras_model is not None:
-        return [tf_variable(v) for v in model.keras_model.trainable_weights]
-    return [tf_variable(w.variable) for w in model.weights() if w.trainable]
+        return [as_tf_variable(v) for v in model.keras_model.trainable_weights]
+    return [w.tf_variable for w in model.weights() if w.trainable]
 
 
 def labels_for(loss: LossSpec, y: np.ndarray) -> np.ndarray:
@@ -102,7 +95,7 @@ class Trainer:
         self.loss_fn = keras_loss(loss)
         self.config = config
         self.names = [w.name for w in prunable]
-        self.pvars = [tf_variable(w.variable) for w in prunable]
+        self.pvars = [w.tf_variable for w in prunable]
         ids = {id(v) for v in self.pvars}
         self.others = [v for v in trainable_variables(model) if id(v) not in ids]
         self.mask_vars = [
