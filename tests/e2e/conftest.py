@@ -162,3 +162,13 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "keras": keras_path,
         "saved_model_dir": sm,
     }
+
+
+@pytest.fixture(scope="session")
+def big_model_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A zipped SavedModel whose pruning job takes seconds, not milliseconds."""
+    from tests import tiny_models
+
+    tmp = tmp_path_factory.mktemp("big")
+    sm = tiny_models.export_saved_model(tiny_models.wide_mlp(), tmp / "sm")
+    return tiny_models.zip_dir(sm, tmp / "wide_sm.zip", top="wide_sm")
