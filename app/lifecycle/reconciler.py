@@ -8,6 +8,8 @@ time, through a Redis lock) looks at the unfinished jobs:
 
 * ``queued`` for longer than the interval with no message naming it in the queue or the
   unacked set -> sent again;
+* a model still waiting for inspection with no message naming it -> its inspection is
+  sent again;
 * ``running``/``cancelling`` with no lease (its worker is gone: see ``worker.guard``) ->
   failed as ``timeout`` if it started longer ago than the hard time limit, cancelled if it
   was cancelling, else sent again (the next delivery counts one more attempt; past
@@ -30,6 +32,7 @@ from datetime import datetime
 from app.jobs import store as jobs
 from app.jobs.schemas import JobStatus
 from app.lifecycle.sweeper import sweep
+from app.models import store as models
 from app.records import now_iso
 from app.redis_client import get_redis, key
 from app.settings import get_settings
@@ -42,6 +45,7 @@ class ReconcileReport:
     requeued: list[str] = field(default_factory=list)
     failed: list[str] = field(default_factory=list)
     cancelled: list[str] = field(default_factory=list)
+    inspections: list[str] = field(default_factory=list)
 
 
 def _age_s(iso: str | None, now: float) -> float:
@@ -67,7 +71,7 @@ def messages_in_broker() -> str:
 
 
 def reconcile_once(now: float | None = None) -> ReconcileReport:
-    from worker.celery_app import RUN_JOB, enqueue
+    from worker.celery_app import INSPECT_MODEL, RUN_JOB, enqueue
 
     s = get_settings()
     now = time.time() if now is None else now
@@ -104,7 +108,14 @@ def reconcile_once(now: float | None = None) -> ReconcileReport:
         jobs.add_event(job_id, "message", "its worker was lost; queued again", level="warning")
         enqueue(RUN_JOB, job_id)
         report.requeued.append(job_id)
-    if report.requeued or report.failed or report.cancelled:
+    for model_id in models.pending_ids():
+        record = models.get(model_id)
+        if record is None:
+            continue
+        if _age_s(record.get("created_at"), now) > s.reconcile_interval and model_id not in broker:
+            enqueue(INSPECT_MODEL, model_id)
+            report.inspections.append(model_id)
+    if report.requeued or report.failed or report.cancelled or report.inspections:
         log.warning("reconciled: %s", report)
     return report
 

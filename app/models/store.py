@@ -21,6 +21,7 @@ def create(record: dict[str, Any]) -> None:
         p.hset(_key(record["id"]), mapping=encode(record))
         p.zadd(key("models"), {record["id"]: score})
         p.zadd(tenant_index(record["tenant"], "models"), {record["id"]: score})
+        p.sadd(key("models", "pending"), record["id"])  # awaiting inspection (reconciler)
         p.execute()
 
 
@@ -34,6 +35,12 @@ def set_inspection(model_id: str, inspection: dict[str, Any]) -> None:
         return
     inspection = {**inspection, "finished_at": now_iso()}
     get_redis().hset(_key(model_id), mapping=encode({"inspection": inspection}))
+    get_redis().srem(key("models", "pending"), model_id)
+
+
+def pending_ids() -> list[str]:
+    """Models still waiting for a worker's inspection."""
+    return list(get_redis().smembers(key("models", "pending")))
 
 
 def list_ids(tenant: str, limit: int, after: str | None) -> list[str]:
@@ -46,6 +53,7 @@ def delete(record: dict[str, Any]) -> None:
         p.delete(_key(record["id"]))
         p.zrem(key("models"), record["id"])
         p.zrem(tenant_index(record["tenant"], "models"), record["id"])
+        p.srem(key("models", "pending"), record["id"])
         p.execute()
 
 
