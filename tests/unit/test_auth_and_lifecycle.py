@@ -221,3 +221,32 @@ def test_npz_with_pickles_is_refused(tmp_path: Path) -> None:
         zf.writestr("x_train.npy", b"\x93NUMPY garbage")
     with pytest.raises(DatasetError):
         npz_header(junk)
+
+
+def test_local_key_file_is_private_and_reused(tmp_path: Path) -> None:
+    from app.auth.local_key import ensure_local_key
+
+    path, secret, created = ensure_local_key(tmp_path)
+    assert created and path.read_text().strip() == secret
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert keys.lookup(secret).tenant == "local"  # type: ignore[union-attr]
+    assert ensure_local_key(tmp_path) == (path, secret, False)
+    keys.revoke(keys.lookup(secret).id)  # type: ignore[union-attr]
+    _, fresh, created = ensure_local_key(tmp_path)  # e.g. a Redis that lost its data
+    assert created and fresh != secret and keys.lookup(fresh) is not None
+
+
+def test_h5_only_when_the_operator_allows_it(tmp_path: Path) -> None:
+    from prunekit.model import load_model
+    from tests import tiny_models
+
+    path = tmp_path / "legacy.h5"
+    tiny_models.mlp().save(path)
+    head = path.read_bytes()[:512]
+    limits = archive.Limits(max_members=10, max_total_bytes=10**8, max_ratio=200)
+    with pytest.raises(Problem) as err:
+        archive.detect(path, head, limits)
+    assert err.value.status == 415 and "arbitrary code" in err.value.detail
+    assert archive.detect(path, head, limits, allow_h5=True).container == "h5"
+    loaded = load_model(path, "keras")  # what a worker does with the stored model.h5
+    assert loaded.predict(np.zeros((2, 8), "float32")).shape == (2, 3)
