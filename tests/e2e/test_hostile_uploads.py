@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tarfile
 import uuid
 import zipfile
@@ -15,6 +16,7 @@ import pytest
 
 from app import storage
 from tests.e2e.conftest import Service
+from tests.tiny_models import zip_dir as tiny_zip_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -167,9 +169,18 @@ class Sneaky(keras.layers.Layer):
         return x
 
 
-@pytest.mark.parametrize("kind", ["lambda", "custom_class", "bad_graph"])
-def test_models_the_worker_refuses_to_load(service: Service, tmp_path: Path, kind: str) -> None:
-    if kind == "bad_graph":  # well-formed protobuf framing, garbage inside: only TF can tell
+@pytest.mark.parametrize("kind", ["lambda", "custom_class", "bad_graph", "custom_op"])
+def test_models_the_worker_refuses_to_load(
+    service: Service, tmp_path: Path, model_files: dict[str, Path], kind: str
+) -> None:
+    if kind == "custom_op":  # a graph using an op this TensorFlow does not have
+        sm = tmp_path / "sm"
+        shutil.copytree(model_files["saved_model_dir"], sm)
+        pb = sm / "saved_model.pb"
+        pb.write_bytes(pb.read_bytes().replace(b"MatMul", b"MatMuZ"))  # same length: valid pb
+        path = tiny_zip_dir(sm, tmp_path / "custom_op.zip")
+        expected = "custom TensorFlow ops"
+    elif kind == "bad_graph":  # well-formed protobuf framing, garbage inside: only TF can tell
         path = _zip(
             tmp_path / "graph.zip", {"m/saved_model.pb": b"\x08\x01\x12\x04\xff\xff\xff\xff"}
         )

@@ -107,6 +107,7 @@ KEY = new_key("schemathesis")
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=True,
+    database=None,  # no .hypothesis folder in the repo
 )
 def test_openapi_property_based_no_5xx(case: schemathesis.Case) -> None:
     headers = {"Authorization": f"Bearer {KEY}"}
