@@ -116,3 +116,31 @@ class JobGuard:
                         log.error("job %s: lost its lease (taken over?)", self.job_id)
                 except Exception:
                     log.exception("job %s: could not renew its lease", self.job_id)
+
+
+class MemoryGuard:
+    """The memory half of :class:`JobGuard`, for work without a lease (model inspection)."""
+
+    def __init__(self, max_memory_mb: int, on_memory_exceeded: Callable[[int], None]) -> None:
+        self.max_memory_mb = max_memory_mb
+        self.on_memory_exceeded = on_memory_exceeded
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="memory-guard", daemon=True)
+
+    def __enter__(self) -> MemoryGuard:
+        if self.max_memory_mb:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        proc = psutil.Process()
+        while not self._stop.wait(0.25):
+            rss_mb = proc.memory_info().rss >> 20
+            if rss_mb > self.max_memory_mb:
+                self.on_memory_exceeded(rss_mb)
+                return

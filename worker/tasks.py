@@ -26,7 +26,7 @@ from prunekit.inspection import inspect_model
 from prunekit.pipeline import prune
 from prunekit.spec import PruneSpec
 from worker.celery_app import INSPECT_MODEL, RUN_JOB, celery_app
-from worker.guard import JobGuard, new_owner, take_lease
+from worker.guard import JobGuard, MemoryGuard, new_owner, take_lease
 from worker.reporter import JobReporter
 
 log = logging.getLogger("prunekit.worker")
@@ -42,8 +42,21 @@ def inspect_model_task(model_id: str) -> None:
     record = models.get(model_id)
     if record is None or (record.get("inspection") or {}).get("status") != "pending":
         return
+    limit = get_settings().worker_max_memory_mb
+
+    def _too_big(rss_mb: int) -> None:
+        message = (
+            f"loading the model took {rss_mb} MiB, more than PRUNEKIT_WORKER_MAX_MEMORY_MB="
+            f"{limit}; a worker with more memory is needed"
+        )
+        models.set_inspection(
+            model_id, {"status": "failed", "error": {"reason": "memory_limit", "message": message}}
+        )
+        os._exit(137)
+
     try:
-        details = inspect_model(storage.resolve(record["path"]), record["format"])
+        with MemoryGuard(limit, _too_big):
+            details = inspect_model(storage.resolve(record["path"]), record["format"])
     except PrunekitError as exc:
         models.set_inspection(
             model_id, {"status": "failed", "error": {"reason": exc.reason, "message": str(exc)}}

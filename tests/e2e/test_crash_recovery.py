@@ -2,7 +2,8 @@
 
 Run in order, on one Redis: Redis killed and restarted (no accepted job lost), the whole
 worker SIGKILLed mid-job (the job is taken over and succeeds), the pool child SIGKILLed
-until ``PRUNEKIT_MAX_ATTEMPTS`` (the job fails with the reason), a soft time limit.
+until ``PRUNEKIT_MAX_ATTEMPTS`` (the job fails with the reason), a soft time limit, a
+memory limit.
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class Stack:
         self.api = spawn_api(self.logs, port, self.env)
         self.svc = Service(f"http://127.0.0.1:{port}", self.logs, json.loads(out.stdout)["key"])
         self.workers: list[subprocess.Popen[bytes]] = []
+        self.inspected: list[str] = []  # models a worker inspected successfully
         wait_ready(self.svc, [self.api], path="/healthz")
 
     @property
@@ -64,6 +66,13 @@ class Stack:
         self.workers.append(w)
         wait_ready(self.svc, [self.api, w])
         return w
+
+    def kill_workers(self) -> None:
+        """Idle workers need no graceful stop: SIGKILL their process groups (fast)."""
+        for w in self.workers:
+            if w.poll() is None:
+                os.killpg(w.pid, signal.SIGKILL)
+                w.wait(10)
 
     def job(self, job_id: str) -> dict[str, Any]:
         return self.svc.client.get(f"/v1/jobs/{job_id}").json()
@@ -124,6 +133,7 @@ def test_redis_restart_loses_no_accepted_job(stack: Stack, model_files: dict[str
         ]
         assert "its queue message was lost; queued again" in messages
     assert stack.svc.wait_inspection(model["id"])["inspection"]["status"] == "succeeded"
+    stack.inspected.append(model["id"])
 
 
 def test_sigkill_whole_worker_mid_job(stack: Stack, big_model_zip: Path) -> None:
@@ -144,6 +154,7 @@ def test_sigkill_whole_worker_mid_job(stack: Stack, big_model_zip: Path) -> None
     ]
     assert "its worker was lost; queued again" in messages and "running (attempt 2)" in messages
     assert stack.svc.client.get(f"/v1/jobs/{job_id}/model").status_code == 200
+    stack.inspected.insert(0, model["id"])  # the big model: a job on it takes seconds
 
 
 def test_pool_child_killed_until_max_attempts(stack: Stack, big_model_zip: Path) -> None:
@@ -162,12 +173,26 @@ def test_pool_child_killed_until_max_attempts(stack: Stack, big_model_zip: Path)
     assert stack.svc.client.get("/readyz").status_code == 200
 
 
-def test_soft_time_limit_fails_with_timeout(stack: Stack, big_model_zip: Path) -> None:
-    stop(*stack.workers)
+def test_soft_time_limit_fails_with_timeout(stack: Stack) -> None:
+    stack.kill_workers()
     stack.start_worker(PRUNEKIT_TASK_SOFT_TIME_LIMIT="1", PRUNEKIT_TASK_TIME_LIMIT="4")
-    model = stack.svc.upload(big_model_zip)
-    job_id = stack.submit(model["id"])
+    job_id = stack.submit(stack.inspected[0])
     done = stack.svc.wait_job(job_id, timeout=60)
     assert done["status"] == "failed", done
     assert done["error"]["reason"] == "timeout" and "time limit" in done["error"]["message"]
     assert done["attempts"] == 1
+
+
+def test_memory_limit_fails_job_and_inspection(stack: Stack, model_files: dict[str, Path]) -> None:
+    stack.kill_workers()
+    # a forked child starts with the parent's TensorFlow pages (~0.5 GiB): 200 MiB is too little
+    worker = stack.start_worker(PRUNEKIT_WORKER_MAX_MEMORY_MB="200")
+    job_id = stack.submit(stack.inspected[0])
+    done = stack.svc.wait_job(job_id, timeout=60)
+    assert done["status"] == "failed" and done["error"]["reason"] == "memory_limit", done
+    assert "PRUNEKIT_WORKER_MAX_MEMORY_MB=200" in done["error"]["message"]
+    model = stack.svc.upload(model_files["keras"])
+    inspection = stack.svc.wait_inspection(model["id"])["inspection"]
+    assert inspection["status"] == "failed" and inspection["error"]["reason"] == "memory_limit"
+    assert worker.poll() is None  # only the child was ended; the worker serves on
+    assert stack.svc.client.get("/readyz").status_code == 200

@@ -250,3 +250,16 @@ def test_h5_only_when_the_operator_allows_it(tmp_path: Path) -> None:
     assert archive.detect(path, head, limits, allow_h5=True).container == "h5"
     loaded = load_model(path, "keras")  # what a worker does with the stored model.h5
     assert loaded.predict(np.zeros((2, 8), "float32")).shape == (2, 3)
+
+
+def test_memory_guard_for_inspections() -> None:
+    from worker.guard import MemoryGuard
+
+    seen: list[int] = []
+    with MemoryGuard(1, seen.append):
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert seen and seen[0] > 1
+    with MemoryGuard(0, seen.append) as off:  # 0: no limit, no thread
+        assert not off._thread.is_alive()
