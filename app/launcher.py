@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from app.auth.local_key import ensure_local_key
 from app.embedded_redis import resolve
 from app.settings import Settings
 
@@ -30,6 +31,14 @@ def main(argv: list[str] | None = None) -> int:
     env = {**os.environ, "PRUNEKIT_REDIS_URL": url, "PRUNEKIT_HOME": str(home)}
     where = f"embedded redis-server on port {embedded.port}" if embedded else url
     print(f"prunekit: Redis: {where}; artifacts in {home}", flush=True)
+    os.environ.update(PRUNEKIT_REDIS_URL=url, PRUNEKIT_HOME=str(home))
+    key_path, secret, created = ensure_local_key(home)
+    if created:
+        print(f"prunekit: created an API key for tenant 'local': {secret}", flush=True)
+    print(
+        f'prunekit: API key in {key_path}; send -H "Authorization: Bearer $(cat {key_path})"',
+        flush=True,
+    )
 
     settings = Settings.from_env()
     concurrency = str(settings.worker_concurrency)

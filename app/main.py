@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 
 from app import problems
+from app.auth.tenancy import current_principal
 from app.datasets.endpoints import router as datasets_router
 from app.health.endpoints import router as health_router
 from app.jobs.endpoints import router as jobs_router
@@ -23,14 +24,9 @@ def create_app() -> FastAPI:
         description="Upload a TensorFlow model, prune it on a worker, download the result.",
     )
     problems.install(app)
-    for router in (
-        health_router,
-        models_router,
-        datasets_router,
-        jobs_router,
-        strategies_router,
-    ):
-        app.include_router(router)
+    app.include_router(health_router)  # /healthz and /readyz stay open
+    for router in (models_router, datasets_router, jobs_router, strategies_router):
+        app.include_router(router, dependencies=[Depends(current_principal)])  # a key each
     return app
 
 

@@ -15,6 +15,11 @@ def _int(name: str, default: int) -> int:
     return int(raw) if raw else default
 
 
+def _float(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    return float(raw) if raw else default
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -29,6 +34,26 @@ class Settings:
     task_soft_time_limit: int
     task_time_limit: int
     visibility_timeout: int
+    max_attempts: int = 3
+    worker_max_memory_mb: int = 0  # 0: no limit
+    artifact_ttl_hours: float = 0  # 0: never sweep
+    reconcile_interval: float = 30
+    lease_ttl: float = 30
+    allow_h5: bool = False
+
+    def __post_init__(self) -> None:
+        if not 0 < self.task_soft_time_limit < self.task_time_limit < self.visibility_timeout:
+            raise ValueError(
+                "time limits must satisfy 0 < PRUNEKIT_TASK_SOFT_TIME_LIMIT "
+                f"({self.task_soft_time_limit}) < PRUNEKIT_TASK_TIME_LIMIT "
+                f"({self.task_time_limit}) < PRUNEKIT_VISIBILITY_TIMEOUT "
+                f"({self.visibility_timeout}): a job must be stopped softly, then hard, "
+                "before Redis would hand its message to another worker"
+            )
+        if self.max_attempts < 1:
+            raise ValueError("PRUNEKIT_MAX_ATTEMPTS must be at least 1")
+        if self.lease_ttl < 1 or self.reconcile_interval <= 0:
+            raise ValueError("PRUNEKIT_LEASE_TTL must be >= 1 s, PRUNEKIT_RECONCILE_INTERVAL > 0")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -49,6 +74,12 @@ class Settings:
             task_soft_time_limit=soft,
             task_time_limit=hard,
             visibility_timeout=_int("PRUNEKIT_VISIBILITY_TIMEOUT", hard + 600),
+            max_attempts=_int("PRUNEKIT_MAX_ATTEMPTS", 3),
+            worker_max_memory_mb=_int("PRUNEKIT_WORKER_MAX_MEMORY_MB", 0),
+            artifact_ttl_hours=_float("PRUNEKIT_ARTIFACT_TTL_HOURS", 0),
+            reconcile_interval=_float("PRUNEKIT_RECONCILE_INTERVAL", 30),
+            lease_ttl=_float("PRUNEKIT_LEASE_TTL", 30),
+            allow_h5=os.environ.get("PRUNEKIT_ALLOW_H5", "") in ("1", "true", "yes"),
         )
 
     @property

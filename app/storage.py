@@ -35,6 +35,10 @@ def model_dir(model_id: str) -> Path:
     return artifacts_root() / "models" / model_id
 
 
+def dataset_dir(dataset_id: str) -> Path:
+    return artifacts_root() / "datasets" / dataset_id
+
+
 def job_dir(job_id: str) -> Path:
     return artifacts_root() / "jobs" / job_id
 

@@ -19,6 +19,8 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from app.problems import Problem
 
 HEAD_BYTES = 512
+MAX_PART_HEADER_BYTES = 16 * 1024
+BODY_SLACK = 64 * 1024  # multipart framing and small form fields around the file
 
 
 @dataclass
@@ -70,9 +72,15 @@ class _Receiver:
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._hname += data[start:end]
+        self._check_header_size()
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
         self._hvalue += data[start:end]
+        self._check_header_size()
+
+    def _check_header_size(self) -> None:
+        if len(self._hname) + len(self._hvalue) > MAX_PART_HEADER_BYTES:
+            raise ValueError(f"a part header is longer than {MAX_PART_HEADER_BYTES} bytes")
 
     def on_header_end(self) -> None:
         self.headers[self._hname.lower()] = self._hvalue
@@ -126,7 +134,7 @@ async def receive_file(request: Request, dest: Path, field: str, max_bytes: int)
             f"e.g. curl -F {field}=@model.zip",
         )
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > max_bytes + 64 * 1024:
+    if declared and declared.isdigit() and int(declared) > max_bytes + BODY_SLACK:
         raise too_large(max_bytes)
     rx = _Receiver(field, dest, max_bytes)
     parser = MultipartParser(
@@ -141,8 +149,12 @@ async def receive_file(request: Request, dest: Path, field: str, max_bytes: int)
             "on_part_end": rx.on_part_end,
         },
     )
+    body_bytes = 0
     try:
         async for chunk in request.stream():
+            body_bytes += len(chunk)
+            if body_bytes > max_bytes + BODY_SLACK:  # the whole body, not only the file
+                raise too_large(max_bytes)
             parser.write(chunk)
             if rx.too_large:
                 raise too_large(max_bytes)

@@ -52,3 +52,13 @@ def tar_gz_dir(src: Path, dest: Path, top: str = "model") -> Path:
     with tarfile.open(dest, "w:gz") as tf:
         tf.add(src, arcname=top)
     return dest
+
+
+def wide_mlp(seed: int = 0, inputs: int = 256, hidden: int = 2048) -> keras.Model:
+    """~4.7 M parameters: big enough that a job runs for seconds (crash and cancel tests)."""
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((inputs,), name="features")
+    x = keras.layers.Dense(hidden, activation="relu", name="dense_1")(inp)
+    x = keras.layers.Dense(hidden, activation="relu", name="dense_2")(x)
+    out = keras.layers.Dense(10, name="logits")(x)
+    return keras.Model(inp, out, name="wide_mlp")

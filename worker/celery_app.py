@@ -17,7 +17,9 @@ INSPECT_MODEL = "prunekit.inspect_model"
 
 
 def create_celery(settings: Settings) -> Celery:
-    app = Celery("prunekit", broker=settings.redis_url, include=["worker.tasks"])
+    app = Celery(
+        "prunekit", broker=settings.redis_url, include=["worker.tasks", "worker.lifecycle"]
+    )
     app.conf.update(
         task_default_queue=settings.queue,
         task_ignore_result=True,
@@ -25,6 +27,8 @@ def create_celery(settings: Settings) -> Celery:
         task_reject_on_worker_lost=True,  # ...and redelivered if its worker died
         worker_prefetch_multiplier=1,
         worker_max_tasks_per_child=1,  # TF keeps memory per process: recycle children
+        # resident-set limit, also enforced *during* a job by worker.guard (0: none)
+        worker_max_memory_per_child=settings.worker_max_memory_mb * 1024 or None,
         worker_hijack_root_logger=False,
         task_soft_time_limit=settings.task_soft_time_limit,
         task_time_limit=settings.task_time_limit,

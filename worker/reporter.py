@@ -6,6 +6,7 @@ import time
 from typing import Any
 
 from app.jobs import store
+from prunekit.errors import CancelledError
 
 MIN_INTERVAL_S = 0.5  # progress writes are throttled; phase changes are always written
 
@@ -17,6 +18,7 @@ class JobReporter:
         self._last_write = 0.0
 
     def phase(self, name: str, fraction: float = 0.0, **detail: Any) -> None:
+        self.check_cancelled()
         self.phase_name = name
         progress = {"phase": name, "fraction": round(min(max(fraction, 0.0), 1.0), 4)}
         if detail:
@@ -30,6 +32,7 @@ class JobReporter:
         if now - self._last_write < MIN_INTERVAL_S:
             return
         self._last_write = now
+        self.check_cancelled()
         progress: dict[str, Any] = {
             "phase": self.phase_name,
             "fraction": round(min(max(fraction, 0.0), 1.0), 4),
@@ -42,4 +45,9 @@ class JobReporter:
         store.add_event(self.job_id, "message", message, level=level, **detail)
 
     def check_cancelled(self) -> None:
-        """Cancellation arrives with the cancel endpoint; nothing to check yet."""
+        """Raise :class:`CancelledError` once ``POST /v1/jobs/{id}/cancel`` asked to stop.
+
+        One Redis read; the engine calls it between phases and batches, and every phase
+        change and progress write here checks too."""
+        if store.status(self.job_id) in ("cancelling", "cancelled"):
+            raise CancelledError("the job was cancelled on request")

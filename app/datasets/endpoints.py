@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
+from app.auth.tenancy import Principal, current_principal
 from app.datasets import service
 from app.datasets.schemas import DatasetList, DatasetOut
 
@@ -33,19 +34,30 @@ UPLOAD_BODY = {
 
 
 @router.post("", status_code=201, response_model=DatasetOut, openapi_extra=UPLOAD_BODY)
-async def upload_dataset(request: Request) -> DatasetOut:
+async def upload_dataset(
+    request: Request, principal: Principal = Depends(current_principal)
+) -> DatasetOut:
     """Upload a dataset. Streamed to disk; only the array headers are read here."""
-    return DatasetOut.model_validate(await service.upload(request))
+    return DatasetOut.model_validate(await service.upload(request, principal.tenant))
 
 
 @router.get("", response_model=DatasetList)
 def list_datasets(
-    limit: int = Query(default=20, ge=1, le=200), after: str | None = None
+    limit: int = Query(default=20, ge=1, le=200),
+    after: str | None = None,
+    principal: Principal = Depends(current_principal),
 ) -> DatasetList:
-    items, next_after = service.list_datasets(limit, after)
+    items, next_after = service.list_datasets(principal.tenant, limit, after)
     return DatasetList(items=[DatasetOut.model_validate(i) for i in items], next_after=next_after)
 
 
 @router.get("/{dataset_id}", response_model=DatasetOut)
-def get_dataset(dataset_id: str) -> DatasetOut:
-    return DatasetOut.model_validate(service.get_or_404(dataset_id))
+def get_dataset(dataset_id: str, principal: Principal = Depends(current_principal)) -> DatasetOut:
+    return DatasetOut.model_validate(service.get_or_404(dataset_id, principal.tenant))
+
+
+@router.delete("/{dataset_id}", status_code=204, responses={409: {"description": "in use"}})
+def delete_dataset(dataset_id: str, principal: Principal = Depends(current_principal)) -> Response:
+    """Delete the dataset and its file; 409 while an unfinished job uses it."""
+    service.delete(dataset_id, principal.tenant)
+    return Response(status_code=204)

@@ -18,8 +18,9 @@ import numpy as np
 from fastapi import Request
 
 from app import storage
+from app.auth.tenancy import owned_or_404
 from app.datasets import store
-from app.problems import Problem, not_found
+from app.problems import Problem
 from app.records import new_id, now_iso
 from app.settings import get_settings
 from app.uploads import receive_file
@@ -27,10 +28,6 @@ from prunekit.data import ArrayInfo, DatasetError, describe, input_mismatch, npz
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 DATASET_FILE = "data.npz"
-
-
-def dataset_dir(dataset_id: str) -> Path:
-    return storage.artifacts_root() / "datasets" / dataset_id
 
 
 def not_npz(detail: str) -> Problem:
@@ -74,7 +71,7 @@ def _check(path: Path, head: bytes) -> dict[str, ArrayInfo]:
     return arrays
 
 
-async def upload(request: Request) -> dict[str, Any]:
+async def upload(request: Request, tenant: str) -> dict[str, Any]:
     settings = get_settings()
     dataset_id = new_id()
     scratch = storage.scratch_dir(f"dataset-{dataset_id}-")
@@ -86,33 +83,43 @@ async def upload(request: Request) -> dict[str, Any]:
         staged = scratch / "dataset"
         staged.mkdir()
         received.path.replace(staged / DATASET_FILE)
-        storage.publish(staged, dataset_dir(dataset_id))
+        storage.publish(staged, storage.dataset_dir(dataset_id))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     record = {
         "id": dataset_id,
+        "tenant": tenant,
         "filename": received.filename,
         "size_bytes": received.size,
         "sha256": received.sha256,
         "created_at": now_iso(),
-        "path": storage.relative(dataset_dir(dataset_id) / DATASET_FILE),
+        "path": storage.relative(storage.dataset_dir(dataset_id) / DATASET_FILE),
         "splits": describe(arrays),
     }
     store.create(record)
     return record
 
 
-def get_or_404(dataset_id: str) -> dict[str, Any]:
-    record = store.get(dataset_id)
-    if record is None:
-        raise not_found("dataset", dataset_id)
-    return record
+def get_or_404(dataset_id: str, tenant: str) -> dict[str, Any]:
+    return owned_or_404(store.get(dataset_id), tenant, "dataset", dataset_id)
 
 
-def list_datasets(limit: int, after: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    ids = store.list_ids(limit, after)
+def list_datasets(
+    tenant: str, limit: int, after: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    ids = store.list_ids(tenant, limit, after)
     items = [r for r in (store.get(i) for i in ids) if r is not None]
     return items, (ids[-1] if len(ids) == limit else None)
+
+
+def delete(dataset_id: str, tenant: str) -> None:
+    """Delete the dataset's record and file; 409 while an unfinished job uses it."""
+    from app.lifecycle.deletion import ensure_unused, remove_artifacts
+
+    record = get_or_404(dataset_id, tenant)
+    ensure_unused("dataset", "dataset_id", dataset_id)
+    store.delete(record)
+    remove_artifacts(storage.dataset_dir(dataset_id))
 
 
 def model_input_shape(inspection: dict[str, Any]) -> list[int | None] | str:

@@ -1,9 +1,11 @@
-"""Dataset records in Redis: ``<prefix>:dataset:<id>`` hashes and a ``<prefix>:datasets`` index."""
+"""Dataset records in Redis: ``<prefix>:dataset:<id>`` hashes, a ``<prefix>:datasets`` index of
+all datasets (for maintenance) and a ``<prefix>:tenant:<t>:datasets`` index per tenant."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from app.auth.tenancy import tenant_index
 from app.records import decode, encode, now_ms, page_ids
 from app.redis_client import get_redis, key
 
@@ -14,9 +16,11 @@ def _key(dataset_id: str) -> str:
 
 def create(record: dict[str, Any]) -> None:
     r = get_redis()
+    score = now_ms()
     with r.pipeline() as p:
         p.hset(_key(record["id"]), mapping=encode(record))
-        p.zadd(key("datasets"), {record["id"]: now_ms()})
+        p.zadd(key("datasets"), {record["id"]: score})
+        p.zadd(tenant_index(record["tenant"], "datasets"), {record["id"]: score})
         p.execute()
 
 
@@ -25,5 +29,19 @@ def get(dataset_id: str) -> dict[str, Any] | None:
     return decode(raw) if raw else None
 
 
-def list_ids(limit: int, after: str | None) -> list[str]:
-    return page_ids(get_redis(), key("datasets"), limit, after)
+def list_ids(tenant: str, limit: int, after: str | None) -> list[str]:
+    return page_ids(get_redis(), tenant_index(tenant, "datasets"), limit, after)
+
+
+def delete(record: dict[str, Any]) -> None:
+    r = get_redis()
+    with r.pipeline() as p:
+        p.delete(_key(record["id"]))
+        p.zrem(key("datasets"), record["id"])
+        p.zrem(tenant_index(record["tenant"], "datasets"), record["id"])
+        p.execute()
+
+
+def all_ids() -> list[str]:
+    """Every dataset of every tenant (maintenance: the sweeper)."""
+    return list(get_redis().zrange(key("datasets"), 0, -1))

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import FileResponse
 
+from app.auth.tenancy import Principal, current_principal
 from app.jobs import service
 from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport
 
@@ -23,37 +24,73 @@ def _out(record: dict[str, Any]) -> JobOut:
     return JobOut.model_validate({**fields, "links": links})
 
 
-@router.post("", status_code=202, response_model=JobOut)
-def create_job(body: JobCreate, response: Response) -> JobOut:
+@router.post("", status_code=202, response_model=JobOut, responses={409: {}})
+def create_job(
+    body: JobCreate,
+    response: Response,
+    principal: Principal = Depends(current_principal),
+    idempotency_key: str | None = Header(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Retry-safe submission: the same key and body return the same job; "
+        "the same key with another body answers 409. Kept 24 h, per tenant.",
+    ),
+) -> JobOut:
     """Submit a pruning job. It is recorded, then queued; poll it with ``GET /v1/jobs/{id}``."""
-    record = service.create(body)
+    record, replayed = service.create(body, principal.tenant, idempotency_key)
     response.headers["Location"] = f"/v1/jobs/{record['id']}"
+    if replayed:
+        response.headers["Idempotent-Replayed"] = "true"
     return _out(record)
 
 
 @router.get("", response_model=JobList)
-def list_jobs(limit: int = Query(default=20, ge=1, le=200), after: str | None = None) -> JobList:
+def list_jobs(
+    limit: int = Query(default=20, ge=1, le=200),
+    after: str | None = None,
+    principal: Principal = Depends(current_principal),
+) -> JobList:
     """Jobs, newest first. Pass ``next_after`` back as ``after`` for the next page."""
-    items, next_after = service.list_jobs(limit, after)
+    items, next_after = service.list_jobs(principal.tenant, limit, after)
     return JobList(items=[_out(i) for i in items], next_after=next_after)
 
 
 @router.get("/{job_id}", response_model=JobOut)
-def get_job(job_id: str) -> JobOut:
-    return _out(service.get_or_404(job_id))
+def get_job(job_id: str, principal: Principal = Depends(current_principal)) -> JobOut:
+    return _out(service.get_or_404(job_id, principal.tenant))
+
+
+@router.post("/{job_id}/cancel", status_code=202, response_model=JobOut, responses={409: {}})
+def cancel_job(job_id: str, principal: Principal = Depends(current_principal)) -> JobOut:
+    """Cancel: a queued job is cancelled at once, a running one goes ``cancelling`` and the
+    worker stops at its next check; 409 if the job already finished."""
+    return _out(service.cancel(job_id, principal.tenant))
+
+
+@router.delete("/{job_id}", status_code=204, responses={409: {}})
+def delete_job(job_id: str, principal: Principal = Depends(current_principal)) -> Response:
+    """Delete a finished job with its events and pruned model; 409 while it is unfinished."""
+    service.delete(job_id, principal.tenant)
+    return Response(status_code=204)
 
 
 @router.get("/{job_id}/events", response_model=JobEvents)
-def job_events(job_id: str, start: int = Query(default=0, ge=0)) -> JobEvents:
+def job_events(
+    job_id: str,
+    start: int = Query(default=0, ge=0),
+    principal: Principal = Depends(current_principal),
+) -> JobEvents:
     """The job's ordered log: status changes, phases, messages (``start`` skips seen ones)."""
-    return JobEvents.model_validate({"job_id": job_id, "items": service.events(job_id, start)})
+    items = service.events(job_id, principal.tenant, start)
+    return JobEvents.model_validate({"job_id": job_id, "items": items})
 
 
 @router.get("/{job_id}/report", response_model=JobReport, responses={409: {}})
-def job_report(job_id: str) -> JobReport:
+def job_report(job_id: str, principal: Principal = Depends(current_principal)) -> JobReport:
     """Before/after metrics: quality on held-out data, agreement with the original, FLOPs,
     latency, parameters, sizes, per-layer sparsity; ``409`` until the job succeeded."""
-    return JobReport.model_validate(service.report(job_id))
+    return JobReport.model_validate(service.report(job_id, principal.tenant))
 
 
 @router.get(
@@ -61,9 +98,13 @@ def job_report(job_id: str) -> JobReport:
     response_class=FileResponse,
     responses={200: {"content": {"application/octet-stream": {}}}, 409: {}},
 )
-def download_model(job_id: str, if_none_match: str | None = Header(default=None)) -> Response:
+def download_model(
+    job_id: str,
+    if_none_match: str | None = Header(default=None),
+    principal: Principal = Depends(current_principal),
+) -> Response:
     """The pruned model in the input's format: a `.keras` file or a zipped SavedModel."""
-    path, art = service.artifact(job_id)
+    path, art = service.artifact(job_id, principal.tenant)
     etag = f'"{art["sha256"]}"'
     if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
         return Response(status_code=304, headers={"ETag": etag})

@@ -13,6 +13,7 @@ from prunekit.spec import PruneSpec
 class JobStatus(StrEnum):
     QUEUED = "queued"
     RUNNING = "running"
+    CANCELLING = "cancelling"  # cancel asked while running; the worker stops at its next check
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"

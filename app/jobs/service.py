@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -9,11 +11,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from app import storage
+from app.auth.tenancy import owned_or_404
 from app.datasets import service as datasets
 from app.jobs import store
 from app.jobs.schemas import JobCreate, JobStatus
 from app.models import service as models
-from app.problems import Problem, field_errors, not_found, validation_problem
+from app.problems import Problem, field_errors, validation_problem
 from app.records import new_id, now_iso
 from prunekit.strategies import StrategyParams, UnknownStrategyError, get, parse_params
 from worker.celery_app import RUN_JOB, enqueue
@@ -41,11 +44,13 @@ def _inspected(model: dict[str, Any]) -> dict[str, Any]:
         if time.monotonic() >= deadline:
             break
         time.sleep(0.1)
-        model = models.get_or_404(model["id"])
+        model = models.get_or_404(model["id"], model["tenant"])
     return model
 
 
-def check_dataset(body: JobCreate, params: StrategyParams, model: dict[str, Any]) -> None:
+def check_dataset(
+    body: JobCreate, params: StrategyParams, model: dict[str, Any], tenant: str
+) -> None:
     """404 for an unknown dataset; 422 on ``body.dataset_id`` when the strategy needs data and
     there is none, or when the samples do not fit the model's input. A model still being
     inspected after ``INSPECTION_WAIT_S`` is accepted: the worker checks again and fails the
@@ -62,7 +67,7 @@ def check_dataset(body: JobCreate, params: StrategyParams, model: dict[str, Any]
             ]
             raise validation_problem(errors, errors[0]["message"])
         return
-    dataset = datasets.get_or_404(body.dataset_id)
+    dataset = datasets.get_or_404(body.dataset_id, tenant)
     model = _inspected(model)
     inspection = model.get("inspection") or {}
     if inspection.get("status") == "succeeded":
@@ -71,16 +76,49 @@ def check_dataset(body: JobCreate, params: StrategyParams, model: dict[str, Any]
             raise problem
 
 
-def create(body: JobCreate) -> dict[str, Any]:
+IDEMPOTENCY_TTL_S = 24 * 3600
+
+
+def _replay(tenant: str, job_id: str, body_hash: str, earlier: dict[str, str]) -> dict[str, Any]:
+    """The job an Idempotency-Key already names; 409 if it was used with another body."""
+    if earlier["body"] != body_hash:
+        raise Problem(
+            409,
+            "idempotency-key-reused",
+            "Idempotency-Key reused",
+            "this Idempotency-Key was already used with a different request body; "
+            "use a new key for a new job",
+            job_id=earlier["job_id"],
+        )
+    deadline = time.monotonic() + 5  # a concurrent twin may be writing the record now
+    while (record := store.get(earlier["job_id"])) is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return owned_or_404(record, tenant, "job", earlier["job_id"])
+
+
+def create(
+    body: JobCreate, tenant: str, idempotency_key: str | None = None
+) -> tuple[dict[str, Any], bool]:
+    """Record and queue a job; returns (record, replayed). With an ``Idempotency-Key`` the
+    same key and body give back the same job (``replayed``), another body answers 409."""
     params = validate_strategy(body.strategy)
-    model = models.get_or_404(body.model_id)
+    model = models.get_or_404(body.model_id, tenant)
     models.ensure_usable(model)
-    check_dataset(body, params, model)
+    check_dataset(body, params, model, tenant)
     spec = body.model_dump(mode="json", exclude={"model_id", "dataset_id"})
     spec["strategy"] = params.model_dump(mode="json")
     job_id = new_id()
+    if idempotency_key is not None:
+        canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True)
+        body_hash = hashlib.sha256(canonical.encode()).hexdigest()
+        earlier = store.claim_idempotency_key(
+            tenant, idempotency_key, job_id, body_hash, IDEMPOTENCY_TTL_S
+        )
+        if earlier is not None:
+            return _replay(tenant, job_id, body_hash, earlier), True
     record = {
         "id": job_id,
+        "tenant": tenant,
         "model_id": body.model_id,
         "dataset_id": body.dataset_id,
         "status": JobStatus.QUEUED.value,
@@ -94,7 +132,12 @@ def create(body: JobCreate) -> dict[str, Any]:
         "finished_at": None,
         "updated_at": now_iso(),
     }
-    store.create(record)  # written before the message is sent: a worker always finds it
+    try:
+        store.create(record)  # written before the message is sent: a worker always finds it
+    except Exception:
+        if idempotency_key is not None:
+            store.release_idempotency_key(tenant, idempotency_key)
+        raise
     try:
         enqueue(RUN_JOB, job_id)
     except Exception as exc:
@@ -112,30 +155,29 @@ def create(body: JobCreate) -> dict[str, Any]:
             "the job was recorded but could not be queued; try again shortly",
             job_id=job_id,
         ) from exc
-    return record
+    return record, False
 
 
-def get_or_404(job_id: str) -> dict[str, Any]:
-    record = store.get(job_id)
-    if record is None:
-        raise not_found("job", job_id)
-    return record
+def get_or_404(job_id: str, tenant: str) -> dict[str, Any]:
+    return owned_or_404(store.get(job_id), tenant, "job", job_id)
 
 
-def list_jobs(limit: int, after: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    ids = store.list_ids(limit, after)
+def list_jobs(
+    tenant: str, limit: int, after: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    ids = store.list_ids(tenant, limit, after)
     items = [r for r in (store.get(i) for i in ids) if r is not None]
     return items, (ids[-1] if len(ids) == limit else None)
 
 
-def events(job_id: str, start: int) -> list[dict[str, Any]]:
-    get_or_404(job_id)
+def events(job_id: str, tenant: str, start: int) -> list[dict[str, Any]]:
+    get_or_404(job_id, tenant)
     return store.events(job_id, start)
 
 
-def report(job_id: str) -> dict[str, Any]:
+def report(job_id: str, tenant: str) -> dict[str, Any]:
     """The before/after document of a finished job; 409 until the job succeeded."""
-    record = get_or_404(job_id)
+    record = get_or_404(job_id, tenant)
     metrics = record.get("metrics") or {}
     if record["status"] != JobStatus.SUCCEEDED.value or "before" not in metrics:
         raise Problem(
@@ -160,9 +202,9 @@ def report(job_id: str) -> dict[str, Any]:
     }
 
 
-def artifact(job_id: str) -> tuple[Path, dict[str, Any]]:
+def artifact(job_id: str, tenant: str) -> tuple[Path, dict[str, Any]]:
     """The pruned model's file and its description; 409 until the job succeeded."""
-    record = get_or_404(job_id)
+    record = get_or_404(job_id, tenant)
     if record["status"] != JobStatus.SUCCEEDED.value or not record.get("artifact"):
         raise Problem(
             409,
@@ -174,3 +216,50 @@ def artifact(job_id: str) -> tuple[Path, dict[str, Any]]:
         )
     art = record["artifact"]
     return storage.resolve(art["path"]), art
+
+
+def cancel(job_id: str, tenant: str) -> dict[str, Any]:
+    """Queued -> cancelled at once; running -> cancelling (the worker stops at its next
+    check between batches and phases, then marks it cancelled); finished -> 409."""
+    get_or_404(job_id, tenant)
+    for _ in range(5):  # the status may move under us (queued -> running); retry
+        if store.transition(
+            job_id, JobStatus.CANCELLED.value, {JobStatus.QUEUED.value},
+            message="cancelled before it started", finished_at=now_iso(),
+        ):  # fmt: skip
+            break
+        if store.transition(
+            job_id, JobStatus.CANCELLING.value, {JobStatus.RUNNING.value},
+            message="cancel requested",
+        ):  # fmt: skip
+            break
+        status = store.status(job_id)
+        if status in (JobStatus.CANCELLING.value, JobStatus.CANCELLED.value):
+            break
+        if status in (JobStatus.SUCCEEDED.value, JobStatus.FAILED.value):
+            raise Problem(
+                409,
+                "job-finished",
+                "Job already finished",
+                f"job {job_id} already {status}; only queued or running jobs can be cancelled",
+                job_status=status,
+            )
+    return get_or_404(job_id, tenant)
+
+
+def delete(job_id: str, tenant: str) -> None:
+    """Delete a finished job's record, events and pruned model; 409 while it is unfinished."""
+    from app.lifecycle.deletion import remove_artifacts
+
+    record = get_or_404(job_id, tenant)
+    if record["status"] not in store.FINISHED:
+        raise Problem(
+            409,
+            "job-not-finished",
+            "Job not finished",
+            f"job {job_id} is {record['status']}; cancel it (POST /v1/jobs/{job_id}/cancel) "
+            "and delete it once it is cancelled",
+            job_status=record["status"],
+        )
+    store.delete(record)
+    remove_artifacts(storage.job_dir(job_id))

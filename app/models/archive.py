@@ -123,10 +123,21 @@ def check_members(members: list[Member], archive_bytes: int, limits: Limits) -> 
         )
 
 
-def _zip_members(zf: zipfile.ZipFile) -> list[Member]:
+def _zip_members(zf: zipfile.ZipFile, limits: Limits | None = None) -> list[Member]:
     out = []
     for info in zf.infolist():
-        mode = (info.external_attr >> 16) & 0xFFFF
+        if (
+            limits is not None
+            and info.file_size > 1 << 20
+            and info.file_size > limits.max_ratio * max(info.compress_size, 1)
+        ):
+            raise unsafe(
+                "compression_ratio",
+                f"member {info.filename!r} expands "
+                f"{info.file_size / max(info.compress_size, 1):.0f}x, "
+                f"more than the limit of {limits.max_ratio}x (a zip bomb?)",
+            )
+        mode = (info.external_attr >> 16) & 0xFFFF if info.create_system == 3 else 0
         fmt = stat.S_IFMT(mode)
         if fmt == stat.S_IFLNK:
             kind = "symlink"
@@ -189,19 +200,37 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         raise corrupt(f"the zip archive could not be read ({exc})") from exc
 
 
-def detect(path: Path, head: bytes, limits: Limits) -> Detected:
-    """What the upload is, judged from its bytes (the file name is only a hint)."""
+def detect(path: Path, head: bytes, limits: Limits, allow_h5: bool = False) -> Detected:
+    """What the upload is, judged from its bytes (the file name is only a hint).
+
+    Any failure to parse the container is a 422 ``corrupt-upload``, never a 500."""
+    try:
+        return _detect(path, head, limits, allow_h5)
+    except Problem:
+        raise
+    except Exception as exc:
+        raise corrupt(
+            f"the file could not be read as an archive ({type(exc).__name__}: {exc})"
+        ) from exc
+
+
+def _detect(path: Path, head: bytes, limits: Limits, allow_h5: bool) -> Detected:
     size = path.stat().st_size
     if head.startswith(HDF5_MAGIC):
+        if allow_h5:  # the operator accepted the risk (PRUNEKIT_ALLOW_H5=1)
+            return Detected(ModelFormat.KERAS, "h5")
         raise unsupported(
             "legacy HDF5 (.h5) models are refused: Keras ignores safe_mode for them, so "
             "loading one can run arbitrary code. Re-save it with model.save('model.keras')"
         )
     if head.startswith(ZIP_MAGIC):
         with _open_zip(path) as zf:
-            members = _zip_members(zf)
+            members = _zip_members(zf, limits)
             check_members(members, size, limits)
-            if _saved_model_root(members) is not None:
+            root = _saved_model_root(members)
+            if root is not None:
+                with zf.open(f"{root}/saved_model.pb" if root else "saved_model.pb") as pb:
+                    check_saved_model_pb(pb.read(PB_CHECK_BYTES + 1))
                 return Detected(ModelFormat.SAVED_MODEL, "zip")
             names = {m.name for m in members if m.is_file}
             if names >= KERAS_MEMBERS:
@@ -211,9 +240,11 @@ def detect(path: Path, head: bytes, limits: Limits) -> Detected:
             "the zip archive holds neither saved_model.pb nor a Keras config.json + metadata.json"
         )
     if head.startswith(GZIP_MAGIC):
-        members = _tar_members(path)
+        members = _tar_members(path, limits)
         check_members(members, size, limits)
-        if _saved_model_root(members) is not None:
+        root = _saved_model_root(members)
+        if root is not None:
+            _check_tar_pb(path, root)
             return Detected(ModelFormat.SAVED_MODEL, "tar")
         raise unsupported("the .tar.gz archive holds no saved_model.pb")
     raise unsupported("the file is neither a zip, a .tar.gz nor a .keras file")
@@ -231,10 +262,21 @@ def _check_keras_config(zf: zipfile.ZipFile) -> None:
         raise corrupt("the .keras file's config.json does not describe a Keras model")
 
 
-def _tar_members(path: Path) -> list[Member]:
+def _tar_members(path: Path, limits: Limits | None = None) -> list[Member]:
+    """The members of a .tar.gz; with ``limits``, stops reading as soon as one is broken
+    (a gzip bomb is not decompressed to the end to find out)."""
+    out: list[Member] = []
+    total = 0
     try:
         with tarfile.open(path, "r:gz") as tf:
-            return [Member(m.name, m.size, m.isdir(), m.isfile(), _tar_kind(m)) for m in tf]
+            for m in tf:
+                out.append(Member(m.name, m.size, m.isdir(), m.isfile(), _tar_kind(m)))
+                total += m.size
+                if limits is not None and (
+                    len(out) > limits.max_members or total > limits.max_total_bytes
+                ):
+                    check_members(out, path.stat().st_size, limits)
+            return out
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise corrupt(f"the .tar.gz archive could not be read ({exc})") from exc
 
@@ -303,13 +345,82 @@ def extract_saved_model(path: Path, container: str, dest: Path, limits: Limits) 
             target.parent.mkdir(parents=True, exist_ok=True)
             assert fileobj is not None
             _copy_bounded(fileobj, target, budget, limits)
-    except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error, OSError) as exc:
-        shutil.rmtree(dest, ignore_errors=True)
-        raise corrupt(f"the archive could not be unpacked ({exc})") from exc
     except Problem:
         shutil.rmtree(dest, ignore_errors=True)
         raise
+    except Exception as exc:  # truncated, encrypted, unknown compression method...
+        shutil.rmtree(dest, ignore_errors=True)
+        raise corrupt(f"the archive could not be unpacked ({type(exc).__name__}: {exc})") from exc
     if not (dest / "saved_model.pb").is_file():
         shutil.rmtree(dest, ignore_errors=True)
         raise unsupported("saved_model.pb was not found after unpacking")
     return dest
+
+
+PB_CHECK_BYTES = 64 * 1024 * 1024
+
+
+def _varint(buf: bytes, pos: int) -> tuple[int, int]:
+    value = shift = 0
+    while True:
+        if pos >= len(buf) or shift > 63:
+            raise ValueError("truncated or overlong varint")
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+def check_saved_model_pb(data: bytes) -> None:
+    """A cheap structural check of ``saved_model.pb`` without TensorFlow.
+
+    Walks the top level of the protobuf wire format (``SavedModel``: field 1
+    ``saved_model_schema_version`` varint, field 2 ``meta_graphs`` messages) and requires
+    every field to be well-formed and at least one meta graph. Random bytes, truncated
+    files and other protobufs fail here with a 422; deeper corruption is found by the
+    worker's inspection (the model then fails inspection and jobs on it answer 422).
+    """
+    if len(data) > PB_CHECK_BYTES:
+        return  # very large graphs: leave it to the worker's inspection
+    pos, meta_graphs = 0, 0
+    try:
+        while pos < len(data):
+            tag, pos = _varint(data, pos)
+            field_no, wire = tag >> 3, tag & 7
+            if field_no == 0:
+                raise ValueError("field number 0")
+            if wire == 0:
+                _, pos = _varint(data, pos)
+            elif wire == 1:
+                pos += 8
+            elif wire == 2:
+                length, pos = _varint(data, pos)
+                pos += length
+                meta_graphs += field_no == 2
+            elif wire == 5:
+                pos += 4
+            else:
+                raise ValueError(f"wire type {wire}")
+            if pos > len(data):
+                raise ValueError("a field runs past the end of the file")
+            if (field_no == 1 and wire != 0) or (field_no == 2 and wire != 2):
+                raise ValueError(f"field {field_no} has the wrong type")
+    except ValueError as exc:
+        raise corrupt(f"saved_model.pb is not a valid SavedModel protobuf ({exc})") from exc
+    if meta_graphs == 0:
+        raise corrupt("saved_model.pb holds no MetaGraph: it is not a SavedModel")
+
+
+def _check_tar_pb(path: Path, root: str) -> None:
+    want = f"{root}/saved_model.pb" if root else "saved_model.pb"
+    with tarfile.open(path, "r:gz") as tf:
+        for m in tf:
+            name = str(PurePosixPath(m.name.replace("\\", "/"))).removeprefix("./")
+            if m.isfile() and name == want:
+                f = tf.extractfile(m)
+                if f is not None:
+                    with f:
+                        check_saved_model_pb(f.read(PB_CHECK_BYTES + 1))
+                return

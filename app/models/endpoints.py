@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
+from app.auth.tenancy import Principal, current_principal
 from app.models import service
 from app.models.schemas import ModelList, ModelOut
 
@@ -33,19 +34,30 @@ UPLOAD_BODY = {
 
 
 @router.post("", status_code=201, response_model=ModelOut, openapi_extra=UPLOAD_BODY)
-async def upload_model(request: Request) -> ModelOut:
+async def upload_model(
+    request: Request, principal: Principal = Depends(current_principal)
+) -> ModelOut:
     """Upload a model. The body is streamed to disk; the format is judged by content."""
-    return ModelOut.model_validate(await service.upload(request))
+    return ModelOut.model_validate(await service.upload(request, principal.tenant))
 
 
 @router.get("", response_model=ModelList)
 def list_models(
-    limit: int = Query(default=20, ge=1, le=200), after: str | None = None
+    limit: int = Query(default=20, ge=1, le=200),
+    after: str | None = None,
+    principal: Principal = Depends(current_principal),
 ) -> ModelList:
-    items, next_after = service.list_models(limit, after)
+    items, next_after = service.list_models(principal.tenant, limit, after)
     return ModelList(items=[ModelOut.model_validate(i) for i in items], next_after=next_after)
 
 
 @router.get("/{model_id}", response_model=ModelOut)
-def get_model(model_id: str) -> ModelOut:
-    return ModelOut.model_validate(service.get_or_404(model_id))
+def get_model(model_id: str, principal: Principal = Depends(current_principal)) -> ModelOut:
+    return ModelOut.model_validate(service.get_or_404(model_id, principal.tenant))
+
+
+@router.delete("/{model_id}", status_code=204, responses={409: {"description": "in use"}})
+def delete_model(model_id: str, principal: Principal = Depends(current_principal)) -> Response:
+    """Delete the model and its files; 409 while an unfinished job uses it."""
+    service.delete(model_id, principal.tenant)
+    return Response(status_code=204)

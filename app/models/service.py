@@ -8,8 +8,9 @@ from typing import Any
 from fastapi import Request
 
 from app import storage
+from app.auth.tenancy import owned_or_404
 from app.models import archive, store
-from app.problems import Problem, not_found
+from app.problems import Problem
 from app.records import new_id, now_iso
 from app.settings import get_settings
 from app.uploads import receive_file
@@ -28,7 +29,7 @@ def _limits() -> archive.Limits:
     )
 
 
-async def upload(request: Request) -> dict[str, Any]:
+async def upload(request: Request, tenant: str) -> dict[str, Any]:
     settings = get_settings()
     model_id = new_id()
     scratch = storage.scratch_dir(f"upload-{model_id}-")
@@ -36,11 +37,12 @@ async def upload(request: Request) -> dict[str, Any]:
         received = await receive_file(
             request, scratch / "upload", "file", settings.max_upload_bytes
         )
-        detected = archive.detect(received.path, received.head, _limits())
+        detected = archive.detect(received.path, received.head, _limits(), settings.allow_h5)
         staged = scratch / "model"
         staged.mkdir()
-        target = staged / MODEL_FILES[detected.format]
-        if detected.container == "keras":
+        filename = "model.h5" if detected.container == "h5" else MODEL_FILES[detected.format]
+        target = staged / filename
+        if detected.container in ("keras", "h5"):
             received.path.replace(target)
         else:
             archive.extract_saved_model(received.path, detected.container, target, _limits())
@@ -49,12 +51,13 @@ async def upload(request: Request) -> dict[str, Any]:
         shutil.rmtree(scratch, ignore_errors=True)
     record = {
         "id": model_id,
+        "tenant": tenant,
         "filename": received.filename,
         "format": detected.format.value,
         "size_bytes": received.size,
         "sha256": received.sha256,
         "created_at": now_iso(),
-        "path": storage.relative(storage.model_dir(model_id) / MODEL_FILES[detected.format]),
+        "path": storage.relative(storage.model_dir(model_id) / filename),
         "inspection": {"status": "pending"},
     }
     store.create(record)  # the record exists before any worker hears of it
@@ -62,15 +65,14 @@ async def upload(request: Request) -> dict[str, Any]:
     return record
 
 
-def get_or_404(model_id: str) -> dict[str, Any]:
-    record = store.get(model_id)
-    if record is None:
-        raise not_found("model", model_id)
-    return record
+def get_or_404(model_id: str, tenant: str) -> dict[str, Any]:
+    return owned_or_404(store.get(model_id), tenant, "model", model_id)
 
 
-def list_models(limit: int, after: str | None) -> tuple[list[dict[str, Any]], str | None]:
-    ids = store.list_ids(limit, after)
+def list_models(
+    tenant: str, limit: int, after: str | None
+) -> tuple[list[dict[str, Any]], str | None]:
+    ids = store.list_ids(tenant, limit, after)
     items = [r for r in (store.get(i) for i in ids) if r is not None]
     return items, (ids[-1] if len(ids) == limit else None)
 
@@ -88,3 +90,13 @@ def ensure_usable(record: dict[str, Any]) -> None:
             f"{err.get('message', 'unknown reason')}",
             reason=err.get("reason"),
         )
+
+
+def delete(model_id: str, tenant: str) -> None:
+    """Delete the model's record and files; 409 while an unfinished job uses it."""
+    from app.lifecycle.deletion import ensure_unused, remove_artifacts
+
+    record = get_or_404(model_id, tenant)
+    ensure_unused("model", "model_id", model_id)
+    store.delete(record)
+    remove_artifacts(storage.model_dir(model_id))

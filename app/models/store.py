@@ -1,9 +1,11 @@
-"""Model records in Redis: ``<prefix>:model:<id>`` hashes and a ``<prefix>:models`` index."""
+"""Model records in Redis: ``<prefix>:model:<id>`` hashes, a ``<prefix>:models`` index of all
+models (for maintenance) and a ``<prefix>:tenant:<t>:models`` index per tenant (for listing)."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from app.auth.tenancy import tenant_index
 from app.records import decode, encode, now_iso, now_ms, page_ids
 from app.redis_client import get_redis, key
 
@@ -14,9 +16,12 @@ def _key(model_id: str) -> str:
 
 def create(record: dict[str, Any]) -> None:
     r = get_redis()
+    score = now_ms()
     with r.pipeline() as p:
         p.hset(_key(record["id"]), mapping=encode(record))
-        p.zadd(key("models"), {record["id"]: now_ms()})
+        p.zadd(key("models"), {record["id"]: score})
+        p.zadd(tenant_index(record["tenant"], "models"), {record["id"]: score})
+        p.sadd(key("models", "pending"), record["id"])  # awaiting inspection (reconciler)
         p.execute()
 
 
@@ -30,7 +35,28 @@ def set_inspection(model_id: str, inspection: dict[str, Any]) -> None:
         return
     inspection = {**inspection, "finished_at": now_iso()}
     get_redis().hset(_key(model_id), mapping=encode({"inspection": inspection}))
+    get_redis().srem(key("models", "pending"), model_id)
 
 
-def list_ids(limit: int, after: str | None) -> list[str]:
-    return page_ids(get_redis(), key("models"), limit, after)
+def pending_ids() -> list[str]:
+    """Models still waiting for a worker's inspection."""
+    return list(get_redis().smembers(key("models", "pending")))
+
+
+def list_ids(tenant: str, limit: int, after: str | None) -> list[str]:
+    return page_ids(get_redis(), tenant_index(tenant, "models"), limit, after)
+
+
+def delete(record: dict[str, Any]) -> None:
+    r = get_redis()
+    with r.pipeline() as p:
+        p.delete(_key(record["id"]))
+        p.zrem(key("models"), record["id"])
+        p.zrem(tenant_index(record["tenant"], "models"), record["id"])
+        p.srem(key("models", "pending"), record["id"])
+        p.execute()
+
+
+def all_ids() -> list[str]:
+    """Every model of every tenant (maintenance: the sweeper)."""
+    return list(get_redis().zrange(key("models"), 0, -1))

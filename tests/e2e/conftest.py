@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -18,11 +19,25 @@ from app.embedded_redis import free_port
 REPO = Path(__file__).resolve().parents[2]
 
 
+def new_key(tenant: str) -> str:
+    """A real API key for ``tenant``, created in the test Redis like the CLI does."""
+    from app.auth import keys
+
+    return keys.create_key(tenant, name="tests")[1]
+
+
 class Service:
-    def __init__(self, base_url: str, log_dir: Path) -> None:
+    def __init__(self, base_url: str, log_dir: Path, api_key: str | None = None) -> None:
         self.base_url = base_url
         self.log_dir = log_dir
-        self.client = httpx.Client(base_url=base_url, timeout=30)
+        self.api_key = api_key or new_key("tests")
+        self.client = httpx.Client(
+            base_url=base_url, timeout=30, headers={"Authorization": f"Bearer {self.api_key}"}
+        )
+
+    def as_key(self, api_key: str) -> Service:
+        """The same service, seen with another API key (another tenant, say)."""
+        return Service(self.base_url, self.log_dir, api_key)
 
     def wait_job(self, job_id: str, timeout: float = 120) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
@@ -49,53 +64,86 @@ class Service:
         return resp.json()
 
 
-def _spawn(args: list[str], log: Path) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    full_env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
     return subprocess.Popen(
-        args, cwd=REPO, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
+        args,
+        cwd=REPO,
+        env=full_env,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,  # its own process group: a test can kill it whole
     )
+
+
+def spawn_worker(
+    logs: Path, env: dict[str, str] | None = None, concurrency: int = 2, name: str = "worker"
+) -> subprocess.Popen[bytes]:
+    queue = (env or {}).get("PRUNEKIT_QUEUE", os.environ["PRUNEKIT_QUEUE"])
+    return spawn(
+        [sys.executable, "-m", "celery", "-A", "worker.celery_app:celery_app", "worker",
+         "--loglevel", "INFO", "--concurrency", str(concurrency), "-Q", queue,
+         "--hostname", f"{name}-{free_port()}@%h"],
+        logs / f"{name}.log",
+        env,
+    )  # fmt: skip
+
+
+def spawn_api(logs: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+    return spawn(
+        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
+         "--port", str(port)],
+        logs / "api.log",
+        env,
+    )  # fmt: skip
+
+
+def wait_ready(
+    svc: Service, procs: list[subprocess.Popen[bytes]], path: str = "/readyz", timeout: float = 90
+) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if svc.client.get(path).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+            logs = "".join(f.read_text()[-3000:] for f in sorted(svc.log_dir.glob("*.log")))
+            raise RuntimeError(f"service did not become ready ({path}):\n{logs}")
+        time.sleep(0.3)
+
+
+def stop(*procs: subprocess.Popen[bytes]) -> None:
+    for proc in procs:
+        if proc.poll() is None:
+            proc.terminate()
+    for proc in procs:
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(5)
 
 
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     logs = tmp_path_factory.mktemp("service-logs")
     port = free_port()
-    worker = _spawn(
-        [sys.executable, "-m", "celery", "-A", "worker.celery_app:celery_app", "worker",
-         "--loglevel", "INFO", "--concurrency", "2", "-Q", os.environ["PRUNEKIT_QUEUE"],
-         "--hostname", f"test-{port}@%h"],
-        logs / "worker.log",
-    )  # fmt: skip
-    api = _spawn(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-         "--port", str(port)],
-        logs / "api.log",
-    )  # fmt: skip
+    worker = spawn_worker(logs)
+    api = spawn_api(logs, port)
     svc = Service(f"http://127.0.0.1:{port}", logs)
-    deadline = time.monotonic() + 90
     try:
-        while True:
-            try:
-                if svc.client.get("/readyz").status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline or worker.poll() is not None or api.poll() is not None:
-                raise RuntimeError(
-                    "service did not become ready:\n"
-                    + (logs / "worker.log").read_text()[-3000:]
-                    + (logs / "api.log").read_text()[-3000:]
-                )
-            time.sleep(0.5)
+        wait_ready(svc, [worker, api])
         yield svc
     finally:
-        for proc in (api, worker):
-            proc.terminate()
-        for proc in (api, worker):
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop(api, worker)
+
+
+@pytest.fixture(scope="session")
+def other_tenant(service: Service) -> Service:
+    """The same service as seen by another tenant."""
+    return service.as_key(new_key("other-team"))
 
 
 @pytest.fixture(scope="session")
@@ -114,3 +162,13 @@ def model_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
         "keras": keras_path,
         "saved_model_dir": sm,
     }
+
+
+@pytest.fixture(scope="session")
+def big_model_zip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A zipped SavedModel whose pruning job takes seconds, not milliseconds."""
+    from tests import tiny_models
+
+    tmp = tmp_path_factory.mktemp("big")
+    sm = tiny_models.export_saved_model(tiny_models.wide_mlp(), tmp / "sm")
+    return tiny_models.zip_dir(sm, tmp / "wide_sm.zip", top="wide_sm")

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import keras
 import numpy as np
 import pytest
 
-from prunekit.strategies import Strategy, StrategyKind, StrategyParams
-from prunekit.strategies.registry import _REGISTRY, register
 from tests.e2e.conftest import Service
 
 pytestmark = pytest.mark.e2e
@@ -180,43 +176,38 @@ def test_job_dataset_checks(service: Service, digits: dict, model_files: dict[st
     assert resp.status_code == 404 and resp.json()["type"].endswith("dataset-not-found")
 
 
-class _NeedsDataParams(StrategyParams):
-    name: Literal["test_needs_data"] = "test_needs_data"
-
-
-class _NeedsData(Strategy):
-    name: ClassVar[str] = "test_needs_data"
-    kind = StrategyKind.UNSTRUCTURED
-    needs_data = True
-    description = "test only: a strategy that needs data"
-    Params = _NeedsDataParams
-
-    def run(self, ctx: Any) -> Any:
-        raise AssertionError("never queued: the API refuses it")
-
-
-@pytest.fixture
-def needs_data_strategy() -> Iterator[None]:
-    register(_NeedsData)
-    yield
-    _REGISTRY.pop(_NeedsData.name)
-
-
+@pytest.mark.parametrize("name", ["l1", "l0", "saliency", "gradual"])
 def test_needs_data_without_dataset_is_refused_before_queueing(
-    service: Service, model_files: dict[str, Path], needs_data_strategy: None
+    service: Service, model_files: dict[str, Path], name: str
 ) -> None:
-    """The API process started by `service` cannot see a test-only strategy, so this runs the
-    same app in process (same Redis, same records); it answers before anything is queued."""
-    from app.main import app
-
-    with warnings.catch_warnings():  # starlette warns about its httpx-based client on import
-        warnings.simplefilter("ignore")
-        from fastapi.testclient import TestClient
-
     model_id = _ready_model(service, model_files["keras"])
-    with TestClient(app) as client:
-        resp = client.post(
-            "/v1/jobs", json={"model_id": model_id, "strategy": {"name": "test_needs_data"}}
-        )
+    before = service.client.get("/v1/jobs", params={"limit": 1}).json()["items"]
+    resp = service.client.post(
+        "/v1/jobs", json={"model_id": model_id, "strategy": {"name": name, "sparsity": 0.5}}
+    )
     assert resp.status_code == 422 and resp.headers["content-type"] == PROBLEM
     assert resp.json()["errors"][0]["field"] == "body.dataset_id"
+    assert "needs data" in resp.json()["detail"]
+    after = service.client.get("/v1/jobs", params={"limit": 1}).json()["items"]
+    assert after == before  # nothing was recorded or queued
+
+
+def test_datasets_belong_to_their_tenant(
+    service: Service, other_tenant: Service, digits: dict
+) -> None:
+    ds = _upload_dataset(service, digits["npz"]).json()
+    assert other_tenant.client.get(f"/v1/datasets/{ds['id']}").status_code == 404
+    listed = [d["id"] for d in other_tenant.client.get("/v1/datasets").json()["items"]]
+    assert ds["id"] not in listed
+    assert other_tenant.client.delete(f"/v1/datasets/{ds['id']}").status_code == 404
+    # nor can another tenant train on it with a model of its own
+    theirs = _ready_model(other_tenant, digits["model"])
+    resp = other_tenant.client.post(
+        "/v1/jobs",
+        json={"model_id": theirs, "dataset_id": ds["id"],
+              "strategy": {"name": "magnitude", "sparsity": 0.5}},
+    )  # fmt: skip
+    assert resp.status_code == 404 and resp.json()["type"].endswith("dataset-not-found")
+    # the owner deletes it: record and file gone
+    assert service.client.delete(f"/v1/datasets/{ds['id']}").status_code == 204
+    assert service.client.get(f"/v1/datasets/{ds['id']}").status_code == 404

@@ -15,6 +15,7 @@ from app.problems import Problem
 from prunekit.formats import ModelFormat
 
 LIMITS = archive.Limits(max_members=100, max_total_bytes=10_000_000, max_ratio=200)
+PB = b"\x08\x01\x12\x00"  # a minimal SavedModel protobuf: schema version 1, one MetaGraph
 
 
 def _detect(path: Path) -> archive.Detected:
@@ -30,28 +31,28 @@ def _zip(path: Path, members: dict[str, bytes]) -> Path:
 
 def test_saved_model_zip_at_root_and_in_folder(tmp_path: Path) -> None:
     for name, members in {
-        "root.zip": {"saved_model.pb": b"x", "variables/variables.index": b"i"},
-        "folder.zip": {"m/saved_model.pb": b"x", "m/variables/variables.index": b"i"},
+        "root.zip": {"saved_model.pb": PB, "variables/variables.index": b"i"},
+        "folder.zip": {"m/saved_model.pb": PB, "m/variables/variables.index": b"i"},
     }.items():
         path = _zip(tmp_path / name, members)
         det = _detect(path)
         assert det == archive.Detected(ModelFormat.SAVED_MODEL, "zip")
         out = archive.extract_saved_model(path, "zip", tmp_path / f"out-{name}", LIMITS)
-        assert (out / "saved_model.pb").read_bytes() == b"x"
+        assert (out / "saved_model.pb").read_bytes() == PB
         assert (out / "variables" / "variables.index").read_bytes() == b"i"
 
 
 def test_tar_gz(tmp_path: Path) -> None:
     src = tmp_path / "src"
     (src / "variables").mkdir(parents=True)
-    (src / "saved_model.pb").write_bytes(b"pb")
+    (src / "saved_model.pb").write_bytes(PB)
     (src / "variables" / "variables.index").write_bytes(b"i")
     path = tmp_path / "m.tar.gz"
     with tarfile.open(path, "w:gz") as tf:
         tf.add(src, arcname="model")
     assert _detect(path).container == "tar"
     out = archive.extract_saved_model(path, "tar", tmp_path / "out", LIMITS)
-    assert (out / "saved_model.pb").read_bytes() == b"pb"
+    assert (out / "saved_model.pb").read_bytes() == PB
 
 
 def test_keras_file(tmp_path: Path) -> None:

@@ -1,0 +1,150 @@
+"""The reconciler: no accepted job is lost, whatever happens to Redis or the workers.
+
+Redis holds every job record (the source of truth, AOF on in production); Celery messages
+only carry job ids. A message can be lost while its record survives: Redis restarted from
+an older AOF/RDB or failed over, a worker died after taking the message, a hard time limit
+killed a child. Every ``PRUNEKIT_RECONCILE_INTERVAL`` seconds one pass (one reconciler at a
+time, through a Redis lock) looks at the unfinished jobs:
+
+* ``queued`` for longer than the interval with no message naming it in the queue or the
+  unacked set -> sent again;
+* a model still waiting for inspection with no message naming it -> its inspection is
+  sent again;
+* ``running``/``cancelling`` with no lease (its worker is gone: see ``worker.guard``) ->
+  failed as ``timeout`` if it started longer ago than the hard time limit, cancelled if it
+  was cancelling, else sent again (the next delivery counts one more attempt; past
+  ``PRUNEKIT_MAX_ATTEMPTS`` it fails).
+
+Sending a job twice is harmless: tasks are idempotent by job id and the lease lets one
+delivery run at a time. The worker starts this as a small TensorFlow-free process
+(``python -m app.lifecycle.reconciler``) next to its pool; it also runs the sweeper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from app.jobs import store as jobs
+from app.jobs.schemas import JobStatus
+from app.lifecycle.sweeper import sweep
+from app.models import store as models
+from app.records import now_iso
+from app.redis_client import get_redis, key
+from app.settings import get_settings
+
+log = logging.getLogger("prunekit.reconciler")
+
+
+@dataclass
+class ReconcileReport:
+    requeued: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    cancelled: list[str] = field(default_factory=list)
+    inspections: list[str] = field(default_factory=list)
+
+
+def _age_s(iso: str | None, now: float) -> float:
+    if not iso:
+        return float("inf")
+    try:
+        return now - datetime.fromisoformat(iso).timestamp()
+    except ValueError:
+        return float("inf")
+
+
+def messages_in_broker() -> str:
+    """Every pending and unacknowledged message of our queue, as one string to search."""
+    r = get_redis()
+    s = get_settings()
+    prefix = f"{s.key_prefix}:celery:"
+    parts: list[str] = []
+    for k in r.scan_iter(match=f"{prefix}{s.queue}*", count=1000):
+        if r.type(k) == "list":
+            parts.extend(r.lrange(k, 0, -1))
+    parts.extend(r.hvals(f"{prefix}unacked"))
+    return "\n".join(parts)
+
+
+def reconcile_once(now: float | None = None) -> ReconcileReport:
+    from worker.celery_app import INSPECT_MODEL, RUN_JOB, enqueue
+
+    s = get_settings()
+    now = time.time() if now is None else now
+    report = ReconcileReport()
+    broker = messages_in_broker()
+    for job in jobs.active_jobs():
+        job_id, status = job["id"], job["status"]
+        if status == JobStatus.QUEUED.value:
+            if _age_s(job.get("updated_at"), now) > s.reconcile_interval and job_id not in broker:
+                jobs.add_event(job_id, "message", "its queue message was lost; queued again")
+                enqueue(RUN_JOB, job_id)
+                report.requeued.append(job_id)
+            continue
+        if jobs.lease_holder(job_id) is not None:
+            continue  # a live worker runs it
+        if status == JobStatus.CANCELLING.value:
+            if jobs.transition(
+                job_id, JobStatus.CANCELLED.value, {JobStatus.CANCELLING.value},
+                message="cancelled (its worker was gone)", finished_at=now_iso(),
+            ):  # fmt: skip
+                report.cancelled.append(job_id)
+            continue
+        if _age_s(job.get("started_at"), now) > s.task_time_limit:
+            if jobs.transition(
+                job_id, JobStatus.FAILED.value, {JobStatus.RUNNING.value},
+                message="failed: hard time limit",
+                error={"reason": "timeout", "message": "the job ran past its hard time limit "
+                       f"of {s.task_time_limit} s (PRUNEKIT_TASK_TIME_LIMIT) and was killed"},
+                finished_at=now_iso(),
+            ):  # fmt: skip
+                report.failed.append(job_id)
+            continue
+        # a lease renewed every lease_ttl/3 is gone: its worker died (SIGKILL, OOM, host lost)
+        jobs.add_event(job_id, "message", "its worker was lost; queued again", level="warning")
+        enqueue(RUN_JOB, job_id)
+        report.requeued.append(job_id)
+    for model_id in models.pending_ids():
+        record = models.get(model_id)
+        if record is None:
+            continue
+        if _age_s(record.get("created_at"), now) > s.reconcile_interval and model_id not in broker:
+            enqueue(INSPECT_MODEL, model_id)
+            report.inspections.append(model_id)
+    if report.requeued or report.failed or report.cancelled or report.inspections:
+        log.warning("reconciled: %s", report)
+    return report
+
+
+def run_forever(parent_pid: int | None = None) -> None:
+    """Reconcile (and sweep) periodically until the parent worker process goes away."""
+    s = get_settings()
+    lock = key("reconciler", "lock")
+    last_sweep = 0.0
+    while parent_pid is None or os.getppid() == parent_pid:
+        try:
+            r = get_redis()
+            if r.set(lock, str(os.getpid()), nx=True, px=int(s.reconcile_interval * 900)):
+                reconcile_once()
+                if time.monotonic() - last_sweep > max(60.0, s.reconcile_interval):
+                    sweep()
+                    last_sweep = time.monotonic()
+        except Exception:
+            log.exception("reconcile pass failed; retrying in %s s", s.reconcile_interval)
+        time.sleep(s.reconcile_interval)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="prunekit's job reconciler and sweeper")
+    parser.add_argument("--parent", type=int, help="exit when this process is no longer our parent")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    run_forever(args.parent)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,265 @@
+"""Keys, ownership, settings, the sweeper, the reconciler, the job guard and the cancel
+check, against the test Redis (no HTTP, no worker)."""
+
+from __future__ import annotations
+
+import io
+import os
+import tarfile
+import time
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from app import storage
+from app.auth import keys
+from app.auth.tenancy import owned_or_404
+from app.jobs import store as jobs
+from app.lifecycle import reconciler
+from app.lifecycle.sweeper import sweep
+from app.models import archive
+from app.models import store as models
+from app.problems import Problem
+from app.records import new_id, now_iso
+from app.settings import Settings
+from prunekit.data import DatasetError, npz_header
+from prunekit.errors import CancelledError
+from worker.guard import JobGuard, holder_is_dead, new_owner
+from worker.reporter import JobReporter
+
+
+def test_keys_are_hashed_bound_to_a_tenant_and_revocable() -> None:
+    api_key, secret = keys.create_key("acme", "ci")
+    assert secret.startswith("pk_") and len(secret) > 40
+    found = keys.lookup(secret)
+    assert found is not None and found.tenant == "acme" and found.id == api_key.id
+    from app.redis_client import get_redis, key
+
+    stored = get_redis().hgetall(key("apikey", keys.digest(secret)))
+    assert secret not in str(stored)  # only the digest is a key name; the secret is nowhere
+    assert api_key.id in [k.id for k in keys.list_keys("acme")]
+    assert keys.lookup(secret[:-1] + ("A" if secret[-1] != "A" else "B")) is None
+    keys.revoke(api_key.id)
+    assert keys.lookup(secret) is None
+    with pytest.raises(keys.KeyError_):
+        keys.revoke(api_key.id)
+    for bad in ("", "Acme", "a b", "../x", "x" * 64):
+        with pytest.raises(keys.KeyError_):
+            keys.create_key(bad)
+
+
+def test_owned_or_404() -> None:
+    record = {"id": "m1", "tenant": "acme"}
+    assert owned_or_404(record, "acme", "model", "m1") is record
+    for rec, tenant in ((record, "other"), (None, "acme"), ({"id": "m1"}, "acme")):
+        with pytest.raises(Problem) as err:
+            owned_or_404(rec, tenant, "model", "m1")
+        assert err.value.status == 404 and err.value.slug == "model-not-found"
+
+
+def test_settings_refuse_misordered_time_limits(monkeypatch: pytest.MonkeyPatch) -> None:
+    for soft, hard, vis in (("60", "30", "900"), ("60", "120", "100"), ("60", "60", "900")):
+        monkeypatch.setenv("PRUNEKIT_TASK_SOFT_TIME_LIMIT", soft)
+        monkeypatch.setenv("PRUNEKIT_TASK_TIME_LIMIT", hard)
+        monkeypatch.setenv("PRUNEKIT_VISIBILITY_TIMEOUT", vis)
+        with pytest.raises(ValueError, match=r"SOFT_TIME_LIMIT \(60\) < PRUNEKIT_TASK_TIME_LIMIT"):
+            Settings.from_env()
+    monkeypatch.setenv("PRUNEKIT_VISIBILITY_TIMEOUT", "900")
+    monkeypatch.setenv("PRUNEKIT_TASK_TIME_LIMIT", "120")
+    assert Settings.from_env().task_time_limit == 120
+
+
+def _job(status: str, **fields: object) -> dict:
+    record = {
+        "id": new_id(), "tenant": "lifecycle", "model_id": "nope", "dataset_id": None,
+        "status": status, "progress": {"phase": status, "fraction": 0.0}, "spec": {},
+        "metrics": None, "error": None, "attempts": 0, "created_at": now_iso(),
+        "started_at": None, "finished_at": None, "updated_at": now_iso(), **fields,
+    }  # fmt: skip
+    jobs.create(record)
+    return record
+
+
+OLD = "2020-01-01T00:00:00.000Z"
+
+
+def test_sweeper_deletes_old_records_and_files_only() -> None:
+    old_job = _job("succeeded", finished_at=OLD)
+    new_job = _job("succeeded", finished_at=now_iso())
+    running_old = _job("running", started_at=OLD)
+    model_old = {"id": new_id(), "tenant": "lifecycle", "created_at": OLD, "inspection": {}}
+    model_used = {"id": new_id(), "tenant": "lifecycle", "created_at": OLD, "inspection": {}}
+    for m in (model_old, model_used):
+        models.create(m)
+        storage.model_dir(m["id"]).mkdir(parents=True)
+    _job("queued", model_id=model_used["id"])
+    for j in (old_job, new_job):
+        storage.job_dir(j["id"]).mkdir(parents=True)
+        (storage.job_dir(j["id"]) / "model.keras").write_bytes(b"x")
+    orphan = storage.artifacts_root() / "jobs" / new_id()
+    orphan.mkdir(parents=True)
+    stale_scratch = storage.scratch_dir("upload-stale-")
+    past = time.time() - 7200
+    for p in (orphan, stale_scratch):
+        os.utime(p, (past, past))
+
+    report = sweep(ttl_hours=1)
+    assert old_job["id"] in report.jobs and new_job["id"] not in report.jobs
+    assert running_old["id"] not in report.jobs  # unfinished jobs are never swept
+    assert model_old["id"] in report.models and model_used["id"] not in report.models
+    assert f"jobs/{orphan.name}" in report.orphans and not orphan.exists()
+    assert not stale_scratch.exists()
+    assert jobs.get(old_job["id"]) is None and not storage.job_dir(old_job["id"]).exists()
+    assert jobs.get(new_job["id"]) is not None and storage.job_dir(new_job["id"]).exists()
+    assert models.get(model_old["id"]) is None and not storage.model_dir(model_old["id"]).exists()
+    assert models.get(model_used["id"]) is not None
+    assert sweep(ttl_hours=0).jobs == []  # 0: retention off
+
+
+@pytest.fixture
+def private_reconcile(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Re-sent messages go to a queue no worker reads, and no other reconciler (the e2e
+    worker's) runs a pass meanwhile: it would see the same test records."""
+    import dataclasses
+
+    import worker.celery_app
+    from app.redis_client import get_redis, key
+    from app.settings import get_settings
+
+    private = dataclasses.replace(get_settings(), queue=get_settings().queue + "-unit")
+    monkeypatch.setattr(reconciler, "get_settings", lambda: private)
+    monkeypatch.setattr(worker.celery_app, "get_settings", lambda: private)
+    r, lock = get_redis(), key("reconciler", "lock")
+    if not r.set(lock, "unit-test", nx=True, px=10_000):
+        # passes start only when they take the lock: none starts before it expires
+        ttl_ms = max(r.pttl(lock), 0)
+        if ttl_ms < 3000:
+            time.sleep(ttl_ms / 1000 + 0.1)
+            assert r.set(lock, "unit-test", nx=True, px=10_000)
+        else:
+            time.sleep(0.3)  # let a pass that has just started finish
+    yield
+    if r.get(lock) == "unit-test":
+        r.delete(lock)
+
+
+@pytest.mark.usefixtures("private_reconcile")
+def test_reconciler_requeues_lost_jobs_and_times_out_stuck_ones() -> None:
+    lost = _job("running", started_at=now_iso())  # running, but no lease: its worker died
+    stuck = _job("running", started_at=OLD)  # no lease, past the hard time limit
+    alive = _job("running", started_at=now_iso())
+    jobs.acquire_lease(alive["id"], "somewhere-else:1:x", 30)
+    queued_lost = _job("queued", updated_at=OLD)  # no message anywhere
+    cancelling = _job("cancelling", started_at=now_iso())
+
+    report = reconciler.reconcile_once()
+    assert lost["id"] in report.requeued and queued_lost["id"] in report.requeued
+    assert alive["id"] not in report.requeued + report.failed
+    assert stuck["id"] in report.failed
+    assert jobs.get(stuck["id"])["error"]["reason"] == "timeout"
+    assert cancelling["id"] in report.cancelled
+    broker = reconciler.messages_in_broker()
+    assert lost["id"] in broker and queued_lost["id"] in broker
+    # a second pass does not send them again: their messages are there now
+    assert queued_lost["id"] not in reconciler.reconcile_once().requeued
+    for j in (lost, stuck, alive, queued_lost, cancelling):
+        jobs.transition(j["id"], "cancelled", {"queued", "running", "cancelling", "failed"})
+
+
+def test_cancel_check_and_memory_guard() -> None:
+    job = _job("running")
+    reporter = JobReporter(job["id"])
+    reporter.check_cancelled()  # running: nothing
+    jobs.transition(job["id"], "cancelling", {"running"})
+    with pytest.raises(CancelledError):
+        reporter.check_cancelled()
+    with pytest.raises(CancelledError):
+        reporter.phase("pruning", 0.5)
+
+    seen: list[int] = []
+    owner = new_owner()
+    assert jobs.acquire_lease(job["id"], owner, 30)
+    with JobGuard(job["id"], owner, 30, max_memory_mb=1, on_memory_exceeded=seen.append):
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert seen and seen[0] > 1  # this process's real resident set, in MiB
+    assert jobs.lease_holder(job["id"]) is None  # released on exit
+    assert not holder_is_dead(owner) and holder_is_dead(f"{owner.split(':')[0]}:999999999:x")
+
+
+def test_saved_model_pb_check() -> None:
+    archive.check_saved_model_pb(b"\x08\x01\x12\x00")
+    for bad in (b"\xff" * 10, b"\x08\x01", b"\x08\x01\x12\x10abc", b"\x12\x02\x08", b"\x0f\x00"):
+        with pytest.raises(Problem) as err:
+            archive.check_saved_model_pb(bad)
+        assert err.value.status == 422
+
+
+def test_gzip_bomb_tar_stops_early(tmp_path: Path) -> None:
+    path = tmp_path / "bomb.tar.gz"
+    with tarfile.open(path, "w:gz") as tf:
+        for i in range(50):
+            info = tarfile.TarInfo(f"m/blob-{i}")
+            info.size = 1_000_000
+            tf.addfile(info, io.BytesIO(b"\0" * info.size))
+    limits = archive.Limits(max_members=1000, max_total_bytes=5_000_000, max_ratio=10_000)
+    with pytest.raises(Problem) as err:
+        archive.detect(path, path.read_bytes()[:512], limits)
+    assert err.value.extra["rule"] == "uncompressed_too_large"
+
+
+def test_npz_with_pickles_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "evil.npz"
+    np.savez(path, x_train=np.array([{"a": 1}], dtype=object), y_train=np.zeros(1))
+    with pytest.raises(DatasetError, match="pickle"):
+        npz_header(path)
+    junk = tmp_path / "junk.npz"
+    with zipfile.ZipFile(junk, "w") as zf:
+        zf.writestr("x_train.npy", b"\x93NUMPY garbage")
+    with pytest.raises(DatasetError):
+        npz_header(junk)
+
+
+def test_local_key_file_is_private_and_reused(tmp_path: Path) -> None:
+    from app.auth.local_key import ensure_local_key
+
+    path, secret, created = ensure_local_key(tmp_path)
+    assert created and path.read_text().strip() == secret
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert keys.lookup(secret).tenant == "local"  # type: ignore[union-attr]
+    assert ensure_local_key(tmp_path) == (path, secret, False)
+    keys.revoke(keys.lookup(secret).id)  # type: ignore[union-attr]
+    _, fresh, created = ensure_local_key(tmp_path)  # e.g. a Redis that lost its data
+    assert created and fresh != secret and keys.lookup(fresh) is not None
+
+
+def test_h5_only_when_the_operator_allows_it(tmp_path: Path) -> None:
+    from prunekit.model import load_model
+    from tests import tiny_models
+
+    path = tmp_path / "legacy.h5"
+    tiny_models.mlp().save(path)
+    head = path.read_bytes()[:512]
+    limits = archive.Limits(max_members=10, max_total_bytes=10**8, max_ratio=200)
+    with pytest.raises(Problem) as err:
+        archive.detect(path, head, limits)
+    assert err.value.status == 415 and "arbitrary code" in err.value.detail
+    assert archive.detect(path, head, limits, allow_h5=True).container == "h5"
+    loaded = load_model(path, "keras")  # what a worker does with the stored model.h5
+    assert loaded.predict(np.zeros((2, 8), "float32")).shape == (2, 3)
+
+
+def test_memory_guard_for_inspections() -> None:
+    from worker.guard import MemoryGuard
+
+    seen: list[int] = []
+    with MemoryGuard(1, seen.append):
+        deadline = time.monotonic() + 5
+        while not seen and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert seen and seen[0] > 1
+    with MemoryGuard(0, seen.append) as off:  # 0: no limit, no thread
+        assert not off._thread.is_alive()
