@@ -103,11 +103,13 @@ class JobGuard:
         proc = psutil.Process()
         renew_every = self.ttl_s / 3
         next_renew = time.monotonic() + renew_every
-        while not self._stop.wait(0.25):
+        while True:  # check at once, then every 0.25 s: short work is guarded too
             rss_mb = proc.memory_info().rss >> 20
             self.peak_rss_mb = max(self.peak_rss_mb, rss_mb)
             if self.max_memory_mb and rss_mb > self.max_memory_mb:
                 self.on_memory_exceeded(rss_mb)
+                return
+            if self._stop.wait(0.25):
                 return
             if time.monotonic() >= next_renew:
                 next_renew = time.monotonic() + renew_every
@@ -139,8 +141,10 @@ class MemoryGuard:
 
     def _run(self) -> None:
         proc = psutil.Process()
-        while not self._stop.wait(0.25):
+        while True:  # check at once, then every 0.25 s: short work is guarded too
             rss_mb = proc.memory_info().rss >> 20
             if rss_mb > self.max_memory_mb:
                 self.on_memory_exceeded(rss_mb)
+                return
+            if self._stop.wait(0.25):
                 return

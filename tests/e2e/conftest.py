@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -143,7 +144,7 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 @pytest.fixture(scope="session")
 def other_tenant(service: Service) -> Service:
     """The same service as seen by another tenant."""
-    return service.as_key(new_key("other-team"))
+    return service.as_key(new_key(f"other-team-{uuid.uuid4().hex[:8]}"))
 
 
 @pytest.fixture(scope="session")
