@@ -47,6 +47,7 @@ from bench.common import (
     REPO_ROOT,
     WORK_DIR,
     bench_command,
+    machine_info,
     median,
     percentile,
     ratio,
@@ -150,6 +151,7 @@ class Service:
         self.worker: subprocess.Popen[bytes] | None = None
         self._worker_starts = 0
         self.model_id: str | None = None
+        self.device: str | None = None  # the workers' device, as their job metrics say
 
     def _spawn(self, args: list[str], log: str) -> subprocess.Popen[bytes]:
         out = (self.home / log).open("wb")
@@ -323,6 +325,8 @@ def measure(svc: Service, model_zip: Path, workers: int, cfg: LoadConfig) -> dic
         ids = [svc.submit(model_id) for _ in range(cfg.jobs)]
         jobs = svc.wait_all(ids, cfg.job_timeout_s)
         per_min, elapsed = jobs_per_minute(jobs)
+        latency = (jobs[0].get("metrics") or {}).get("after", {}).get("latency") or {}
+        svc.device = latency.get("device_name") or svc.device
         job_s = [parse_time(j["finished_at"]) - parse_time(j["started_at"]) for j in jobs]
 
         poll_ids = [svc.submit(model_id) for _ in range(cfg.poll_jobs)]
@@ -354,6 +358,7 @@ def main(quick: bool = False) -> Path:
     with running_service() as svc:
         for workers in (1, 2):
             rows.append(measure(svc, model_zip, workers, cfg))
+        device = svc.device
     speedup = ratio(rows[1]["jobs_per_min"], rows[0]["jobs_per_min"])
     notes = [
         f"Each job: global magnitude pruning at {JOB_SPEC['sparsity']} of LeNet-300-100 "
@@ -384,6 +389,7 @@ def main(quick: bool = False) -> Path:
         quick=quick,
         headline=headline,
         notes=notes,
+        machine={**machine_info(), "device": device} if device else None,
     )
 
 

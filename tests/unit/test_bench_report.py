@@ -166,3 +166,18 @@ def test_plots_are_written_when_matplotlib_is_installed(tmp_path: Path) -> None:
     png = tmp_path / "docs" / "img" / "structured_vgg-latency_flops_vs_ratio.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "](img/structured_vgg-latency_flops_vs_ratio.png)" in text
+
+
+def test_service_code_never_imports_bench() -> None:
+    root = Path(__file__).resolve().parents[2]
+    offenders = [
+        str(p.relative_to(root))
+        for pkg in ("app", "worker", "prunekit")
+        for p in (root / pkg).rglob("*.py")
+        if any(
+            line.strip().startswith(("import bench", "from bench"))
+            for line in p.read_text().splitlines()
+        )
+    ]
+    assert offenders == []
+    assert (root / "app").is_dir() and (root / "prunekit").is_dir()
