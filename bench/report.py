@@ -196,11 +196,16 @@ def plot_overhead(rows: Sequence[dict[str, Any]], title: str, path: Path) -> Pat
     fig, ax = plt.subplots(figsize=(7.5, 0.6 + 0.55 * max(1, len(bars)) * 2))
     labels = [b[0] for b in bars]
     ys = list(range(len(bars)))
-    ax.barh([y * 2 + 0.4 for y in ys], [b[1] for b in bars], height=0.8, label="time")
+    timed = ax.barh([y * 2 + 0.4 for y in ys], [b[1] for b in bars], height=0.8, label="time")
+    ax.bar_label(timed, fmt="%.2fx", fontsize=8, padding=2)
     mem = [(y, b[2]) for y, b in zip(ys, bars, strict=True) if b[2] is not None]
     if mem:
-        ax.barh([y * 2 - 0.4 for y, _ in mem], [float(m) for _, m in mem], height=0.8,
-                label="peak memory")  # fmt: skip
+        held = ax.barh([y * 2 - 0.4 for y, _ in mem], [float(m) for _, m in mem], height=0.8,
+                       label="peak memory")  # fmt: skip
+        ax.bar_label(held, fmt="%.2fx", fontsize=8, padding=2)
+    values = [b[1] for b in bars] + [float(m) for _, m in mem]
+    if values and max(values) / max(min(values), 1e-9) > 20:
+        ax.set_xscale("log")  # a 30x bar would flatten the 1.0x ones
     ax.axvline(1.0, color="black", linewidth=0.8)
     ax.set_yticks([y * 2 for y in ys])
     ax.set_yticklabels([_wrap(label, 38) for label in labels], fontsize=8)

@@ -161,11 +161,24 @@ def test_plots_are_written_when_matplotlib_is_installed(tmp_path: Path) -> None:
         {"ratio": 0.0, "flops": 3e8, "latency_ms_b32": 40.0},
         {"ratio": 0.5, "flops": 1e8, "latency_ms_b32": 15.0},
     ])  # fmt: skip
+    _write(results_dir, "quality_lenet300", [
+        {"strategy": "magnitude", "sparsity": 0.5, "accuracy": 0.98},
+        {"strategy": "magnitude", "sparsity": 0.9, "accuracy": 0.97},
+    ])  # fmt: skip
+    _write(results_dir, "engine_overhead", [
+        {"measurement": "prune", "time_ratio": 30.0, "memory_ratio": 2.0},
+        {"measurement": "step", "time_ratio": 1.01, "memory_ratio": None},
+    ])  # fmt: skip
     out = tmp_path / "docs" / "benchmarks.md"
     text = report.render(report.load_results(results_dir), out)
-    png = tmp_path / "docs" / "img" / "structured_vgg-latency_flops_vs_ratio.png"
-    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    assert "](img/structured_vgg-latency_flops_vs_ratio.png)" in text
+    for name in (
+        "structured_vgg-latency_flops_vs_ratio",
+        "quality_lenet300-accuracy_vs_sparsity",
+        "engine_overhead-overhead",
+    ):
+        png = tmp_path / "docs" / "img" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"](img/{name}.png)" in text
 
 
 def test_service_code_never_imports_bench() -> None:
