@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format clean
+.PHONY: install run test lint format clean bench bench-quick bench-report
 
 install: $(STAMP)
 
@@ -21,6 +21,22 @@ run: install
 test: install
 	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
+
+# Benchmarks (bench/): every suite, then docs/benchmarks.md; bench-quick is a subset in minutes.
+BENCH_STAMP := $(VENV)/.bench-installed
+
+$(BENCH_STAMP): $(STAMP)
+	$(PY) -m pip install --quiet -e ".[dev,bench]"
+	touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	$(PY) -m bench.run_all
+
+bench-quick: $(BENCH_STAMP)
+	$(PY) -m bench.run_all --quick
+
+bench-report: $(BENCH_STAMP)
+	$(PY) -m bench.report
 
 lint: install
 	$(VENV)/bin/ruff check .

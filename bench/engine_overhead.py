@@ -1,0 +1,466 @@
+"""What the engine costs on top of TensorFlow itself, measured in one run.
+
+(a) **One-shot prune vs bare load + save.** ``prunekit.pipeline.prune`` with global
+magnitude pruning at 90 % on a ResNet50-sized SavedModel (``keras.applications.ResNet50``
+with random weights, 25.6 M parameters, exported with ``model.export`` and cached under
+``bench/work/``) against ``tf.saved_model.load`` + ``tf.saved_model.save`` of the same
+directory. Each measurement runs in a fresh child process (the engine and TF keep memory per
+process), which reports the wall time of the operation after its imports, its peak RSS
+(``ru_maxrss``) and its RSS right after the imports. ``prune`` also measures the model
+before and after (FLOPs, latency at batch 1 and 32, sizes), as every service job does: the
+engine's phases are timed separately, so the table shows what pruning itself costs and what
+the honest metrics cost; a separate child times each data-free metric of the original model
+(compressed size, FLOPs, latency) to show where the measuring goes. Quick mode prunes a
+5.8 M-parameter MLP (784-2048-2048-10) once and skips that breakdown.
+
+(b) **Masked fine-tune step vs dense step.** A dense ``tf.function`` train step
+(forward, loss, gradients, ``apply_gradients``) against the same step followed by
+re-applying 90 % magnitude masks (``w.assign(w * mask)``) to every kernel, on LeNet-300-100
+and a small CNN, batch 128 of MNIST, interleaved step by step after a warm-up; the median
+step time of each and their ratio.
+
+Run: ``python -m bench.run_all --only engine_overhead [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import (
+    DATA_DIR,
+    REPO_ROOT,
+    WORK_DIR,
+    bench_command,
+    median,
+    ratio,
+    write_result,
+)
+
+SUITE = "engine_overhead"
+SPARSITY = 0.9
+RESULT_TAG = "BENCH_RESULT "
+
+# name -> (Keras code building `m` with seed 0, description)
+MODELS: dict[str, tuple[str, str]] = {
+    "resnet50": (
+        "m = keras.applications.ResNet50(weights=None)",
+        "ResNet50 (224x224x3, 1000 classes, random weights)",
+    ),
+    "mlp_6m": (
+        "inp = keras.Input((784,), name='pixels'); "
+        "x = keras.layers.Dense(2048, activation='relu')(inp); "
+        "x = keras.layers.Dense(2048, activation='relu')(x); "
+        "m = keras.Model(inp, keras.layers.Dense(10)(x))",
+        "MLP 784-2048-2048-10 (random weights)",
+    ),
+}
+
+
+# ---------------------------------------------------------------------- (a) child processes
+def _rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def _child_bare(model: Path, out: Path) -> dict[str, Any]:
+    import tensorflow as tf
+
+    after_import = _rss_mib()
+    start = time.perf_counter()
+    obj = tf.saved_model.load(str(model))
+    tf.saved_model.save(obj, str(out), signatures=dict(obj.signatures))
+    return {"seconds": time.perf_counter() - start, "rss_after_import_mib": after_import}
+
+
+def _child_prune(model: Path, out: Path) -> dict[str, Any]:
+    from prunekit.pipeline import prune
+    from prunekit.progress import NullReporter
+    from prunekit.spec import PruneSpec
+
+    class PhaseClock(NullReporter):
+        def __init__(self) -> None:
+            self.marks: list[tuple[str, float]] = []
+
+        def phase(self, name: str, fraction: float = 0.0, **detail: Any) -> None:
+            self.marks.append((name, time.perf_counter()))
+
+    after_import = _rss_mib()
+    clock = PhaseClock()
+    spec = PruneSpec(strategy={"name": "magnitude", "sparsity": SPARSITY, "scope": "global"})
+    start = time.perf_counter()
+    result = prune(model, "saved_model", spec, out, reporter=clock)
+    end = time.perf_counter()
+    marks = [*clock.marks, ("end", end)]
+    phases = {name: marks[i + 1][1] - t for i, (name, t) in enumerate(marks[:-1])}
+    return {
+        "seconds": end - start,
+        "rss_after_import_mib": after_import,
+        "phases": phases,
+        "sparsity": result.metrics["sparsity"],
+        "parameters": result.metrics["parameters"]["total"],
+        "latency_device": (result.metrics["after"].get("latency") or {}).get("device_name"),
+    }
+
+
+def _child_metrics(model: Path) -> dict[str, Any]:
+    """Seconds of each data-free metric ``prune`` takes of a model (before and after)."""
+    from prunekit.metrics.flops import count_flops, sample_shape
+    from prunekit.metrics.latency import measure_latency
+    from prunekit.metrics.size import artifact_size
+    from prunekit.model import load_model
+
+    loaded = load_model(model, "saved_model")
+    shape, dtype = sample_shape(loaded, None)
+    timings: dict[str, float] = {}
+    for name, fn in (
+        ("compressed_size", lambda: artifact_size(model)),
+        ("flops", lambda: count_flops(loaded, shape)),
+        ("latency", lambda: measure_latency(loaded, shape, dtype)),
+    ):
+        start = time.perf_counter()
+        fn()
+        timings[name] = time.perf_counter() - start
+    return {"seconds": sum(timings.values()), "metrics_s": timings}
+
+
+CHILD_KINDS = ("bare", "prune", "metrics")
+
+
+def _child_main(kind: str, model: Path, out: Path) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    shutil.rmtree(out, ignore_errors=True)
+    if kind == "metrics":
+        doc = _child_metrics(model)
+    else:
+        doc = _child_bare(model, out) if kind == "bare" else _child_prune(model, out)
+    doc["peak_rss_mib"] = _rss_mib()
+    shutil.rmtree(out, ignore_errors=True)
+    print(RESULT_TAG + json.dumps(doc), flush=True)
+
+
+def _run_child(kind: str, model: Path, out: Path, timeout: float) -> dict[str, Any]:
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    cmd = [sys.executable, "-m", "bench.engine_overhead", "--child", kind, str(model), str(out)]
+    started = time.perf_counter()
+    proc = subprocess.run(
+        cmd, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=timeout
+    )
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise RuntimeError(f"{kind} child failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    line = next(x for x in proc.stdout.splitlines() if x.startswith(RESULT_TAG))
+    doc = json.loads(line[len(RESULT_TAG) :])
+    doc["process_seconds"] = wall  # interpreter start + imports + the operation
+    return doc
+
+
+def ensure_model(name: str) -> Path:
+    """The cached SavedModel for ``name`` (exported once, in a child process)."""
+    path = WORK_DIR / f"{name}_saved_model"
+    if (path / "saved_model.pb").exists():
+        return path
+    build, _ = MODELS[name]
+    code = (
+        f"import keras; keras.utils.set_random_seed(0); {build}; "
+        f"m.export({str(path) + '.tmp'!r}, verbose=False)"
+    )
+    shutil.rmtree(str(path) + ".tmp", ignore_errors=True)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, capture_output=True)
+    Path(str(path) + ".tmp").rename(path)
+    return path
+
+
+def prune_vs_bare(
+    name: str, repeats: int, breakdown: bool = True, timeout: float = 1200
+) -> dict[str, Any]:
+    """Alternate bare and prune children ``repeats`` times; medians and their ratios.
+    ``breakdown``: also time each data-free metric once, in its own child."""
+    model = ensure_model(name)
+    scratch = WORK_DIR / "overhead_out"
+    bare: list[dict[str, Any]] = []
+    pruned: list[dict[str, Any]] = []
+    for _ in range(repeats):
+        bare.append(_run_child("bare", model, scratch, timeout))
+        pruned.append(_run_child("prune", model, scratch, timeout))
+    metrics_s = _run_child("metrics", model, scratch, timeout)["metrics_s"] if breakdown else None
+    phases = {k: median(p["phases"][k] for p in pruned) for k in pruned[0]["phases"]}
+    engine_core = sum(phases.get(k, 0.0) for k in ("loading", "pruning", "saving"))
+    bare_s = median(b["seconds"] for b in bare)
+    prune_s = median(p["seconds"] for p in pruned)
+    bare_rss = median(b["peak_rss_mib"] for b in bare)
+    prune_rss = median(p["peak_rss_mib"] for p in pruned)
+    return {
+        "model": name,
+        "parameters": pruned[0]["parameters"],
+        "repeats": repeats,
+        "bare_s": round(bare_s, 2),
+        "prune_s": round(prune_s, 2),
+        "time_ratio": round(ratio(prune_s, bare_s), 2),
+        "prune_core_s": round(engine_core, 2),
+        "core_ratio": round(ratio(engine_core, bare_s), 2),
+        "measure_s": round(phases.get("measuring", 0.0) + phases.get("evaluating", 0.0), 2),
+        "bare_peak_rss_mib": round(bare_rss),
+        "prune_peak_rss_mib": round(prune_rss),
+        "rss_ratio": round(ratio(prune_rss, bare_rss), 2),
+        "bare_rss_after_import_mib": round(median(b["rss_after_import_mib"] for b in bare)),
+        "prune_rss_after_import_mib": round(median(p["rss_after_import_mib"] for p in pruned)),
+        "sparsity": round(pruned[0]["sparsity"], 4),
+        "latency_device": pruned[0].get("latency_device"),
+        "metric_seconds_original": metrics_s,
+        "_samples": {"bare": bare, "prune": pruned, "phases_median_s": phases},
+    }
+
+
+# ---------------------------------------------------------------------- (b) train steps
+StepFn = Callable[[Any, Any], Any]
+StepFactory = Callable[..., StepFn]
+
+
+def dense_train_step(model: Any, optimizer: Any, loss_fn: Any) -> StepFn:
+    """A plain ``tf.function`` train step: forward, loss, gradients, ``apply_gradients``."""
+    import tensorflow as tf
+
+    @tf.function
+    def step(x: Any, y: Any) -> Any:
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        return loss
+
+    return step
+
+
+def masked_train_step(
+    model: Any, optimizer: Any, loss_fn: Any, masks: Sequence[tuple[Any, Any]]
+) -> StepFn:
+    """The dense step, then ``w.assign(w * mask)`` for every (variable, mask) pair.
+
+    This is the bench's own stand-in for the engine's masked fine-tune step. It has the
+    signature ``(model, optimizer, loss_fn, masks) -> step(x, y) -> loss`` on purpose: when
+    ``prunekit.training`` (masked ``tf.function`` train step) is merged, pass its factory as
+    ``make_masked_step`` to :func:`step_overhead` (adapting the arguments there if its
+    signature differs) so this suite times the engine's real step instead.
+    """
+    import tensorflow as tf
+
+    pairs = [(v, tf.constant(m, dtype=v.dtype)) for v, m in masks]
+
+    @tf.function
+    def step(x: Any, y: Any) -> Any:
+        with tf.GradientTape() as tape:
+            loss = loss_fn(y, model(x, training=True))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
+        for v, m in pairs:
+            v.assign(v * m)
+        return loss
+
+    return step
+
+
+def lenet_300_100(seed: int) -> Any:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((28, 28), name="image")
+    x = keras.layers.Flatten()(inp)
+    x = keras.layers.Dense(300, activation="relu")(x)
+    x = keras.layers.Dense(100, activation="relu")(x)
+    return keras.Model(inp, keras.layers.Dense(10)(x), name="lenet_300_100")
+
+
+def small_cnn(seed: int) -> Any:
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((28, 28), name="image")
+    x = keras.layers.Reshape((28, 28, 1))(inp)
+    x = keras.layers.Conv2D(32, 3, activation="relu")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Conv2D(64, 3, activation="relu")(x)
+    x = keras.layers.MaxPooling2D()(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(128, activation="relu")(x)
+    return keras.Model(inp, keras.layers.Dense(10)(x), name="small_cnn")
+
+
+def _mnist_batches(batch: int, count: int) -> list[tuple[Any, Any]]:
+    import numpy as np
+    import tensorflow as tf
+
+    with np.load(DATA_DIR / "mnist.npz", allow_pickle=False) as d:
+        x = d["x_train"][: batch * count].astype("float32") / 255.0
+        y = d["y_train"][: batch * count].astype("int32")
+    return [
+        (tf.constant(x[i * batch : (i + 1) * batch]), tf.constant(y[i * batch : (i + 1) * batch]))
+        for i in range(count)
+    ]
+
+
+def step_overhead(
+    build: Callable[[int], Any],
+    steps: int,
+    batch: int = 128,
+    warmup: int = 10,
+    make_masked_step: StepFactory = masked_train_step,
+) -> dict[str, Any]:
+    """Median step time of a dense and a masked train step on two copies of one model.
+
+    The two steps are timed alternately (dense, masked, dense, ...) so that load from other
+    processes hits both alike. Masks are the engine's global magnitude masks at 90 %.
+    """
+    import keras
+
+    from prunekit.masks import magnitude_masks
+
+    dense_model, masked_model = build(0), build(0)
+    kernels = [v for v in masked_model.trainable_variables if len(v.shape) >= 2]
+    masks = magnitude_masks({v.path: v.numpy() for v in kernels}, SPARSITY, "global")
+    for v in kernels:
+        v.assign(v.numpy() * masks[v.path])
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    dense = dense_train_step(dense_model, keras.optimizers.Adam(1e-3), loss_fn)
+    masked = make_masked_step(
+        masked_model, keras.optimizers.Adam(1e-3), loss_fn, [(v, masks[v.path]) for v in kernels]
+    )
+    batches = _mnist_batches(batch, 8)
+    times: dict[str, list[float]] = {"dense": [], "masked": []}
+    for i in range(warmup + steps):
+        x, y = batches[i % len(batches)]
+        for name, fn in (("dense", dense), ("masked", masked)):
+            start = time.perf_counter()
+            float(fn(x, y))  # fetching the loss waits for the step to finish
+            if i >= warmup:
+                times[name].append(time.perf_counter() - start)
+    zeros = sum(int((v.numpy() == 0).sum()) for v in kernels)
+    total = sum(int(v.numpy().size) for v in kernels)
+    dense_ms, masked_ms = median(times["dense"]) * 1e3, median(times["masked"]) * 1e3
+    return {
+        "model": dense_model.name,
+        "parameters": int(dense_model.count_params()),
+        "batch": batch,
+        "steps": steps,
+        "dense_step_ms": round(dense_ms, 3),
+        "masked_step_ms": round(masked_ms, 3),
+        "step_ratio": round(ratio(masked_ms, dense_ms), 3),
+        "kernel_sparsity_after": round(zeros / total, 4),
+    }
+
+
+# ---------------------------------------------------------------------- suite
+def main(quick: bool = False) -> Path:
+    repeats = 1 if quick else 3
+    model = "mlp_6m" if quick else "resnet50"
+    steps = 50 if quick else 300
+    prune_row = prune_vs_bare(model, repeats, breakdown=not quick)
+    samples = prune_row.pop("_samples")
+    prune_row["_desc"] = MODELS[model][1]
+    step_rows = [step_overhead(lenet_300_100, steps), step_overhead(small_cnn, steps)]
+    rows: list[dict[str, Any]] = [
+        {
+            "measurement": f"prune vs load+save: {prune_row.pop('_desc')}",
+            "parameters": prune_row["parameters"],
+            "repeats": repeats,
+            "baseline": f"{prune_row['bare_s']} s, {prune_row['bare_peak_rss_mib']} MiB",
+            "prunekit": f"{prune_row['prune_s']} s, {prune_row['prune_peak_rss_mib']} MiB",
+            "time_ratio": prune_row["time_ratio"],
+            "memory_ratio": prune_row["rss_ratio"],
+        },
+        *(
+            {
+                "measurement": f"masked vs dense train step: {r['model']}, batch {r['batch']}",
+                "parameters": r["parameters"],
+                "repeats": r["steps"],
+                "baseline": f"{r['dense_step_ms']} ms",
+                "prunekit": f"{r['masked_step_ms']} ms",
+                "time_ratio": r["step_ratio"],
+                "memory_ratio": None,
+            }
+            for r in step_rows
+        ),
+    ]
+    core = prune_row["prune_core_s"]
+    notes = [
+        "Ratios are prunekit / baseline, measured in the same run; times are medians.",
+        f"Prune vs load+save: each repeat is one child process per side; `prunekit` is the "
+        f"whole `prunekit.pipeline.prune` call (global magnitude, sparsity {SPARSITY}), which "
+        f"also measures the model before and after (FLOPs, latency at batch 1 and 32 on this "
+        f"machine's {prune_row['latency_device'] or 'device'}, sizes): "
+        f"{prune_row['measure_s']} s of it. Loading + pruning + saving alone took {core} s "
+        f"({prune_row['core_ratio']}x the bare load+save). Peak RSS right after imports: "
+        f"{prune_row['bare_rss_after_import_mib']} MiB (TF) vs "
+        f"{prune_row['prune_rss_after_import_mib']} MiB (prunekit, with Keras).",
+        *(
+            [
+                "Measuring the original model once, alone: "
+                + ", ".join(
+                    f"{k} {v:.1f} s" for k, v in prune_row["metric_seconds_original"].items()
+                )
+                + " (the compressed size DEFLATEs the whole artifact; FLOPs freeze the graph)."
+            ]
+            if prune_row["metric_seconds_original"]
+            else []
+        ),
+        "Masked step: the bench's stand-in (`masked_train_step`, re-applies masks after "
+        "`apply_gradients`) until `prunekit.training` is merged; steps timed alternately.",
+    ]
+    headline = [
+        {
+            "metric": f"prune / load+save wall time, {prune_row['parameters'] / 1e6:.1f}M-param "
+            "SavedModel",
+            "value": prune_row["time_ratio"],
+            "unit": "x",
+        },
+        {
+            "metric": "prune / load+save peak RSS",
+            "value": prune_row["rss_ratio"],
+            "unit": "x",
+        },
+        *(
+            {
+                "metric": f"masked / dense train step, {r['model']}",
+                "value": r["step_ratio"],
+                "unit": "x",
+            }
+            for r in step_rows
+        ),
+    ]
+    return write_result(
+        SUITE,
+        rows,
+        bench_command(SUITE, quick),
+        extra={"prune_vs_bare": {**prune_row, "samples": samples}, "train_steps": step_rows},
+        quick=quick,
+        headline=headline,
+        notes=notes,
+    )
+
+
+def _cli(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--child", nargs=3, metavar=("KIND", "MODEL", "OUT"))
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args(argv)
+    if args.child:
+        kind, model, out = args.child
+        if kind not in CHILD_KINDS:
+            parser.error(f"unknown child kind {kind!r}")
+        _child_main(kind, Path(model), Path(out))
+        return
+    print(main(args.quick))
+
+
+if __name__ == "__main__":
+    _cli()

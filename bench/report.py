@@ -1,0 +1,338 @@
+"""Render every benchmark result into ``docs/benchmarks.md`` plus PNG plots.
+
+Reads ``bench/results/*.json`` (schema in ``bench/common.py``). For each suite the full
+run's file is used when there is one, else the quick run's (marked as such). Each suite gets
+a section: the command that reproduces it, the machine, a Markdown table of its rows, its
+notes and, when its rows have the right columns, a plot:
+
+* rows with ``strategy``, ``sparsity``, ``accuracy``: accuracy vs sparsity, one line per
+  strategy (the quality and tfmot suites);
+* rows with ``ratio``, ``flops``, ``latency_ms_b32``: FLOPs and latency vs channel ratio
+  (the structured suite);
+* rows with ``measurement`` and ``time_ratio``: overhead bars (engine_overhead).
+
+Suites that have not been run are simply absent. :func:`headline_rows` gives the README's
+headline table rows from each result's ``headline`` entries.
+
+Run: ``python -m bench.report [--results DIR] [--out docs/benchmarks.md]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from bench.common import REPO_ROOT, RESULTS_DIR, describe_machine, read_result
+
+DOC = REPO_ROOT / "docs" / "benchmarks.md"
+IMG_SUBDIR = "img"  # plots go to docs/img/, linked relatively from docs/benchmarks.md
+
+# Suites in the order the document shows them; others follow alphabetically.
+SUITE_ORDER = [
+    "quality_lenet300",
+    "compare_tfmot",
+    "structured_vgg",
+    "engine_overhead",
+    "service_load",
+]
+
+
+# ------------------------------------------------------------------------------ loading
+def load_results(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
+    """One result per suite (the full run's, else the quick run's), in document order."""
+    by_suite: dict[str, dict[str, Any]] = {}
+    for path in sorted(Path(results_dir).glob("*.json")):
+        doc = read_result(path)
+        suite = str(doc["suite"])
+        current = by_suite.get(suite)
+        if current is None or (current.get("quick") and not doc.get("quick")):
+            by_suite[suite] = doc
+    order = {name: i for i, name in enumerate(SUITE_ORDER)}
+    return sorted(by_suite.values(), key=lambda d: (order.get(d["suite"], len(order)), d["suite"]))
+
+
+# ------------------------------------------------------------------------------ tables
+def format_value(value: Any) -> str:
+    """A table cell: numbers shortened sensibly, ``None`` as an empty cell, pipes escaped."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, int):
+        return f"{value:,}" if abs(value) >= 100_000 else str(value)
+    if isinstance(value, float):
+        if math.isnan(value) or math.isinf(value):
+            return str(value)
+        if value == 0:
+            return "0"
+        magnitude = abs(value)
+        if magnitude >= 1e6:
+            return f"{value:.3g}"
+        if magnitude >= 100:
+            return f"{value:.1f}"
+        if magnitude >= 0.01:
+            return f"{value:.4g}"
+        return f"{value:.2e}"
+    if isinstance(value, dict | list):
+        value = json.dumps(value, separators=(",", ":"))
+    return str(value).replace("|", "\\|").replace("\n", " ")
+
+
+def table_columns(
+    rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None
+) -> list[str]:
+    """``columns`` when given, else every key of the rows in first-seen order."""
+    if columns:
+        return list(columns)
+    seen: dict[str, None] = {}
+    for row in rows:
+        for key in row:
+            seen.setdefault(key, None)
+    return list(seen)
+
+
+def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A GitHub-flavoured Markdown table; numeric columns are right-aligned."""
+    cols = table_columns(rows, columns)
+    if not rows or not cols:
+        return "_no rows_\n"
+
+    def numeric(col: str) -> bool:
+        values = [r.get(col) for r in rows if r.get(col) is not None]
+        return bool(values) and all(
+            isinstance(v, int | float) and not isinstance(v, bool) for v in values
+        )
+
+    header = "| " + " | ".join(cols) + " |"
+    rule = "|" + "|".join("---:" if numeric(c) else "---" for c in cols) + "|"
+    body = ["| " + " | ".join(format_value(r.get(c)) for c in cols) + " |" for r in rows]
+    return "\n".join([header, rule, *body]) + "\n"
+
+
+# ------------------------------------------------------------------------------ plots
+def _has(rows: Iterable[dict[str, Any]], *keys: str) -> bool:
+    rows = list(rows)
+    return bool(rows) and all(any(r.get(k) is not None for r in rows) for k in keys)
+
+
+def plot_kinds(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """Which plots a suite's rows support."""
+    kinds = []
+    if _has(rows, "strategy", "sparsity", "accuracy"):
+        kinds.append("accuracy_vs_sparsity")
+    if _has(rows, "ratio", "flops", "latency_ms_b32"):
+        kinds.append("latency_flops_vs_ratio")
+    if _has(rows, "measurement", "time_ratio"):
+        kinds.append("overhead")
+    return kinds
+
+
+def _pyplot() -> Any:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_accuracy_vs_sparsity(rows: Sequence[dict[str, Any]], title: str, path: Path) -> Path:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    strategies = sorted({str(r["strategy"]) for r in rows if r.get("strategy") is not None})
+    for strategy in strategies:
+        points = sorted(
+            (float(r["sparsity"]), float(r["accuracy"]))
+            for r in rows
+            if str(r.get("strategy")) == strategy
+            and r.get("sparsity") is not None
+            and r.get("accuracy") is not None
+        )
+        if points:
+            xs, ys = zip(*points, strict=True)
+            ax.plot(xs, ys, marker="o", label=strategy)
+    ax.set_xlabel("sparsity")
+    ax.set_ylabel("accuracy")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _save(fig, plt, path)
+
+
+def plot_latency_flops_vs_ratio(rows: Sequence[dict[str, Any]], title: str, path: Path) -> Path:
+    plt = _pyplot()
+    points = sorted(
+        (float(r["ratio"]), float(r["flops"]), float(r["latency_ms_b32"]))
+        for r in rows
+        if r.get("ratio") is not None
+        and r.get("flops") is not None
+        and r.get("latency_ms_b32") is not None
+    )
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    if points:
+        xs, flops, lat = zip(*points, strict=True)
+        ax.plot(xs, [f / 1e6 for f in flops], marker="o", color="tab:blue", label="MFLOPs")
+        ax.set_xlabel("channel ratio pruned")
+        ax.set_ylabel("MFLOPs per sample", color="tab:blue")
+        ax2 = ax.twinx()
+        ax2.plot(xs, lat, marker="s", color="tab:red", label="latency, batch 32")
+        ax2.set_ylabel("latency at batch 32 (ms)", color="tab:red")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    return _save(fig, plt, path)
+
+
+def plot_overhead(rows: Sequence[dict[str, Any]], title: str, path: Path) -> Path:
+    plt = _pyplot()
+    bars = [
+        (str(r["measurement"]), float(r["time_ratio"]), r.get("memory_ratio"))
+        for r in rows
+        if r.get("time_ratio") is not None
+    ]
+    fig, ax = plt.subplots(figsize=(7.5, 0.6 + 0.55 * max(1, len(bars)) * 2))
+    labels = [b[0] for b in bars]
+    ys = list(range(len(bars)))
+    timed = ax.barh([y * 2 + 0.4 for y in ys], [b[1] for b in bars], height=0.8, label="time")
+    ax.bar_label(timed, fmt="%.2fx", fontsize=8, padding=2)
+    mem = [(y, b[2]) for y, b in zip(ys, bars, strict=True) if b[2] is not None]
+    if mem:
+        held = ax.barh([y * 2 - 0.4 for y, _ in mem], [float(m) for _, m in mem], height=0.8,
+                       label="peak memory")  # fmt: skip
+        ax.bar_label(held, fmt="%.2fx", fontsize=8, padding=2)
+    values = [b[1] for b in bars] + [float(m) for _, m in mem]
+    if values and max(values) / max(min(values), 1e-9) > 20:
+        ax.set_xscale("log")  # a 30x bar would flatten the 1.0x ones
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_yticks([y * 2 for y in ys])
+    ax.set_yticklabels([_wrap(label, 38) for label in labels], fontsize=8)
+    ax.set_xlabel("prunekit / baseline (1 = no overhead)")
+    ax.set_title(title)
+    ax.legend()
+    ax.invert_yaxis()
+    return _save(fig, plt, path)
+
+
+def _wrap(text: str, width: int) -> str:
+    words, lines, line = text.split(), [], ""
+    for w in words:
+        if line and len(line) + 1 + len(w) > width:
+            lines.append(line)
+            line = w
+        else:
+            line = f"{line} {w}".strip()
+    return "\n".join([*lines, line])
+
+
+def _save(fig: Any, plt: Any, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+PLOTTERS = {
+    "accuracy_vs_sparsity": plot_accuracy_vs_sparsity,
+    "latency_flops_vs_ratio": plot_latency_flops_vs_ratio,
+    "overhead": plot_overhead,
+}
+
+
+# ------------------------------------------------------------------------------ document
+def render_section(doc: dict[str, Any], img_dir: Path | None, doc_dir: Path) -> str:
+    """One suite's Markdown section; writes its plots into ``img_dir`` (``None``: no plots)."""
+    suite = str(doc["suite"])
+    rows = doc["rows"]
+    quick = " (quick run)" if doc.get("quick") else ""
+    lines = [f"## {suite}{quick}", ""]
+    lines += [
+        f"Reproduce: `{doc['command']}`  ",
+        f"Machine: {describe_machine(doc.get('machine') or {})}  ",
+        f"Measured: {doc.get('created_at', '?')}",
+        "",
+        markdown_table(rows, doc.get("columns")),
+    ]
+    for note in doc.get("notes") or []:
+        lines.append(f"- {note}")
+    if doc.get("notes"):
+        lines.append("")
+    if img_dir is not None:
+        for kind in plot_kinds(rows):
+            path = PLOTTERS[kind](
+                rows, f"{suite}: {kind.replace('_', ' ')}", img_dir / f"{suite}-{kind}.png"
+            )
+            rel = path.relative_to(doc_dir).as_posix() if path.is_relative_to(doc_dir) else path
+            lines += [f"![{suite} {kind}]({rel})", ""]
+    return "\n".join(lines)
+
+
+def headline_rows(results: Sequence[dict[str, Any]]) -> list[str]:
+    """README headline table rows, ``| figure | value | command | machine |``, one per
+    ``headline`` entry of every result (suites without a headline contribute nothing)."""
+    rows = []
+    for doc in results:
+        machine = describe_machine(doc.get("machine") or {})
+        quick = " (quick)" if doc.get("quick") else ""
+        for h in doc.get("headline") or []:
+            unit = h.get("unit") or ""
+            value = format_value(h.get("value"))
+            value = f"{value}{unit}" if unit == "x" else f"{value} {unit}".strip()
+            rows.append(
+                f"| {format_value(h.get('metric'))}{quick} | {value} | `{doc['command']}` "
+                f"| {format_value(machine)} |"
+            )
+    return rows
+
+
+def headline_table(results: Sequence[dict[str, Any]]) -> str:
+    rows = headline_rows(results)
+    if not rows:
+        return ""
+    return (
+        "\n".join(["| figure | value | reproduce | machine |", "|---|---:|---|---|", *rows]) + "\n"
+    )
+
+
+def render(results: Sequence[dict[str, Any]], out: Path = DOC, plots: bool = True) -> str:
+    """The whole document (also written to ``out``, with plots next to it under img/)."""
+    out = Path(out)
+    img_dir = out.parent / IMG_SUBDIR if plots else None
+    parts = [
+        "# Benchmarks",
+        "",
+        "Generated by `bench/report.py` from `bench/results/*.json`; do not edit by hand. "
+        "`make bench` runs every suite and regenerates this page (`make bench-quick`: a "
+        "subset, in minutes). Ratios compare two things measured in the same run; times are "
+        "medians.",
+        "",
+    ]
+    if not results:
+        parts += ["No results yet: run `make bench-quick` or `make bench`.", ""]
+    headline = headline_table(results)
+    if headline:
+        parts += ["## Headline", "", headline]
+    parts += [render_section(doc, img_dir, out.parent) for doc in results]
+    text = "\n".join(parts).rstrip() + "\n"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text)
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> Path:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--results", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--out", type=Path, default=DOC)
+    parser.add_argument("--no-plots", action="store_true")
+    args = parser.parse_args(argv)
+    results = load_results(args.results)
+    render(results, args.out, plots=not args.no_plots)
+    print(f"wrote {args.out} from {len(results)} suite(s)")
+    return Path(args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,196 @@
+"""The benchmark harness's pure parts: statistics, the result schema, the report renderer."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bench import common, report
+from bench.service_load import jobs_per_minute, parse_time
+
+
+def test_median_odd_even_and_unsorted() -> None:
+    assert common.median([3.0, 1.0, 2.0]) == 2.0
+    assert common.median([4, 1, 3, 2]) == 2.5  # (2 + 3) / 2
+    with pytest.raises(ValueError):
+        common.median([])
+
+
+def test_percentile_hand_computed() -> None:
+    xs = [10.0, 20.0, 30.0, 40.0, 50.0]
+    assert common.percentile(xs, 0) == 10.0
+    assert common.percentile(xs, 100) == 50.0
+    assert common.percentile(xs, 50) == 30.0
+    # rank 0.25 * 4 = 1.0 -> 20; rank 0.99 * 4 = 3.96 -> 40 + 0.96 * 10
+    assert common.percentile(xs, 25) == 20.0
+    assert common.percentile(xs, 99) == pytest.approx(49.6)
+    # 1..100: p99 at rank 98.01 -> 99 + 0.01 * 1
+    assert common.percentile(range(1, 101), 99) == pytest.approx(99.01)
+    assert common.percentile([7.0], 99) == 7.0
+    with pytest.raises(ValueError):
+        common.percentile(xs, 101)
+
+
+def test_ratio() -> None:
+    assert common.ratio(3.0, 2.0) == 1.5
+    with pytest.raises(ValueError):
+        common.ratio(1.0, 0.0)
+
+
+def test_jobs_per_minute_from_service_timestamps() -> None:
+    jobs = [
+        {"created_at": "2025-01-01T00:00:00.000Z", "finished_at": "2025-01-01T00:00:10.000Z"},
+        {"created_at": "2025-01-01T00:00:01.000Z", "finished_at": "2025-01-01T00:00:30.000Z"},
+        {"created_at": "2025-01-01T00:00:02.500Z", "finished_at": "2025-01-01T00:00:20.000Z"},
+    ]
+    per_min, elapsed = jobs_per_minute(jobs)
+    assert elapsed == pytest.approx(30.0)  # first created -> last finished
+    assert per_min == pytest.approx(6.0)  # 3 jobs in half a minute
+    assert parse_time("1970-01-01T00:01:00.500Z") == pytest.approx(60.5)
+
+
+def _write(tmp: Path, suite: str, rows: list[dict], quick: bool = False, **kw: object) -> Path:
+    machine = {"cpu": "Test CPU", "usable_cores": 2, "ram_gib": 8.0, "tensorflow": "2.21.0"}
+    return common.write_result(
+        suite,
+        rows,
+        f"python -m bench.run_all --only {suite}",
+        quick=quick,
+        machine=machine,
+        results_dir=tmp,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_write_result_schema_and_quick_file_name(tmp_path: Path) -> None:
+    full = _write(tmp_path, "demo", [{"a": 1}], extra={"k": [1, 2]})
+    quick = _write(tmp_path, "demo", [{"a": 2}], quick=True)
+    assert full.name == "demo.json" and quick.name == "demo.quick.json"
+    doc = json.loads(full.read_text())
+    assert doc["schema"] == 1 and doc["suite"] == "demo" and doc["quick"] is False
+    assert doc["rows"] == [{"a": 1}] and doc["extra"] == {"k": [1, 2]}
+    assert doc["machine"]["cpu"] == "Test CPU" and doc["created_at"].endswith("Z")
+    with pytest.raises(ValueError):
+        _write(tmp_path, "../evil", [])
+
+
+def test_load_results_prefers_full_run_and_orders_suites(tmp_path: Path) -> None:
+    _write(tmp_path, "service_load", [{"x": 1}], quick=True)
+    _write(tmp_path, "engine_overhead", [{"x": "quick"}], quick=True)
+    _write(tmp_path, "engine_overhead", [{"x": "full"}])
+    _write(tmp_path, "quality_lenet300", [{"x": 3}])
+    results = report.load_results(tmp_path)
+    assert [r["suite"] for r in results] == ["quality_lenet300", "engine_overhead", "service_load"]
+    assert results[1]["rows"] == [{"x": "full"}]
+    (tmp_path / "junk.json").write_text(json.dumps({"rows": []}))
+    with pytest.raises(ValueError, match="missing"):
+        report.load_results(tmp_path)
+
+
+def test_markdown_table_alignment_and_cells() -> None:
+    rows = [
+        {"strategy": "magnitude", "sparsity": 0.5, "accuracy": 0.98123, "note": None},
+        {"strategy": "a|b", "sparsity": 0.9, "accuracy": 0.9, "params": 266610},
+    ]
+    table = report.markdown_table(rows)
+    lines = table.strip().splitlines()
+    assert lines[0] == "| strategy | sparsity | accuracy | note | params |"
+    assert lines[1] == "|---|---:|---:|---|---:|"
+    assert lines[2] == "| magnitude | 0.5 | 0.9812 |  |  |"
+    assert lines[3] == "| a\\|b | 0.9 | 0.9 |  | 266,610 |"
+    assert report.markdown_table(rows, ["accuracy"]).splitlines()[0] == "| accuracy |"
+    assert report.markdown_table([]) == "_no rows_\n"
+
+
+def test_plot_kinds_follow_columns() -> None:
+    quality = [{"strategy": "m", "sparsity": 0.5, "accuracy": 0.9}]
+    structured = [{"ratio": 0.5, "flops": 1e6, "latency_ms_b32": 3.0}]
+    overhead = [{"measurement": "x", "time_ratio": 1.2}]
+    assert report.plot_kinds(quality) == ["accuracy_vs_sparsity"]
+    assert report.plot_kinds(structured) == ["latency_flops_vs_ratio"]
+    assert report.plot_kinds(overhead) == ["overhead"]
+    assert report.plot_kinds([{"workers": 1, "jobs_per_min": 10.0}]) == []
+
+
+def test_render_document_from_synthetic_results(tmp_path: Path) -> None:
+    results_dir = tmp_path / "results"
+    _write(
+        results_dir,
+        "quality_lenet300",
+        [
+            {"strategy": "magnitude", "sparsity": 0.5, "accuracy": 0.98},
+            {"strategy": "magnitude", "sparsity": 0.9, "accuracy": 0.97},
+            {"strategy": "random", "sparsity": 0.9, "accuracy": 0.4},
+        ],
+        headline=[{"metric": "accuracy at 90 %", "value": 0.97, "unit": ""}],
+        notes=["trained on train, reported on test"],
+    )
+    _write(
+        results_dir,
+        "engine_overhead",
+        [{"measurement": "prune vs save", "time_ratio": 1.5, "memory_ratio": 2.0}],
+        quick=True,
+        headline=[{"metric": "prune / save", "value": 1.5, "unit": "x"}],
+    )
+    out = tmp_path / "docs" / "benchmarks.md"
+    text = report.render(report.load_results(results_dir), out, plots=False)
+    assert out.read_text() == text
+    assert "## quality_lenet300\n" in text and "## engine_overhead (quick run)" in text
+    assert "| strategy | sparsity | accuracy |" in text
+    assert "| random | 0.9 | 0.4 |" in text
+    assert "Reproduce: `python -m bench.run_all --only quality_lenet300`" in text
+    assert "Test CPU, 2 cores, 8.0 GiB RAM, TF 2.21.0" in text
+    assert "- trained on train, reported on test" in text
+    assert "structured_vgg" not in text  # absent suites are simply not rendered
+    heads = report.headline_rows(report.load_results(results_dir))
+    assert heads[0].startswith("| accuracy at 90 % | 0.97 | `python -m bench.run_all")
+    assert heads[1].startswith("| prune / save (quick) | 1.5x |")
+
+
+def test_render_with_no_results(tmp_path: Path) -> None:
+    text = report.render([], tmp_path / "b.md", plots=False)
+    assert "No results yet" in text and "## Headline" not in text
+
+
+def test_plots_are_written_when_matplotlib_is_installed(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    results_dir = tmp_path / "results"
+    _write(results_dir, "structured_vgg", [
+        {"ratio": 0.0, "flops": 3e8, "latency_ms_b32": 40.0},
+        {"ratio": 0.5, "flops": 1e8, "latency_ms_b32": 15.0},
+    ])  # fmt: skip
+    _write(results_dir, "quality_lenet300", [
+        {"strategy": "magnitude", "sparsity": 0.5, "accuracy": 0.98},
+        {"strategy": "magnitude", "sparsity": 0.9, "accuracy": 0.97},
+    ])  # fmt: skip
+    _write(results_dir, "engine_overhead", [
+        {"measurement": "prune", "time_ratio": 30.0, "memory_ratio": 2.0},
+        {"measurement": "step", "time_ratio": 1.01, "memory_ratio": None},
+    ])  # fmt: skip
+    out = tmp_path / "docs" / "benchmarks.md"
+    text = report.render(report.load_results(results_dir), out)
+    for name in (
+        "structured_vgg-latency_flops_vs_ratio",
+        "quality_lenet300-accuracy_vs_sparsity",
+        "engine_overhead-overhead",
+    ):
+        png = tmp_path / "docs" / "img" / f"{name}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert f"](img/{name}.png)" in text
+
+
+def test_service_code_never_imports_bench() -> None:
+    root = Path(__file__).resolve().parents[2]
+    offenders = [
+        str(p.relative_to(root))
+        for pkg in ("app", "worker", "prunekit")
+        for p in (root / pkg).rglob("*.py")
+        if any(
+            line.strip().startswith(("import bench", "from bench"))
+            for line in p.read_text().splitlines()
+        )
+    ]
+    assert offenders == []
+    assert (root / "app").is_dir() and (root / "prunekit").is_dir()
