@@ -245,29 +245,26 @@ def dense_train_step(model: Any, optimizer: Any, loss_fn: Any) -> StepFn:
 def masked_train_step(
     model: Any, optimizer: Any, loss_fn: Any, masks: Sequence[tuple[Any, Any]]
 ) -> StepFn:
-    """The dense step, then ``w.assign(w * mask)`` for every (variable, mask) pair.
+    """The engine's own masked step: ``prunekit.training.Trainer.compiled_step`` (gradients of
+    pruned weights zeroed, weights re-masked after every update), with Adam 1e-3 as the dense
+    step uses. ``optimizer``/``loss_fn`` are the dense step's; the Trainer builds its own equal
+    ones from the same settings."""
+    from prunekit.formats import ModelFormat
+    from prunekit.losses import LossName, LossSpec
+    from prunekit.model import LoadedModel
+    from prunekit.training import TrainConfig, Trainer
 
-    This is the bench's own stand-in for the engine's masked fine-tune step. It has the
-    signature ``(model, optimizer, loss_fn, masks) -> step(x, y) -> loss`` on purpose: when
-    ``prunekit.training`` (masked ``tf.function`` train step) is merged, pass its factory as
-    ``make_masked_step`` to :func:`step_overhead` (adapting the arguments there if its
-    signature differs) so this suite times the engine's real step instead.
-    """
-    import tensorflow as tf
-
-    pairs = [(v, tf.constant(m, dtype=v.dtype)) for v, m in masks]
-
-    @tf.function
-    def step(x: Any, y: Any) -> Any:
-        with tf.GradientTape() as tape:
-            loss = loss_fn(y, model(x, training=True))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply_gradients(zip(grads, model.trainable_variables, strict=True))
-        for v, m in pairs:
-            v.assign(v * m)
-        return loss
-
-    return step
+    loaded = LoadedModel(ModelFormat.KERAS, keras_model=model)
+    by_var = {id(v): m for v, m in masks}
+    prunable = [w for w in loaded.prunable_weights() if id(w.variable) in by_var]
+    trainer = Trainer(
+        loaded,
+        prunable,
+        LossSpec(LossName.SPARSE_CATEGORICAL, from_logits=True),
+        TrainConfig(learning_rate=1e-3, optimizer="adam"),
+        masks={w.name: by_var[id(w.variable)] for w in prunable},
+    )
+    return trainer.compiled_step()
 
 
 def lenet_300_100(seed: int) -> Any:
@@ -413,8 +410,9 @@ def main(quick: bool = False) -> Path:
             if prune_row["metric_seconds_original"]
             else []
         ),
-        "Masked step: the bench's stand-in (`masked_train_step`, re-applies masks after "
-        "`apply_gradients`) until `prunekit.training` is merged; steps timed alternately.",
+        "Masked step: the engine's own `prunekit.training.Trainer` step (gradients of pruned "
+        "weights zeroed, weights re-masked after `apply_gradients`) against a plain "
+        "`tf.function` step; steps timed alternately.",
     ]
     headline = [
         {

@@ -26,6 +26,7 @@ Run: ``python -m bench.run_all --only service_load [--quick]``.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -146,12 +147,21 @@ class Service:
         }
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        self.client = httpx.Client(base_url=self.base_url, timeout=30, headers=auth_headers())
+        self.headers = auth_headers() or self._private_key_headers()
+        self.client = httpx.Client(base_url=self.base_url, timeout=30, headers=self.headers)
         self.api: subprocess.Popen[bytes] | None = None
         self.worker: subprocess.Popen[bytes] | None = None
         self._worker_starts = 0
         self.model_id: str | None = None
         self.device: str | None = None  # the workers' device, as their job metrics say
+
+    def _private_key_headers(self) -> dict[str, str]:
+        """An API key for this run's private key space, made with the operators' CLI."""
+        out = subprocess.run(
+            [sys.executable, "-m", "app.auth.cli", "create", "--tenant", "bench", "--json"],
+            cwd=REPO_ROOT, env=self.env, check=True, capture_output=True, text=True,
+        )  # fmt: skip
+        return {"Authorization": f"Bearer {json.loads(out.stdout)['key']}"}
 
     def _spawn(self, args: list[str], log: str) -> subprocess.Popen[bytes]:
         out = (self.home / log).open("wb")
@@ -266,6 +276,7 @@ def poll_load(
     threads: int,
     requests_per_thread: int,
     deadline_s: float,
+    headers: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """``threads`` x ``requests_per_thread`` GETs of ``/v1/jobs/{id}`` (round robin over
     ``ids``), back to back; stops by itself after its count or ``deadline_s``."""
@@ -275,7 +286,7 @@ def poll_load(
     stop_at = time.monotonic() + deadline_s
 
     def worker(k: int) -> None:
-        with httpx.Client(base_url=base_url, timeout=10, headers=auth_headers()) as client:
+        with httpx.Client(base_url=base_url, timeout=10, headers=headers) as client:
             for i in range(requests_per_thread):
                 if time.monotonic() > stop_at:
                     return
@@ -331,7 +342,12 @@ def measure(svc: Service, model_zip: Path, workers: int, cfg: LoadConfig) -> dic
 
         poll_ids = [svc.submit(model_id) for _ in range(cfg.poll_jobs)]
         polls = poll_load(
-            svc.base_url, poll_ids, cfg.threads, cfg.requests_per_thread, cfg.poll_deadline_s
+            svc.base_url,
+            poll_ids,
+            cfg.threads,
+            cfg.requests_per_thread,
+            cfg.poll_deadline_s,
+            headers=svc.headers,
         )
         svc.wait_all(poll_ids, cfg.job_timeout_s)
     finally:

@@ -161,10 +161,14 @@ class Trainer:
 
         return step
 
-    def train_step(self, x: np.ndarray, y: np.ndarray) -> float:
+    def compiled_step(self) -> Any:
+        """The compiled step, ``(x, y) tensors -> loss``: what ``fit`` runs per batch."""
         if self._step is None:
             self._step = self._build_step()
-        return float(self._step(tf.constant(x), tf.constant(y)))
+        return self._step
+
+    def train_step(self, x: np.ndarray, y: np.ndarray) -> float:
+        return float(self.compiled_step()(tf.constant(x), tf.constant(y)))
 
     # ------------------------------------------------------------------ loop
     def fit(
