@@ -118,6 +118,8 @@ class LoadedModel:
     keras_model: keras.Model | None = None
     saved_object: Any | None = None
     notes: list[str] = field(default_factory=list)
+    # SavedModel signature names to re-create when a Keras-backed model is saved as one
+    signature_names: list[str] | None = None
 
     # ----------------------------------------------------------------- weights
     def weights(self) -> list[Weight]:
@@ -180,7 +182,7 @@ class LoadedModel:
 
     # -------------------------------------------------------------- signatures
     def signatures(self) -> dict[str, Signature]:
-        if self.keras_model is not None:
+        if self.keras_model is not None and self.saved_object is None:
             m = self.keras_model
             inputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.inputs)]
             outputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.outputs)]
@@ -237,6 +239,11 @@ class LoadedModel:
             assert self.keras_model is not None
             self.keras_model.save(path)
             return path
+        if self.keras_model is not None:  # structured output, or a prunekit SavedModel
+            from prunekit.structured.export import export_saved_model
+
+            names = self.signature_names or list(getattr(self.saved_object, "signatures", []))
+            return export_saved_model(self.keras_model, path, names or ("serving_default", "serve"))
         obj = self.saved_object
         self._drop_unused_variable_copies()
         tf.saved_model.save(obj, str(path), signatures=dict(obj.signatures))
@@ -291,7 +298,22 @@ def load_model(path: Path, fmt: ModelFormat | str) -> LoadedModel:
         raise ModelLoadError(_saved_model_load_message(exc)) from exc
     loaded = LoadedModel(ModelFormat.SAVED_MODEL, saved_object=obj)
     loaded.primary_signature()  # raises a clear error when there is none
+    _attach_keras_graph(loaded, path)
     return loaded
+
+
+def _attach_keras_graph(loaded: LoadedModel, path: Path) -> None:
+    """Rebuild the Keras model of a SavedModel prunekit wrote (see ``structured.export``)."""
+    from prunekit.structured.export import ArchitectureError, load_keras_graph
+
+    try:
+        model = load_keras_graph(path, loaded.saved_object)
+    except ArchitectureError as exc:
+        loaded.notes.append(f"embedded Keras architecture ignored: {exc}")
+        return
+    if model is not None:
+        loaded.keras_model = model
+        loaded.signature_names = list(loaded.saved_object.signatures)
 
 
 def _keras_load_message(exc: Exception) -> str:

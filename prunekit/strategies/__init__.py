@@ -3,7 +3,7 @@
 A new strategy is one new module here, decorated with ``@register`` and imported below.
 """
 
-from prunekit.strategies import magnitude  # noqa: F401  (registers)
+from prunekit.strategies import filter, magnitude, slimming  # noqa: F401  (registers)
 from prunekit.strategies.base import Strategy, StrategyKind, StrategyParams
 from prunekit.strategies.registry import (
     UnknownStrategyError,
