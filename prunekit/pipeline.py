@@ -21,6 +21,7 @@ from prunekit.model import LoadedModel, load_model
 from prunekit.progress import NullReporter, Reporter
 from prunekit.spec import PruneSpec
 from prunekit.strategies import build
+from prunekit.structured.export import save_other_formats
 
 
 @dataclass
@@ -30,6 +31,7 @@ class PruneResult:
     format: ModelFormat
     metrics: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    alternates: dict[ModelFormat, Path] = field(default_factory=dict)  # other-format downloads
 
 
 def _model_stats(model: LoadedModel, spec: PruneSpec) -> tuple[dict[str, int], dict[str, Any]]:
@@ -80,6 +82,7 @@ def prune(
 
     reporter.phase("saving", 0.85)
     model_path, download = save_for_download(pruned, Path(out_dir))
+    alternates = save_other_formats(outcome.model, Path(out_dir))  # structured: both formats
     notes = list(dict.fromkeys(model.notes + pruned.notes))
     for note in notes:
         reporter.event(note)
@@ -119,6 +122,7 @@ def prune(
         format=pruned.format,
         metrics=metrics,
         notes=notes,
+        alternates=alternates,
     )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -104,6 +105,10 @@ def run_job(job_id: str) -> None:
             "size_bytes": download.stat().st_size,
             "sha256": storage.sha256_file(download),
         }
+        artifact["alternates"] = {  # structured jobs: the other format too (?format=)
+            fmt.value: _alternate(final / path.relative_to(scratch / "out"), fmt, model)
+            for fmt, path in result.alternates.items()
+        }
         jobs.transition(
             job_id,
             JobStatus.SUCCEEDED.value,
@@ -122,6 +127,17 @@ def run_job(job_id: str) -> None:
         _fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _alternate(path: Path, fmt: ModelFormat, model: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "path": storage.relative(path),
+        "format": fmt.value,
+        "filename": _download_name(model, fmt),
+        "media_type": MEDIA_TYPES[fmt],
+        "size_bytes": path.stat().st_size,
+        "sha256": storage.sha256_file(path),
+    }
 
 
 def _fail(job_id: str, reason: str, message: str) -> None:

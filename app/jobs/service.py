@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from app import storage
-from app.jobs import store
+from app.jobs import store, structured
 from app.jobs.schemas import JobCreate, JobStatus
 from app.models import service as models
 from app.problems import Problem, field_errors, not_found, validation_problem
@@ -34,6 +34,7 @@ def create(body: JobCreate) -> dict[str, Any]:
     params = validate_strategy(body.strategy)
     model = models.get_or_404(body.model_id)
     models.ensure_usable(model)
+    structured.check_submission(params, model, body.dataset_id)
     spec = body.model_dump(mode="json", exclude={"model_id", "dataset_id"})
     spec["strategy"] = params.model_dump(mode="json")
     job_id = new_id()
@@ -91,8 +92,9 @@ def events(job_id: str, start: int) -> list[dict[str, Any]]:
     return store.events(job_id, start)
 
 
-def artifact(job_id: str) -> tuple[Path, dict[str, Any]]:
-    """The pruned model's file and its description; 409 until the job succeeded."""
+def artifact(job_id: str, fmt: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """The pruned model's file and its description; 409 until the job succeeded (or when
+    it has no model in the requested ``fmt``)."""
     record = get_or_404(job_id)
     if record["status"] != JobStatus.SUCCEEDED.value or not record.get("artifact"):
         raise Problem(
@@ -103,5 +105,5 @@ def artifact(job_id: str) -> tuple[Path, dict[str, Any]]:
             "succeeded (poll GET /v1/jobs/{id})",
             job_status=record["status"],
         )
-    art = record["artifact"]
+    art = structured.pick_format(record, fmt)
     return storage.resolve(art["path"]), art

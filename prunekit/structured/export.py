@@ -125,3 +125,25 @@ def load_keras_graph(path: Path, saved_object: Any) -> keras.Model | None:
             )
         w.assign(value)
     return model
+
+
+def save_other_formats(model: Any | None, out_dir: Path) -> dict[Any, Path]:
+    """For a model a structured strategy built (a Keras-backed ``LoadedModel``), also write
+    the format it was not saved in: ``{ModelFormat: download path}``. ``{}`` otherwise."""
+    from prunekit.formats import ModelFormat
+    from prunekit.metrics.size import zip_directory
+
+    if model is None or model.keras_model is None:
+        return {}
+    out_dir = Path(out_dir)
+    if model.format is ModelFormat.KERAS:
+        names = model.signature_names or list(DEFAULT_SIGNATURES)
+        directory = export_saved_model(
+            model.keras_model, out_dir / "alternate" / "saved_model", names
+        )
+        return {
+            ModelFormat.SAVED_MODEL: zip_directory(directory, out_dir / "model.saved_model.zip")
+        }
+    path = out_dir / "model.keras"
+    model.keras_model.save(path)
+    return {ModelFormat.KERAS: path}

@@ -87,6 +87,8 @@ def run_training(
 ) -> TrainReport:
     """Train ``model`` on the job's training split, reporting progress within ``span`` of
     the whole job (0..1)."""
+    if settings.epochs <= 0:
+        return TrainReport([], 0, 0.0)
     spec = loss_spec(ctx, data)
     out_dim = int(model.outputs[0].shape[-1] or 1)
     x = np.asarray(data.train.x, dtype="float32")
