@@ -194,14 +194,17 @@ def channel_totals(
 def outcome(
     ctx: PruningContext, new_model: keras.Model, details: dict[str, Any]
 ) -> StrategyOutcome:
-    """Wrap the smaller model so the pipeline saves it in the input's format."""
+    """Wrap the smaller model so the pipeline saves it in the input's format.
+
+    ``clone_model`` compiles the clone like the original and builds its optimizer: the
+    saved file would carry zero-filled optimizer slots (twice the weights for Adam). It is
+    compiled again with the same loss/metrics and an unbuilt optimizer instead."""
+    if getattr(new_model, "compiled", False):
+        config = keras.saving.deserialize_keras_object(new_model.get_compile_config())
+        new_model.compile(**config)
     names = ctx.model.signature_names or (
         list(ctx.model.saved_object.signatures) if ctx.model.saved_object is not None else None
     )
-    original = ctx.model.keras_model
-    if original is not None and getattr(original, "compiled", False) and original.loss:
-        # keep the training loss in the .keras file, so "auto" resolves it next time
-        new_model.compile(optimizer="adam", loss=original.loss)
     pruned = LoadedModel(
         format=ctx.model.format,
         keras_model=new_model,

@@ -83,6 +83,32 @@ def test_filter_job_makes_a_smaller_model_in_both_formats(
     bad = service.client.get(f"/v1/jobs/{job['id']}/model", params={"format": "onnx"})
     assert _problem(bad, 422)["errors"][0]["field"] == "query.format"
 
+    # the SavedModel prunekit wrote keeps its Keras graph: it can be pruned structurally again
+    sm_zip = tmp_path / "pruned_sm.zip"
+    sm_zip.write_bytes(resp.content)
+    again = service.upload(sm_zip)
+    assert again["format"] == "saved_model"
+    details = service.wait_inspection(again["id"])["inspection"]["details"]
+    assert details["has_keras_graph"] is True
+    assert {"serving_default", "serve"} <= set(details["signatures"])
+    resp = service.client.post(
+        "/v1/jobs",
+        json={"model_id": again["id"], "strategy": {"name": "filter", "ratio": 0.5}},
+    )
+    assert resp.status_code == 202, resp.text
+    second = service.wait_job(resp.json()["id"])
+    assert second["status"] == "succeeded", second
+    assert second["metrics"]["details"]["structured"]["kept"]["conv1"] == {
+        "before": 8,
+        "after": 4,
+    }
+    resp = service.client.get(f"/v1/jobs/{second['id']}/model")
+    assert resp.headers["content-type"] == "application/zip"  # the input's format
+    zipfile.ZipFile(io.BytesIO(resp.content)).extractall(tmp_path / "sm2")
+    assert {"serving_default", "serve"} <= set(
+        tf.saved_model.load(str(tmp_path / "sm2")).signatures
+    )
+
 
 def test_unstructured_job_has_only_the_input_format(service: Service, conv_bn_keras: Path) -> None:
     model = service.upload(conv_bn_keras)
