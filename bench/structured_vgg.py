@@ -187,13 +187,14 @@ def main() -> None:
         "seed": args.seed,
     }
     runs, warmup = (30, 5) if quick else (50, 10)
-    ft = {"epochs": 1 if quick else 4, "batch_size": 64, "learning_rate": 5e-4}
+    ft = {"epochs": 1 if quick else 5, "batch_size": 64, "learning_rate": 1e-3}
     strategies = {
         "slimming": {
             "name": "slimming",
-            "ratio": 0.6,
-            "l1_lambda": 2e-3,
+            "ratio": 0.5,
+            "l1_lambda": 5e-3,
             "sparsity_epochs": 1 if quick else 3,
+            "sparsity_learning_rate": 3e-3,
             "min_channels": 8,
         },
         "filter_l1": {"name": "filter", "ratio": 0.5, "criterion": "l1", "scope": "uniform"},

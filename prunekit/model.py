@@ -118,8 +118,10 @@ class LoadedModel:
     keras_model: keras.Model | None = None
     saved_object: Any | None = None
     notes: list[str] = field(default_factory=list)
-    # SavedModel signature names to re-create when a Keras-backed model is saved as one
+    # SavedModel signature names (and single output key) to re-create when a Keras-backed
+    # model is saved as one
     signature_names: list[str] | None = None
+    output_name: str | None = None
 
     # ----------------------------------------------------------------- weights
     def weights(self) -> list[Weight]:
@@ -243,7 +245,9 @@ class LoadedModel:
             from prunekit.structured.export import export_saved_model
 
             names = self.signature_names or list(getattr(self.saved_object, "signatures", []))
-            return export_saved_model(self.keras_model, path, names or ("serving_default", "serve"))
+            return export_saved_model(
+                self.keras_model, path, names or ("serving_default", "serve"), self.output_name
+            )
         obj = self.saved_object
         self._drop_unused_variable_copies()
         tf.saved_model.save(obj, str(path), signatures=dict(obj.signatures))
@@ -303,7 +307,8 @@ def load_model(path: Path, fmt: ModelFormat | str) -> LoadedModel:
 
 
 def _attach_keras_graph(loaded: LoadedModel, path: Path) -> None:
-    """Rebuild the Keras model of a SavedModel prunekit wrote (see ``structured.export``)."""
+    """Rebuild the Keras model of a SavedModel prunekit or tf_keras wrote (see
+    ``structured.export``); other SavedModels stay function-only."""
     from prunekit.structured.export import ArchitectureError, load_keras_graph
 
     try:
@@ -314,6 +319,8 @@ def _attach_keras_graph(loaded: LoadedModel, path: Path) -> None:
     if model is not None:
         loaded.keras_model = model
         loaded.signature_names = list(loaded.saved_object.signatures)
+        outputs = loaded.primary_signature().outputs
+        loaded.output_name = outputs[0].name if len(outputs) == 1 else None
 
 
 def _keras_load_message(exc: Exception) -> str:

@@ -3,14 +3,16 @@
 1. Sparsity training on the job's data: the loss gets ``l1_lambda * sum |gamma|`` over the
    BatchNormalization scales of the prunable channels (the subgradient
    ``l1_lambda * sign(gamma)`` is added to each gamma's gradient), ``sparsity_epochs``
-   epochs with the optimizer, learning rate and batch size of ``fine_tune``.
+   epochs with the optimizer and batch size of ``fine_tune`` at a constant learning rate
+   (``sparsity_learning_rate``, default ``fine_tune``'s).
 2. One global threshold on ``|gamma|``, as in the paper: the ``ratio`` fraction of channels
    with the smallest scales, across all layers, are removed (``min_channels`` kept per
    group). The scales are compared raw, not normalised per layer: after sparsity training
    ``|gamma|`` itself says how much a channel contributes. A channel group fed to several
    BatchNorms (through an ``Add``) is scored by its mean ``|gamma|``.
 3. Surgery (``prunekit.structured``) builds the smaller dense model; then it is
-   fine-tuned (``fine_tune``; absent means one epoch with defaults, ``epochs: 0`` skips).
+   fine-tuned (``fine_tune``, learning rate decayed to 0 on a cosine; absent means one
+   epoch with defaults, ``epochs: 0`` skips).
 
 Channels whose group has no BatchNormalization are kept (prune them with ``filter``).
 """
@@ -43,6 +45,14 @@ class SlimmingParams(StructuredParams):
     )
     sparsity_epochs: int = Field(
         default=3, ge=0, le=1000, description="Epochs of sparsity training before the cut."
+    )
+    sparsity_learning_rate: float | None = Field(
+        default=None,
+        gt=0,
+        le=10,
+        description="Constant learning rate of sparsity training (default: fine_tune's). "
+        "With Adam a scale moves about this much per step, so a short schedule needs a "
+        "rate large enough for unimportant scales to reach zero.",
     )
 
     def requires_data(self) -> bool:
@@ -134,7 +144,9 @@ class Slimming(Strategy):
         cost_before = model_cost(model)
         before = gamma_summary(gammas)
 
-        sparse_settings = train_settings(ctx, epochs=p.sparsity_epochs)
+        sparse_settings = train_settings(
+            ctx, p.sparsity_epochs, p.sparsity_learning_rate, schedule="constant"
+        )
         sparse_report = run_training(
             ctx,
             model,

@@ -24,7 +24,8 @@ ChannelRatio = Annotated[
 ]
 
 KERAS_GRAPH_FORMATS = (
-    "a .keras file (model.save('model.keras')), or a SavedModel that prunekit produced "
+    "a .keras file (model.save('model.keras')), a SavedModel written by tf_keras / Keras 2 "
+    "(model.save(dir), with keras_metadata.pb), or a SavedModel that prunekit produced "
     "(the SavedModel download of a structured job, which carries its Keras architecture "
     "in assets/prunekit_keras_model.json)"
 )
@@ -35,7 +36,8 @@ def keras_graph_required(strategy: str) -> str:
     return (
         f"strategy {strategy!r} removes whole channels and rebuilds a smaller model from its "
         "Keras layer graph, but this model has none: a SavedModel stores traced TensorFlow "
-        "functions, not layers, and Keras 3 cannot rebuild layers from one. Upload "
+        "functions, not layers (Keras 3 model.export and tf.saved_model.save keep no layer "
+        "graph; a tf_keras one whose graph cannot be rebuilt safely counts the same). Upload "
         f"{KERAS_GRAPH_FORMATS}. Unstructured strategies (e.g. magnitude) work on any "
         "SavedModel."
     )

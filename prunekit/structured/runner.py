@@ -7,6 +7,7 @@ the strategy modules short and TensorFlow-free at import time.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import keras
@@ -62,15 +63,27 @@ def labels(spec: LossSpec, y: np.ndarray, out_dim: int) -> np.ndarray:
     return y
 
 
-def train_settings(ctx: PruningContext, epochs: int | None = None) -> TrainSettings:
+def train_settings(
+    ctx: PruningContext,
+    epochs: int | None = None,
+    learning_rate: float | None = None,
+    schedule: str = "cosine",
+) -> TrainSettings:
+    """``spec.fine_tune`` (defaults when absent), with overrides."""
     ft = ctx.spec.fine_tune
-    base = (
-        TrainSettings()
-        if ft is None
-        else TrainSettings(ft.epochs, ft.batch_size, ft.learning_rate, ft.optimizer)
-    )
+    base = TrainSettings(schedule=schedule)
+    if ft is not None:
+        base = replace(
+            base,
+            epochs=ft.epochs,
+            batch_size=ft.batch_size,
+            learning_rate=ft.learning_rate,
+            optimizer=ft.optimizer,
+        )
     if epochs is not None:
-        base = TrainSettings(epochs, base.batch_size, base.learning_rate, base.optimizer)
+        base = replace(base, epochs=epochs)
+    if learning_rate is not None:
+        base = replace(base, learning_rate=learning_rate)
     return base
 
 
@@ -114,7 +127,8 @@ def run_training(
     if report.epoch_losses:
         ctx.reporter.event(
             f"{label}: {settings.epochs} epoch(s), {settings.optimizer}, lr "
-            f"{settings.learning_rate}, batch {settings.batch_size}; last epoch loss "
+            f"{settings.learning_rate} ({settings.schedule}), batch {settings.batch_size}; "
+            "last epoch loss "
             f"{report.epoch_losses[-1]:.4f}"
         )
     return report
@@ -126,6 +140,7 @@ def training_details(report: TrainReport, settings: TrainSettings) -> dict[str, 
         "batch_size": settings.batch_size,
         "learning_rate": settings.learning_rate,
         "optimizer": settings.optimizer,
+        "schedule": settings.schedule,
         "epoch_losses": [round(v, 6) for v in report.epoch_losses],
         "seconds": round(report.seconds, 3),
     }
@@ -209,5 +224,6 @@ def outcome(
         format=ctx.model.format,
         keras_model=new_model,
         signature_names=names or ["serving_default", "serve"],
+        output_name=ctx.model.output_name,
     )
     return StrategyOutcome(model=pruned, details=details)

@@ -26,7 +26,7 @@ from prunekit.structured.graph import DependencyGraph
 
 Progress = Callable[..., None]
 
-OPTIMIZERS: dict[str, Callable[[float], keras.optimizers.Optimizer]] = {
+OPTIMIZERS: dict[str, Callable[[Any], keras.optimizers.Optimizer]] = {
     "adam": lambda lr: keras.optimizers.Adam(lr),
     "adamw": lambda lr: keras.optimizers.AdamW(lr),
     "sgd": lambda lr: keras.optimizers.SGD(lr, momentum=0.9),
@@ -40,6 +40,9 @@ class TrainSettings:
     batch_size: int = 64
     learning_rate: float = 1e-3
     optimizer: str = "adam"
+    # "cosine": decay the rate to 0 over the run (fine-tuning settles instead of ending
+    # at full step size); "constant" for sparsity training, which must keep pushing.
+    schedule: str = "constant"
 
 
 @dataclass
@@ -110,7 +113,15 @@ def train(
     started = time.perf_counter()
     if settings.epochs <= 0 or n == 0:
         return TrainReport([], 0, 0.0)
-    optimizer = OPTIMIZERS[settings.optimizer](settings.learning_rate)
+    batch = max(1, min(settings.batch_size, n))
+    per_epoch = math.ceil(n / batch)
+    total = per_epoch * settings.epochs
+    rate: Any = settings.learning_rate
+    if settings.schedule == "cosine":
+        rate = keras.optimizers.schedules.CosineDecay(settings.learning_rate, total)
+    elif settings.schedule != "constant":
+        raise ValueError(f"unknown schedule {settings.schedule!r}")
+    optimizer = OPTIMIZERS[settings.optimizer](rate)
     variables = list(model.trainable_variables)
     gamma_ids = {id(g) for g in gammas}
     penalised = [i for i, v in enumerate(variables) if id(v) in gamma_ids]
@@ -133,9 +144,6 @@ def train(
         return value
 
     rng = np.random.default_rng(seed)
-    batch = max(1, min(settings.batch_size, n))
-    per_epoch = math.ceil(n / batch)
-    total = per_epoch * settings.epochs
     losses: list[float] = []
     done = 0
     for epoch in range(settings.epochs):

@@ -327,3 +327,48 @@ def test_prunekit_saved_model_is_pruned_and_keeps_its_signatures(tmp_path: Path)
     details = result.metrics["details"]["structured"]
     assert result.metrics["parameters"]["total"] < result.metrics["parameters"]["total_before"]
     assert details["params"]["after"] == result.metrics["parameters"]["total"]
+
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+
+
+def _unzip(name: str, dest: Path) -> Path:
+    import zipfile
+
+    zipfile.ZipFile(FIXTURES / name).extractall(dest)
+    return dest
+
+
+def test_tf_keras_saved_model_is_rebuilt_and_pruned(tmp_path: Path) -> None:
+    """A Keras 2 (tf_keras) SavedModel: the graph comes from keras_metadata.pb, the weights
+    from its variables; pruning keeps its signature, input and output names."""
+    src = _unzip("tf_keras_conv_bn.zip", tmp_path / "k2")
+    loaded = load_model(src, "saved_model")
+    assert loaded.keras_model is not None and loaded.output_name == "logits"
+    x = np.random.default_rng(0).normal(size=(3, 10, 10, 1)).astype("float32")
+    original = tf.saved_model.load(str(src)).signatures["serving_default"]
+    reference = np.asarray(original(image=tf.constant(x))["logits"])
+    np.testing.assert_allclose(
+        np.asarray(loaded.keras_model(x, training=False)), reference, atol=1e-4
+    )
+
+    spec = PruneSpec(strategy={"name": "filter", "ratio": 0.5})
+    result = prune(src, "saved_model", spec, tmp_path / "out")
+    restored = tf.saved_model.load(str(result.model_path))
+    assert list(restored.signatures) == ["serving_default"]
+    fn = restored.signatures["serving_default"]
+    assert set(fn.structured_input_signature[1]) == {"image"}
+    assert set(fn.structured_outputs) == {"logits"}
+    assert result.metrics["details"]["structured"]["kept"]["conv1"] == {"before": 16, "after": 8}
+    assert np.asarray(fn(image=tf.constant(x))["logits"]).shape == (3, 4)
+
+
+def test_tf_keras_lambda_is_not_rebuilt(tmp_path: Path) -> None:
+    src = _unzip("tf_keras_lambda.zip", tmp_path / "k2l")
+    loaded = load_model(src, "saved_model")  # still usable as a function-only SavedModel
+    assert loaded.keras_model is None
+    assert any("Lambda" in note for note in loaded.notes)
+    spec = PruneSpec(strategy={"name": "filter", "ratio": 0.5})
+    with pytest.raises(SpecError) as err:
+        build(spec.strategy_params()).run(PruningContext(model=loaded, spec=spec))
+    assert err.value.reason == "keras_graph_required"
