@@ -152,3 +152,26 @@ def test_structured_submissions_refused_with_reasons(
     )
     body = _problem(resp, 422)
     assert body["errors"][0]["field"] == "body.dataset_id"
+
+
+def test_tf_keras_saved_model_upload_is_pruned(service: Service, tmp_path: Path) -> None:
+    fixture = Path(__file__).resolve().parents[1] / "fixtures" / "tf_keras_conv_bn.zip"
+    model = service.upload(fixture)
+    details = service.wait_inspection(model["id"])["inspection"]["details"]
+    assert details["has_keras_graph"] is True
+    resp = service.client.post(
+        "/v1/jobs",
+        json={"model_id": model["id"], "strategy": {"name": "filter", "ratio": 0.5}},
+    )
+    assert resp.status_code == 202, resp.text
+    job = service.wait_job(resp.json()["id"])
+    assert job["status"] == "succeeded", job
+    resp = service.client.get(f"/v1/jobs/{job['id']}/model")
+    zipfile.ZipFile(io.BytesIO(resp.content)).extractall(tmp_path / "sm")
+    fn = tf.saved_model.load(str(tmp_path / "sm")).signatures["serving_default"]
+    x = tf.zeros((2, 10, 10, 1))
+    assert fn(image=x)["logits"].shape == (2, 4)
+    resp = service.client.get(f"/v1/jobs/{job['id']}/model", params={"format": "keras"})
+    (tmp_path / "m.keras").write_bytes(resp.content)
+    pruned = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
+    assert [pruned.get_layer(n).filters for n in ("conv0", "conv1")] == [4, 8]
