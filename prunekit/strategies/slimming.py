@@ -15,6 +15,7 @@
    epoch with defaults, ``epochs: 0`` skips).
 
 Channels whose group has no BatchNormalization are kept (prune them with ``filter``).
+Sparsity training updates the loaded model in memory; the job's input file is untouched.
 """
 
 from __future__ import annotations
