@@ -69,8 +69,10 @@ def export_saved_model(
     single = len(specs) == 1
     named = output_name if output_name and len(model.outputs) == 1 else None
 
+    as_list = not single or isinstance(model.input, list)  # Keras 2 configs keep [input]
+
     def serve(*args: Any) -> Any:
-        out = model(args[0] if single else list(args), training=False)
+        out = model(list(args) if as_list else args[0], training=False)
         return {named: out} if named else out
 
     archive = keras.export.ExportArchive()

@@ -126,11 +126,12 @@ def train(
     gamma_ids = {id(g) for g in gammas}
     penalised = [i for i, v in enumerate(variables) if id(v) in gamma_ids]
     lam = tf.constant(float(l1_lambda), tf.float32)
+    as_list = isinstance(model.input, list)  # models rebuilt from Keras 2 configs keep [input]
 
     @tf.function(reduce_retracing=True)
     def step(xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
         with tf.GradientTape() as tape:
-            out = model(xb, training=True)
+            out = model([xb] if as_list else xb, training=True)
             value = keras.ops.mean(loss(yb, out))
             if model.losses:
                 value = value + keras.ops.sum(model.losses)

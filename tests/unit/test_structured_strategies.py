@@ -349,7 +349,7 @@ def test_tf_keras_saved_model_is_rebuilt_and_pruned(tmp_path: Path) -> None:
     original = tf.saved_model.load(str(src)).signatures["serving_default"]
     reference = np.asarray(original(image=tf.constant(x))["logits"])
     np.testing.assert_allclose(
-        np.asarray(loaded.keras_model(x, training=False)), reference, atol=1e-4
+        np.asarray(loaded.keras_model([x], training=False)), reference, atol=1e-4
     )
 
     spec = PruneSpec(strategy={"name": "filter", "ratio": 0.5})
