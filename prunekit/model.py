@@ -123,10 +123,18 @@ class LoadedModel:
     signature_names: list[str] | None = None
     output_name: str | None = None
 
+    @property
+    def _keras_backed(self) -> bool:
+        """Weights, calls and saving go through the Keras model. A loaded SavedModel whose
+        Keras graph was rebuilt (``structured.export``) keeps working through its own
+        functions and variables; only structured strategies use its ``keras_model``, to
+        build a new model."""
+        return self.keras_model is not None and self.saved_object is None
+
     # ----------------------------------------------------------------- weights
     def weights(self) -> list[Weight]:
         """Every variable of the model, deduplicated, with unique names."""
-        if self.keras_model is not None:
+        if self._keras_backed:
             trainable_ids = {id(v) for v in self.keras_model.trainable_weights}
             variables = list(self.keras_model.weights)
             raw_names = [_clean_name(getattr(v, "path", v.name)) for v in variables]
@@ -184,7 +192,7 @@ class LoadedModel:
 
     # -------------------------------------------------------------- signatures
     def signatures(self) -> dict[str, Signature]:
-        if self.keras_model is not None and self.saved_object is None:
+        if self._keras_backed:
             m = self.keras_model
             inputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.inputs)]
             outputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.outputs)]
@@ -219,7 +227,7 @@ class LoadedModel:
 
     def call(self, x: Any, training: bool = False) -> Any:
         """Differentiable forward pass (a tensor in, the first output tensor out)."""
-        if self.keras_model is not None:
+        if self._keras_backed:
             out = self.keras_model(x, training=training)
             return out[0] if isinstance(out, list | tuple) else out
         sig = self.primary_signature()
@@ -241,10 +249,10 @@ class LoadedModel:
             assert self.keras_model is not None
             self.keras_model.save(path)
             return path
-        if self.keras_model is not None:  # structured output, or a prunekit SavedModel
+        if self._keras_backed:  # a structured strategy's new model, saved as a SavedModel
             from prunekit.structured.export import export_saved_model
 
-            names = self.signature_names or list(getattr(self.saved_object, "signatures", []))
+            names = self.signature_names
             return export_saved_model(
                 self.keras_model, path, names or ("serving_default", "serve"), self.output_name
             )

@@ -372,3 +372,21 @@ def test_tf_keras_lambda_is_not_rebuilt(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as err:
         build(spec.strategy_params()).run(PruningContext(model=loaded, spec=spec))
     assert err.value.reason == "keras_graph_required"
+
+
+def test_unstructured_jobs_on_a_rebuildable_saved_model_keep_its_functions(
+    tmp_path: Path,
+) -> None:
+    """The rebuilt Keras graph is only for structured strategies: magnitude still prunes
+    and saves the SavedModel's own variables and functions."""
+    src = _unzip("tf_keras_conv_bn.zip", tmp_path / "k2")
+    spec = PruneSpec(strategy={"name": "magnitude", "sparsity": 0.5})
+    result = prune(src, "saved_model", spec, tmp_path / "out")
+    assert result.alternates == {}
+    assert result.metrics["sparsity"] == pytest.approx(0.5, abs=0.01)
+    restored = tf.saved_model.load(str(result.model_path))
+    assert set(restored.signatures["serving_default"].structured_outputs) == {"logits"}
+    kernel = next(
+        v for v in restored.signatures["serving_default"].variables if "conv1/kernel" in v.name
+    )
+    assert float(np.mean(kernel.numpy() == 0)) > 0.3
