@@ -125,11 +125,23 @@ class LoadedModel:
     keras_model: keras.Model | None = None
     saved_object: Any | None = None
     notes: list[str] = field(default_factory=list)
+    # SavedModel signature names (and single output key) to re-create when a Keras-backed
+    # model is saved as one
+    signature_names: list[str] | None = None
+    output_name: str | None = None
+
+    @property
+    def _keras_backed(self) -> bool:
+        """Weights, calls and saving go through the Keras model. A loaded SavedModel whose
+        Keras graph was rebuilt (``structured.export``) keeps working through its own
+        functions and variables; only structured strategies use its ``keras_model``, to
+        build a new model."""
+        return self.keras_model is not None and self.saved_object is None
 
     # ----------------------------------------------------------------- weights
     def weights(self) -> list[Weight]:
         """Every variable of the model, deduplicated, with unique names."""
-        if self.keras_model is not None:
+        if self._keras_backed:
             trainable_ids = {id(v) for v in self.keras_model.trainable_weights}
             variables = list(self.keras_model.weights)
             raw_names = [_clean_name(getattr(v, "path", v.name)) for v in variables]
@@ -187,7 +199,7 @@ class LoadedModel:
 
     # -------------------------------------------------------------- signatures
     def signatures(self) -> dict[str, Signature]:
-        if self.keras_model is not None:
+        if self._keras_backed:
             m = self.keras_model
             inputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.inputs)]
             outputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.outputs)]
@@ -222,7 +234,7 @@ class LoadedModel:
 
     def call(self, x: Any, training: bool = False) -> Any:
         """Differentiable forward pass (a tensor in, the first output tensor out)."""
-        if self.keras_model is not None:
+        if self._keras_backed:
             out = self.keras_model(x, training=training)
             return out[0] if isinstance(out, list | tuple) else out
         sig = self.primary_signature()
@@ -244,6 +256,13 @@ class LoadedModel:
             assert self.keras_model is not None
             self.keras_model.save(path)
             return path
+        if self._keras_backed:  # a structured strategy's new model, saved as a SavedModel
+            from prunekit.structured.export import export_saved_model
+
+            names = self.signature_names
+            return export_saved_model(
+                self.keras_model, path, names or ("serving_default", "serve"), self.output_name
+            )
         obj = self.saved_object
         self._drop_unused_variable_copies()
         tf.saved_model.save(obj, str(path), signatures=dict(obj.signatures))
@@ -298,7 +317,25 @@ def load_model(path: Path, fmt: ModelFormat | str) -> LoadedModel:
         raise ModelLoadError(_saved_model_load_message(exc)) from exc
     loaded = LoadedModel(ModelFormat.SAVED_MODEL, saved_object=obj)
     loaded.primary_signature()  # raises a clear error when there is none
+    _attach_keras_graph(loaded, path)
     return loaded
+
+
+def _attach_keras_graph(loaded: LoadedModel, path: Path) -> None:
+    """Rebuild the Keras model of a SavedModel prunekit or tf_keras wrote (see
+    ``structured.export``); other SavedModels stay function-only."""
+    from prunekit.structured.export import ArchitectureError, load_keras_graph
+
+    try:
+        model = load_keras_graph(path, loaded.saved_object)
+    except ArchitectureError as exc:
+        loaded.notes.append(f"embedded Keras architecture ignored: {exc}")
+        return
+    if model is not None:
+        loaded.keras_model = model
+        loaded.signature_names = list(loaded.saved_object.signatures)
+        outputs = loaded.primary_signature().outputs
+        loaded.output_name = outputs[0].name if len(outputs) == 1 else None
 
 
 def _keras_load_message(exc: Exception) -> str:

@@ -39,6 +39,7 @@ from prunekit.model import LoadedModel, load_model
 from prunekit.progress import NullReporter, Reporter
 from prunekit.spec import PruneSpec
 from prunekit.strategies import build
+from prunekit.structured.export import save_other_formats
 
 EVAL_BATCH = 256
 LOSS_PROBE = 256  # training samples the loss is inferred from (when the spec says auto)
@@ -52,6 +53,7 @@ class PruneResult:
     format: ModelFormat
     metrics: dict[str, Any]
     notes: list[str] = field(default_factory=list)
+    alternates: dict[ModelFormat, Path] = field(default_factory=dict)  # other-format downloads
 
 
 def _model_stats(model: LoadedModel, spec: PruneSpec) -> tuple[dict[str, int], dict[str, Any]]:
@@ -211,6 +213,7 @@ def prune(
 
     reporter.phase("saving", 0.85)
     model_path, download = save_for_download(pruned, Path(out_dir))
+    alternates = save_other_formats(outcome.model, Path(out_dir))  # structured: both formats
 
     reporter.phase("evaluating", 0.9)
     after, sparsity_after, after_notes = _measure(pruned, spec, model_path, data_shape)
@@ -277,6 +280,7 @@ def prune(
         format=pruned.format,
         metrics=metrics,
         notes=notes,
+        alternates=alternates,
     )
 
 

@@ -10,6 +10,7 @@ import logging
 import os
 import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
@@ -166,13 +167,10 @@ def _run(job_id: str, job: dict[str, Any]) -> None:
         reporter.check_cancelled()
         final = storage.publish(scratch / "out", storage.job_dir(job_id))
         download = final / result.download.relative_to(scratch / "out")
-        artifact = {
-            "path": storage.relative(download),
-            "format": result.format.value,
-            "filename": _download_name(model, result.format),
-            "media_type": MEDIA_TYPES[result.format],
-            "size_bytes": download.stat().st_size,
-            "sha256": storage.sha256_file(download),
+        artifact = _describe(download, result.format, model)
+        artifact["alternates"] = {  # structured jobs: the other format too (?format=)
+            fmt.value: _describe(final / path.relative_to(scratch / "out"), fmt, model)
+            for fmt, path in result.alternates.items()
         }
         if (
             not jobs.transition(
@@ -224,6 +222,18 @@ def _cancelled(job_id: str) -> None:
         message="cancelled",
         finished_at=now_iso(),
     )
+
+
+def _describe(path: Path, fmt: ModelFormat, model: dict[str, Any]) -> dict[str, Any]:
+    """What the job record says of one downloadable artifact."""
+    return {
+        "path": storage.relative(path),
+        "format": fmt.value,
+        "filename": _download_name(model, fmt),
+        "media_type": MEDIA_TYPES[fmt],
+        "size_bytes": path.stat().st_size,
+        "sha256": storage.sha256_file(path),
+    }
 
 
 def _fail(job_id: str, reason: str, message: str) -> None:

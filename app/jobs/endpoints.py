@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import FileResponse
@@ -20,6 +20,8 @@ def _out(record: dict[str, Any]) -> JobOut:
     if record.get("status") == "succeeded":
         links["model"] = f"/v1/jobs/{job_id}/model"
         links["report"] = f"/v1/jobs/{job_id}/report"
+        for fmt in (record.get("artifact") or {}).get("alternates") or {}:
+            links[f"model_{fmt}"] = f"/v1/jobs/{job_id}/model?format={fmt}"
     fields = {k: v for k, v in record.items() if k in JobOut.model_fields}
     return JobOut.model_validate({**fields, "links": links})
 
@@ -96,15 +98,21 @@ def job_report(job_id: str, principal: Principal = Depends(current_principal)) -
 @router.get(
     "/{job_id}/model",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, 409: {}},
+    responses={200: {"content": {"application/octet-stream": {}}}, 409: {}, 422: {}},
 )
 def download_model(
     job_id: str,
     if_none_match: str | None = Header(default=None),
     principal: Principal = Depends(current_principal),
+    fmt: Literal["keras", "saved_model"] | None = Query(
+        default=None,
+        alias="format",
+        description="Structured jobs also have the other format: keras or saved_model.",
+    ),
 ) -> Response:
-    """The pruned model in the input's format: a `.keras` file or a zipped SavedModel."""
-    path, art = service.artifact(job_id, principal.tenant)
+    """The pruned model in the input's format: a `.keras` file or a zipped SavedModel
+    (``?format=`` picks the other one for structured strategies)."""
+    path, art = service.artifact(job_id, principal.tenant, fmt)
     etag = f'"{art["sha256"]}"'
     if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
         return Response(status_code=304, headers={"ETag": etag})

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from app import storage
 from app.auth.tenancy import owned_or_404
 from app.datasets import service as datasets
-from app.jobs import store
+from app.jobs import store, structured
 from app.jobs.schemas import JobCreate, JobStatus
 from app.models import service as models
 from app.problems import Problem, field_errors, validation_problem
@@ -105,6 +105,7 @@ def create(
     model = models.get_or_404(body.model_id, tenant)
     models.ensure_usable(model)
     check_dataset(body, params, model, tenant)
+    structured.check_submission(params, model, body.dataset_id)
     spec = body.model_dump(mode="json", exclude={"model_id", "dataset_id"})
     spec["strategy"] = params.model_dump(mode="json")
     job_id = new_id()
@@ -202,8 +203,9 @@ def report(job_id: str, tenant: str) -> dict[str, Any]:
     }
 
 
-def artifact(job_id: str, tenant: str) -> tuple[Path, dict[str, Any]]:
-    """The pruned model's file and its description; 409 until the job succeeded."""
+def artifact(job_id: str, tenant: str, fmt: str | None = None) -> tuple[Path, dict[str, Any]]:
+    """The pruned model's file and its description; 409 until the job succeeded (or when
+    it has no model in the requested ``fmt``)."""
     record = get_or_404(job_id, tenant)
     if record["status"] != JobStatus.SUCCEEDED.value or not record.get("artifact"):
         raise Problem(
@@ -214,7 +216,7 @@ def artifact(job_id: str, tenant: str) -> tuple[Path, dict[str, Any]]:
             "succeeded (poll GET /v1/jobs/{id})",
             job_status=record["status"],
         )
-    art = record["artifact"]
+    art = structured.pick_format(record, fmt)
     return storage.resolve(art["path"]), art
 
 

@@ -4,6 +4,7 @@ A new strategy is one new module here, decorated with ``@register`` and imported
 """
 
 from prunekit.strategies import (  # noqa: F401  (importing registers them)
+    filter,
     gradual,
     l0,
     l1,
@@ -11,6 +12,7 @@ from prunekit.strategies import (  # noqa: F401  (importing registers them)
     nm,
     random,
     saliency,
+    slimming,
 )
 from prunekit.strategies.base import Strategy, StrategyKind, StrategyParams
 from prunekit.strategies.registry import (

@@ -1,0 +1,75 @@
+"""Submission checks and downloads specific to structured (channel-removing) strategies.
+
+The API never loads models: whether a model has a Keras layer graph comes from the
+worker's inspection (``inspection.details.has_keras_graph``). When the inspection is still
+running, submission waits for it briefly; if it is still pending after that, the job is
+accepted and the worker fails it with the same explanation.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from app.models import store as model_store
+from app.problems import Problem, validation_problem
+from prunekit.strategies import StrategyKind, StrategyParams, get
+from prunekit.strategies.structured_common import keras_graph_required
+
+INSPECTION_WAIT_S = 5.0
+POLL_S = 0.2
+
+
+def _inspection(model: dict[str, Any]) -> dict[str, Any]:
+    inspection = model.get("inspection") or {}
+    deadline = time.monotonic() + INSPECTION_WAIT_S
+    while inspection.get("status") == "pending" and time.monotonic() < deadline:
+        time.sleep(POLL_S)
+        fresh = model_store.get(model["id"]) or model
+        inspection = fresh.get("inspection") or {}
+    return inspection
+
+
+def check_submission(params: StrategyParams, model: dict[str, Any], dataset_id: str | None) -> None:
+    """422 for a structured strategy the model or the job cannot support."""
+    if get(params.name).kind is not StrategyKind.STRUCTURED:
+        return
+    requires_data = getattr(params, "requires_data", None)
+    if callable(requires_data) and requires_data() and dataset_id is None:
+        criterion = getattr(params, "criterion", None)
+        why = f"criterion {criterion!r}" if params.name == "filter" else "it trains the model"
+        field = "body.strategy.criterion" if params.name == "filter" else "body.dataset_id"
+        message = f"strategy {params.name!r} needs a dataset ({why}): pass `dataset_id`" + (
+            ", or use criterion 'l1'/'l2', which are data-free" if criterion else ""
+        )
+        raise validation_problem(
+            [{"field": field, "message": message, "type": "dataset_required"}], message
+        )
+    inspection = _inspection(model)
+    details = inspection.get("details") or {}
+    if inspection.get("status") == "succeeded" and not details.get("has_keras_graph", False):
+        message = keras_graph_required(params.name)
+        raise validation_problem(
+            [{"field": "body.strategy.name", "message": message, "type": "keras_graph_required"}],
+            message,
+        )
+
+
+def pick_format(record: dict[str, Any], fmt: str | None) -> dict[str, Any]:
+    """The artifact to download: the job's own (input format) or the other format."""
+    art: dict[str, Any] = record["artifact"]
+    if fmt is None or fmt == art["format"]:
+        return art
+    alternates: dict[str, Any] = art.get("alternates") or {}
+    if fmt in alternates:
+        return alternates[fmt]  # type: ignore[no-any-return]
+    available = [art["format"], *alternates]
+    raise Problem(
+        409,
+        "format-not-available",
+        "Model not available in this format",
+        f"job {record['id']} produced its model as {', '.join(available)} only; structured "
+        "strategies (filter, slimming) write both .keras and SavedModel, other strategies "
+        "keep the input's format",
+        available_formats=available,
+    )

@@ -1,0 +1,290 @@
+"""Structured pruning bar: a VGG-style CNN on Fashion-MNIST, before and after.
+
+Trains a dense VGG-style network (conv 32-32-pool-64-64-pool-128-128-pool, BN + ReLU,
+global average pooling, Dense 10), caches it under ``bench/work/``, then runs the
+``slimming`` and ``filter`` strategies through the engine's front door
+(``prunekit.pipeline.prune``, the code path the service's workers run) with fine-tuning,
+and measures:
+
+* accuracy on the full 10,000-image test set (the bar: at most 1 point below dense);
+* FLOPs per sample (``prunekit.structured.model_cost``; bar: at least 3x fewer);
+* CPU latency at batch 32: every model is wrapped in a ``tf.function``, warmed up, then
+  the dense and pruned models are timed alternately in the same process (>= 30 timed
+  runs each) and the medians compared (bar: at least 2x faster).
+
+The validation split is carved from the training set (seeded) and is what choices are
+made on: the dense model keeps its best epoch by validation accuracy; the test set is
+only used for the reported numbers. The training set is subsampled (``--train``) to
+fit the 2 shared CPU cores this was developed on; the output says how many were used.
+
+    python bench/structured_vgg.py            # full run, writes bench/results/structured_vgg.json
+    python bench/structured_vgg.py --quick    # smoke run (minutes), writes bench/work/
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from prunekit.data import Dataset, Split  # noqa: E402
+from prunekit.pipeline import prune  # noqa: E402
+from prunekit.progress import NullReporter  # noqa: E402
+from prunekit.spec import PruneSpec  # noqa: E402
+from prunekit.structured import model_cost  # noqa: E402
+
+DATA = ROOT.parent / "shared" / "data" / "fashion_mnist.npz"
+WORK = ROOT / "bench" / "work"
+RESULTS = ROOT / "bench" / "results"
+WIDTHS = (32, 32, 64, 64, 128, 128)
+
+
+class PrintReporter(NullReporter):
+    def __init__(self, label: str) -> None:
+        self.label = label
+        self.started = time.perf_counter()
+
+    def phase(self, name: str, fraction: float = 0.0, **detail: Any) -> None:
+        t = time.perf_counter() - self.started
+        print(f"  [{self.label} {t:7.1f}s] {name} {detail or ''}", flush=True)
+
+    def event(self, message: str, level: str = "info", **detail: Any) -> None:
+        if level != "info" or "epoch" in message:
+            print(f"  [{self.label}] {message}", flush=True)
+
+
+def vgg(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((28, 28, 1), name="image")
+    x = inp
+    for i, f in enumerate(WIDTHS):
+        x = keras.layers.Conv2D(f, 3, padding="same", use_bias=False, name=f"conv{i}")(x)
+        # momentum 0.9: moving statistics settle within the short training budget
+        x = keras.layers.BatchNormalization(momentum=0.9, name=f"bn{i}")(x)
+        x = keras.layers.ReLU(name=f"relu{i}")(x)
+        if i % 2 == 1:
+            x = keras.layers.MaxPooling2D(name=f"pool{i // 2}")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    out = keras.layers.Dense(10, name="logits")(x)
+    return keras.Model(inp, out, name="vgg_fashion")
+
+
+def load_data(n_train: int, n_val: int, seed: int) -> tuple[Split, Split, Split]:
+    with np.load(DATA, allow_pickle=False) as d:
+        x_train = d["x_train"][..., None].astype("float32") / 255.0
+        y_train = d["y_train"].astype("int64")
+        x_test = d["x_test"][..., None].astype("float32") / 255.0
+        y_test = d["y_test"].astype("int64")
+    perm = np.random.default_rng(seed).permutation(len(x_train))
+    val_idx, train_idx = perm[:n_val], perm[n_val : n_val + n_train]
+    return (
+        Split(x_train[train_idx], y_train[train_idx]),
+        Split(x_train[val_idx], y_train[val_idx]),
+        Split(x_test, y_test),
+    )
+
+
+def accuracy(model: keras.Model, split: Split) -> float:
+    logits = model.predict(split.x, batch_size=500, verbose=0)
+    return float(np.mean(np.argmax(logits, axis=-1) == split.y))
+
+
+def train_dense(cfg: dict[str, Any], train: Split, val: Split) -> tuple[Path, dict[str, Any]]:
+    key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
+    path = WORK / f"vgg_dense_{key}.keras"
+    meta_path = path.with_suffix(".json")
+    if path.exists() and meta_path.exists():
+        print(f"dense model cached: {path.name}", flush=True)
+        return path, json.loads(meta_path.read_text())
+    model = vgg(cfg["seed"])
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        metrics=["accuracy"],
+    )
+    started = time.perf_counter()
+    hist = model.fit(
+        train.x,
+        train.y,
+        batch_size=64,
+        epochs=cfg["dense_epochs"],
+        validation_data=(val.x, val.y),
+        callbacks=[
+            keras.callbacks.EarlyStopping(
+                monitor="val_accuracy", patience=2, restore_best_weights=True
+            ),
+            keras.callbacks.ReduceLROnPlateau(monitor="val_accuracy", factor=0.3, patience=1),
+        ],
+        verbose=2,
+    )
+    WORK.mkdir(parents=True, exist_ok=True)
+    # a fresh optimizer: the file holds the model, not Adam's slots (fair size comparison)
+    model.compile(
+        optimizer="adam", loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
+    model.save(path)
+    meta = {
+        "train_seconds": round(time.perf_counter() - started, 1),
+        "epochs_run": len(hist.history["loss"]),
+        "val_accuracy_per_epoch": [round(v, 4) for v in hist.history["val_accuracy"]],
+    }
+    meta_path.write_text(json.dumps(meta))
+    return path, meta
+
+
+def latency(models: dict[str, keras.Model], runs: int, warmup: int) -> dict[str, Any]:
+    """Median ms per batch of 32, models timed alternately in this process."""
+    x = tf.constant(np.random.default_rng(0).random((32, 28, 28, 1), dtype=np.float32))
+    fns = {}
+    for name, m in models.items():
+        fn = tf.function(lambda t, m=m: m(t, training=False))
+        for _ in range(warmup):
+            fn(x).numpy()
+        fns[name] = fn
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for _ in range(runs):
+        for name, fn in fns.items():
+            t = time.perf_counter()
+            fn(x).numpy()
+            times[name].append((time.perf_counter() - t) * 1000)
+    return {
+        name: {
+            "median_ms": round(statistics.median(v), 3),
+            "p10_ms": round(float(np.percentile(v, 10)), 3),
+            "p90_ms": round(float(np.percentile(v, 90)), 3),
+            "runs": len(v),
+        }
+        for name, v in times.items()
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small smoke run")
+    ap.add_argument("--train", type=int, default=None, help="training samples used")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    quick = args.quick
+    cfg = {
+        "n_train": args.train or (3000 if quick else 15000),
+        "n_val": 1000 if quick else 5000,
+        "dense_epochs": 2 if quick else 12,
+        "seed": args.seed,
+    }
+    runs, warmup = (30, 5) if quick else (50, 10)
+    ft = {"epochs": 1 if quick else 5, "batch_size": 64, "learning_rate": 1e-3}
+    strategies = {
+        "slimming": {
+            "name": "slimming",
+            "ratio": 0.5,
+            "l1_lambda": 5e-3,
+            "sparsity_epochs": 1 if quick else 3,
+            "sparsity_learning_rate": 3e-3,
+            "min_channels": 8,
+        },
+        "filter_l1": {"name": "filter", "ratio": 0.5, "criterion": "l1", "scope": "uniform"},
+    }
+
+    print(f"config: {cfg}", flush=True)
+    train, val, test = load_data(cfg["n_train"], cfg["n_val"], cfg["seed"])
+    dense_path, dense_meta = train_dense(cfg, train, val)
+    dense = keras.saving.load_model(dense_path, safe_mode=True)
+    dense_cost = model_cost(dense)
+    result: dict[str, Any] = {
+        "benchmark": "structured_vgg",
+        "quick": quick,
+        "data": {
+            "dataset": "fashion_mnist (x/255, 28x28x1)",
+            "train_samples": len(train),
+            "train_subsampled_from": 60000 - cfg["n_val"],
+            "val_samples": len(val),
+            "val": "carved from the training set (seeded); used for the dense model's best epoch",
+            "test_samples": len(test),
+        },
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+        },
+        "dense": {
+            **dense_meta,
+            "val_accuracy": round(accuracy(dense, val), 4),
+            "test_accuracy": round(accuracy(dense, test), 4),
+            "flops": dense_cost.flops,
+            "params": dense_cost.params,
+            "size_bytes": dense_path.stat().st_size,
+        },
+        "fine_tune": ft,
+        "latency_protocol": f"batch 32, tf.function, {warmup} warm-up calls, {runs} timed "
+        "runs per model, models alternated in one process, median",
+        "strategies": {},
+    }
+    print(f"dense: {result['dense']}", flush=True)
+    dataset = Dataset(train=train, val=val)
+    pruned_models: dict[str, keras.Model] = {}
+    for label, strategy in strategies.items():
+        spec = PruneSpec(strategy=strategy, fine_tune=ft, seed=cfg["seed"])
+        out = WORK / f"out_{label}{'_quick' if quick else ''}"
+        started = time.perf_counter()
+        res = prune(dense_path, "keras", spec, out, reporter=PrintReporter(label), data=dataset)
+        wall = time.perf_counter() - started
+        pruned = keras.saving.load_model(res.model_path, safe_mode=True)
+        pruned_models[label] = pruned
+        cost = model_cost(pruned)
+        s = res.metrics["details"]["structured"]
+        test_acc = accuracy(pruned, test)
+        result["strategies"][label] = {
+            "spec": {"strategy": strategy, "fine_tune": ft},
+            "wall_seconds": round(wall, 1),
+            "val_accuracy": round(accuracy(pruned, val), 4),
+            "test_accuracy": round(test_acc, 4),
+            "accuracy_drop_points": round(100 * (result["dense"]["test_accuracy"] - test_acc), 2),
+            "flops": cost.flops,
+            "flops_reduction": round(dense_cost.flops / cost.flops, 3),
+            "params": cost.params,
+            "params_reduction": round(dense_cost.params / cost.params, 3),
+            "size_bytes": res.model_path.stat().st_size,
+            "saved_model_zip_bytes": {k.value: v.stat().st_size for k, v in res.alternates.items()},
+            "widths": [int(pruned.get_layer(f"conv{i}").filters) for i in range(len(WIDTHS))],
+            "details": {
+                k: s[k] for k in ("channels", "gamma", "sparsity_training", "fine_tune") if k in s
+            },
+        }
+        print(f"{label}: {json.dumps(result['strategies'][label])[:600]}", flush=True)
+
+    lat = latency({"dense": dense, **pruned_models}, runs, warmup)
+    result["latency_ms_batch32"] = lat
+    for label in pruned_models:
+        row = result["strategies"][label]
+        row["latency_speedup"] = round(lat["dense"]["median_ms"] / lat[label]["median_ms"], 3)
+        row["bar"] = {
+            "latency_2x": row["latency_speedup"] >= 2.0,
+            "flops_3x": row["flops_reduction"] >= 3.0,
+            "accuracy_drop_le_1pt": row["accuracy_drop_points"] <= 1.0,
+        }
+    dest = (WORK if quick else RESULTS) / f"structured_vgg{'_quick' if quick else ''}.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps({k: result["strategies"][k].get("bar") for k in strategies}, indent=1))
+    print(f"latency: {lat}")
+    print(f"wrote {dest}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,176 @@
+"""Filter pruning: remove the least important channels, ranked by norm or Taylor score.
+
+* ``l1`` / ``l2``: filter norms over every weight slice of a channel group (Li et al.
+  2017, "Pruning Filters for Efficient ConvNets"). Data-free: without ``fine_tune`` (or
+  without a dataset) the job never touches data and its result is deterministic.
+* ``taylor``: first-order Taylor importance (Molchanov et al. 2019), ``(sum w * dL/dw)^2``
+  per channel, accumulated over mini-batches of the job's training split
+  (``taylor_samples`` samples). Needs a dataset.
+
+``scope``: ``uniform`` removes ``floor(ratio * size)`` channels of every prunable group;
+``global`` removes ``floor(ratio * total)`` channels overall, ranking channels after
+dividing each group's scores by the group's mean (so layers of different scale compare).
+The smaller model is then fine-tuned when the job has a dataset and ``fine_tune`` asks
+for epochs (its learning rate decayed to 0 on a cosine over the run).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import Field
+
+from prunekit.strategies.base import Strategy, StrategyKind
+from prunekit.strategies.registry import register
+from prunekit.strategies.structured_common import StructuredParams
+
+if TYPE_CHECKING:
+    from prunekit.context import PruningContext, StrategyOutcome
+
+
+class FilterParams(StructuredParams):
+    name: Literal["filter"] = "filter"
+    criterion: Literal["l1", "l2", "taylor"] = Field(
+        default="l1",
+        description="l1/l2: filter norms (data-free); taylor: first-order Taylor importance "
+        "on the job's data.",
+    )
+    scope: Literal["uniform", "global"] = Field(
+        default="uniform",
+        description="uniform: the same fraction of every layer; global: one ranking over "
+        "all layers (scores normalised per layer).",
+    )
+    taylor_samples: int = Field(
+        default=512,
+        ge=1,
+        le=1_000_000,
+        description="Training samples the Taylor scores are accumulated over.",
+    )
+
+    def requires_data(self) -> bool:
+        return self.criterion == "taylor"
+
+
+def taylor_scores(
+    graph: Any,
+    model: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    loss: Any,
+    batch_size: int,
+    check_cancelled: Any = None,
+) -> tuple[dict[int, np.ndarray], list[Any]]:
+    """Molchanov's per-channel ``(sum w*g)^2``, summed over mini-batches of ``(x, y)``."""
+    from prunekit.structured import compute_gradients, group_importance
+
+    total: dict[int, np.ndarray] = {}
+    notes: list[Any] = []
+    for start in range(0, len(x), batch_size):
+        grads = compute_gradients(
+            model, x[start : start + batch_size], y[start : start + batch_size], loss
+        )
+        scores, notes = group_importance(graph, "taylor", grads)
+        for gid, s in scores.items():
+            total[gid] = total.get(gid, 0.0) + s
+        if check_cancelled is not None:
+            check_cancelled()
+    return total, notes
+
+
+@register
+class Filter(Strategy):
+    name = "filter"
+    kind = StrategyKind.STRUCTURED
+    needs_data = False
+    description = (
+        "Filter pruning: remove whole channels ranked by L1/L2 filter norm (data-free) or "
+        "Taylor importance (needs data), uniformly per layer or globally; the model gets "
+        "physically smaller. Optional fine-tuning. Needs a Keras graph (.keras)."
+    )
+    Params = FilterParams
+
+    def run(self, ctx: PruningContext) -> StrategyOutcome:
+        from prunekit.losses import keras_loss
+        from prunekit.structured import (
+            build_dependency_graph,
+            group_importance,
+            model_cost,
+            select_channels,
+        )
+        from prunekit.structured.runner import (
+            channel_totals,
+            cost_details,
+            data_or_raise,
+            keras_model_or_raise,
+            labels,
+            loss_spec,
+            outcome,
+            run_training,
+            surgery,
+            train_settings,
+            training_details,
+        )
+
+        p: FilterParams = self.params  # type: ignore[assignment]
+        model = keras_model_or_raise(ctx, self.name)
+        graph = build_dependency_graph(model, exclude=ctx.spec.exclude)
+        cost_before = model_cost(model)
+        settings = train_settings(ctx)
+
+        used_data = False
+        if p.criterion == "taylor":
+            data = data_or_raise(ctx, self.name, "ranks channels by Taylor importance")
+            ctx.reporter.phase("scoring channels", 0.25, criterion="taylor")
+            spec = loss_spec(ctx, data)
+            n = min(p.taylor_samples, len(data.train))
+            x = np.asarray(data.train.x[:n], dtype="float32")
+            y = labels(spec, np.asarray(data.train.y[:n]), int(model.outputs[0].shape[-1] or 1))
+            scores, importance_notes = taylor_scores(
+                graph,
+                model,
+                x,
+                y,
+                keras_loss(spec),
+                settings.batch_size,
+                ctx.reporter.check_cancelled,
+            )
+            used_data = True
+        else:
+            ctx.reporter.phase("scoring channels", 0.25, criterion=p.criterion)
+            scores, importance_notes = group_importance(graph, p.criterion)
+
+        ctx.reporter.phase("removing channels", 0.4)
+        kept_by_group = select_channels(scores, p.ratio, p.scope, p.min_channels, p.round_to)
+        new_model, kept, notes = surgery(ctx, graph, kept_by_group, importance_notes)
+        cost_after = model_cost(new_model)
+
+        fine_tune: dict[str, Any] | None = None
+        wants_ft = ctx.spec.fine_tune is not None and ctx.spec.fine_tune.epochs > 0
+        if wants_ft and ctx.data is None:
+            ctx.reporter.event(
+                "fine_tune was asked for but the job has no dataset: the pruned model is "
+                "not fine-tuned",
+                level="warning",
+            )
+        elif wants_ft and ctx.data is not None:
+            report = run_training(ctx, new_model, ctx.data, settings, (0.5, 0.85), "fine-tuning")
+            fine_tune = training_details(report, settings)
+            used_data = True
+        ctx.reporter.check_cancelled()
+
+        details: dict[str, Any] = {
+            "structured": {
+                "method": "filter",
+                "criterion": p.criterion,
+                "scope": p.scope,
+                "ratio": p.ratio,
+                "data_free": not used_data,
+                "channels": channel_totals(graph, kept_by_group),
+                "kept": kept,
+                "blocked": notes,
+                **cost_details(cost_before, cost_after),
+                "fine_tune": fine_tune,
+            }
+        }
+        return outcome(ctx, new_model, details)
