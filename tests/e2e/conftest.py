@@ -141,9 +141,9 @@ def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
         stop(api, worker)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def other_tenant(service: Service) -> Service:
-    """The same service as seen by another tenant."""
+    """The same service as seen by another tenant, a fresh one for each test."""
     return service.as_key(new_key(f"other-team-{uuid.uuid4().hex[:8]}"))
 
 
