@@ -255,14 +255,33 @@ def build_config(a: argparse.Namespace) -> RunConfig:
         "finetune_lr": a.finetune_lr,
         "prunekit_finetune_lr": a.prunekit_lr,
         "batch_size": a.batch_size,
+        "ramp_fraction": a.ramp_fraction,
         "seed": a.seed,
         "prunekit_strategies": a.strategies,
         "secondary_sparsities": a.secondary_sparsities,
+        "prunekit_params": strategy_params(a.set) if a.set else None,
     }
     for k, v in overrides.items():
         if v is not None:
             setattr(cfg, k, v)
     return cfg
+
+
+def strategy_params(assignments: list[str]) -> dict[str, dict[str, Any]]:
+    """``["gradual.end_fraction=0.5", ...]`` -> ``{"gradual": {"end_fraction": 0.5}}``;
+    values are parsed as JSON when they can be (numbers, booleans), else kept as text."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        strategy, dot, param = key.partition(".")
+        if not (sep and dot and strategy and param):
+            raise ValueError(f"expected STRATEGY.PARAM=VALUE, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.setdefault(strategy, {})[param] = value
+    return out
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -280,11 +299,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="sparsities of the prunekit strategies without a tfmot counterpart "
         "(l1, l0, saliency, random); default: all of --sparsities",
     )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="STRATEGY.PARAM=VALUE",
+        help="override a prunekit strategy parameter (repeatable), e.g. gradual.end_fraction=0.5",
+    )
     p.add_argument("--dense-epochs", type=int)
     p.add_argument("--finetune-epochs", type=int)
     p.add_argument("--finetune-lr", type=float, help="tfmot's constant fine-tune lr")
     p.add_argument("--prunekit-lr", type=float, help="prunekit's (default: model default)")
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--ramp-fraction", type=float, help="share of fine-tune steps in the ramp")
     p.add_argument("--seed", type=int)
     p.add_argument(
         "--out", type=Path, help="result JSON (default bench/results/tfmot_<model>.json)"

@@ -62,6 +62,9 @@ class RunConfig:
     # prunekit's constant fine-tune lr (None: ``finetune_lr``, the one tfmot gets). Each
     # side gets the lr chosen on validation for it; see ``MODEL_DEFAULTS``.
     prunekit_finetune_lr: float | None = None
+    # Per-strategy parameter overrides on top of ``prunekit_side.STRATEGY_CHOICES``, e.g.
+    # ``{"gradual": {"end_fraction": 0.5}}`` (validation sweeps).
+    prunekit_params: dict[str, dict[str, Any]] | None = None
     secondary_sparsities: list[float] | None = None
     # Filled in by the driver.
     dense_weights: str | None = None  # portable .npz (weights_io)

@@ -69,15 +69,20 @@ def _pre_epochs(epochs: int) -> int:
     return max(1, epochs // 5) if epochs > 1 else 0
 
 
+# Saliency rounds, chosen on validation (LeNet-300-100, s=0.9, 10 epochs): 5 rounds x 2
+# epochs -> 97.04%, 2 x 5 -> 97.22%, 1 x 10 -> 97.04% val accuracy.
+SALIENCY_MAX_ROUNDS = 2
+
+
 def _saliency_rounds(epochs: int) -> int:
-    """The largest number of rounds <= 5 that divides the budget into whole epochs."""
-    return max(r for r in range(1, 6) if epochs % r == 0)
+    """The most rounds (<= ``SALIENCY_MAX_ROUNDS``) that split the budget into whole epochs."""
+    return max(r for r in range(1, SALIENCY_MAX_ROUNDS + 1) if epochs % r == 0)
 
 
 def plan(cfg: RunConfig, strategy: str, sparsity: float, steps_per_epoch: int) -> Plan:
     """Parameters of ``strategy`` at ``sparsity`` under the budget of ``cfg``."""
     e = cfg.finetune_epochs
-    choice = dict(STRATEGY_CHOICES.get(strategy, {}))
+    choice = {**STRATEGY_CHOICES.get(strategy, {}), **(cfg.prunekit_params or {}).get(strategy, {})}
     if strategy in ("magnitude", "random"):
         return Plan(strategy, {"name": strategy, "sparsity": sparsity, **choice}, e, f"{e} ft")
     if strategy == "nm":
@@ -98,7 +103,9 @@ def plan(cfg: RunConfig, strategy: str, sparsity: float, steps_per_epoch: int) -
         params = {"name": strategy, "sparsity": sparsity, "epochs": max(1, k), **choice}
         return Plan(strategy, params, e - k, f"{k} {strategy} + {e - k} ft")
     if strategy == "saliency":
-        r = _saliency_rounds(e)
+        r = int(choice.pop("steps", _saliency_rounds(e)))
+        if r < 1 or e % r:
+            raise ValueError(f"saliency: {r} rounds do not split {e} epochs evenly")
         params = {"name": "saliency", "sparsity": sparsity, "steps": r, **choice}
         return Plan(strategy, params, e // r, f"{r} rounds x {e // r} ft")
     raise ValueError(f"unknown strategy {strategy!r}; expected one of {STRATEGIES}")
