@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -134,7 +135,8 @@ def run_tfmot_side(cfg: RunConfig) -> SideResult:
     """Run ``bench.tfmot.run_tfmot`` on ``cfg`` in the tfmot venv."""
     python = ensure_tfmot_venv()
     RUNS_DIR.mkdir(parents=True, exist_ok=True)
-    tag = run_tag(cfg)
+    # The whole config in the name: concurrent sweeps must not share these files.
+    tag = f"{run_tag(cfg)}_{hashlib.sha256(cfg.to_json().encode()).hexdigest()[:8]}"
     cfg_path = RUNS_DIR / f"{tag}_tfmot_config.json"
     out_path = RUNS_DIR / f"{tag}_tfmot_result.json"
     cfg_path.write_text(cfg.to_json())
