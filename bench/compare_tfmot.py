@@ -1,4 +1,4 @@
-"""Side-by-side pruning benchmark driver (service venv, Keras 3).
+"""Side-by-side pruning benchmark driver (service venv, Keras 3): prunekit vs tfmot.
 
     /work/main/.venv/bin/python -m bench.compare_tfmot --model lenet_300_100
     /work/main/.venv/bin/python -m bench.compare_tfmot --quick          # smoke test, < 2 min
@@ -7,12 +7,14 @@
 2. trains or loads the cached dense baseline on the Keras 3 side (``bench.train_dense``),
    re-loads it from the portable ``.npz`` and stores its test-set predictions,
 3. runs every requested side on the *same* ``RunConfig`` (same dense weights, data split,
-   fine-tune budget); the tfmot side runs ``bench.tfmot.run_tfmot`` in its own venv,
-4. writes ``bench/results/tfmot_<model>.json`` (``..._quick.json`` with ``--quick``).
+   fine-tune budget) in this one invocation: tfmot runs ``bench.tfmot.run_tfmot`` in its
+   own venv, prunekit runs its strategies through the engine (``bench.prunekit_side``),
+4. adds to every row its drop against the dense test accuracy and, for prunekit's
+   magnitude and gradual rows, tfmot's accuracy and the wall-time ratio prunekit/tfmot at
+   the same sparsity,
+5. writes ``bench/results/tfmot_<model>.json`` (``..._quick.json`` with ``--quick``).
 
-Adding prunekit's strategies is one entry in ``SIDES``: a function taking the
-``RunConfig`` (``cfg.dense_weights`` points at the dense weights) and returning a
-``SideResult`` whose rows carry at least ``config.ROW_KEYS``.
+``main(quick)`` runs the default LeNet-300-100 comparison and returns the result file.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime as dt
+import hashlib
 import json
 import os
 import platform
@@ -132,7 +135,8 @@ def run_tfmot_side(cfg: RunConfig) -> SideResult:
     """Run ``bench.tfmot.run_tfmot`` on ``cfg`` in the tfmot venv."""
     python = ensure_tfmot_venv()
     RUNS_DIR.mkdir(parents=True, exist_ok=True)
-    tag = run_tag(cfg)
+    # The whole config in the name: concurrent sweeps must not share these files.
+    tag = f"{run_tag(cfg)}_{hashlib.sha256(cfg.to_json().encode()).hexdigest()[:8]}"
     cfg_path = RUNS_DIR / f"{tag}_tfmot_config.json"
     out_path = RUNS_DIR / f"{tag}_tfmot_result.json"
     cfg_path.write_text(cfg.to_json())
@@ -151,10 +155,22 @@ def run_tfmot_side(cfg: RunConfig) -> SideResult:
     return SideResult(rows=result["rows"], info=info)
 
 
-# name -> function(RunConfig) -> SideResult. prunekit's strategies go here.
+def run_prunekit_side(cfg: RunConfig) -> SideResult:
+    """prunekit's strategies on ``cfg``, in this process (``bench.prunekit_side``)."""
+    from bench import prunekit_side
+
+    result = prunekit_side.run(cfg, log=lambda line: print(line, flush=True))
+    return SideResult(rows=result.pop("rows"), info=result)
+
+
+# name -> function(RunConfig) -> SideResult.
 SIDES: dict[str, Callable[[RunConfig], SideResult]] = {
     "tfmot": run_tfmot_side,
+    "prunekit": run_prunekit_side,
 }
+DEFAULT_SIDES = "tfmot,prunekit"
+# prunekit strategies compared with tfmot's PolynomialDecay pruning at the same sparsity.
+COMPARED_WITH_TFMOT: tuple[str, ...] = ("magnitude", "gradual")
 
 
 def run_side(name: str, cfg: RunConfig) -> list[dict[str, Any]]:
@@ -171,13 +187,18 @@ def compare(cfg: RunConfig, sides: list[str]) -> dict[str, Any]:
     rows: list[dict[str, Any]] = [dense_row]
     side_info: dict[str, Any] = {}
     for name in sides:
+        before = os.getloadavg()[0]
         result = SIDES[name](cfg)
         for row in result.rows:
             missing = [k for k in ROW_KEYS if k not in row]
             if missing:
                 raise ValueError(f"side {name!r} returned a row without {missing}")
         rows.extend(result.rows)
-        side_info[name] = result.info
+        side_info[name] = {
+            **result.info,
+            "loadavg_1m": [round(before, 2), round(os.getloadavg()[0], 2)],
+        }
+    annotate(rows)
     return {
         "generated_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         # Wall times are only comparable at similar load: the CPUs here are shared.
@@ -193,16 +214,33 @@ def compare(cfg: RunConfig, sides: list[str]) -> dict[str, Any]:
     }
 
 
+def annotate(rows: list[dict[str, Any]]) -> None:
+    """Add ``drop_points`` (dense test acc - row acc, in points) to every row, and to the
+    prunekit rows comparable with tfmot, tfmot's accuracy and the wall-time ratio."""
+    dense = next(r for r in rows if r["strategy"] == "dense")
+    tfmot = {r["sparsity"]: r for r in rows if r.get("side") == "tfmot"}
+    for r in rows:
+        r["drop_points"] = round(100 * (dense["accuracy"] - r["accuracy"]), 3)
+        t = tfmot.get(r["sparsity"])
+        if r.get("side") == "prunekit" and r["strategy"] in COMPARED_WITH_TFMOT and t:
+            r["tfmot_accuracy"] = t["accuracy"]
+            r["wall_ratio_vs_tfmot"] = round(r["wall_s"] / t["wall_s"], 3)
+
+
 def format_table(rows: list[dict[str, Any]]) -> str:
-    head = f"{'strategy':<20} {'target':>6} {'actual':>7} {'acc %':>7} {'macroF1':>8}"
-    head += f" {'gzip KB':>8} {'wall s':>7}"
+    head = f"{'side':<8} {'strategy':<17} {'target':>6} {'actual':>7} {'acc %':>7} {'drop':>6}"
+    head += f" {'macroF1':>8} {'gzip KB':>8} {'wall s':>7} {'tfmot %':>7} {'ratio':>6}"
     lines = [head, "-" * len(head)]
     for r in rows:
         actual = r.get("actual_sparsity", float("nan"))
+        tf_acc = r.get("tfmot_accuracy")
+        ratio = r.get("wall_ratio_vs_tfmot")
         lines.append(
-            f"{r['strategy']:<20} {r['sparsity']:>6.2f} {actual:>7.4f} "
-            f"{100 * r['accuracy']:>7.2f} {r['macro_f1']:>8.4f} "
-            f"{r['compressed_bytes'] / 1024:>8.1f} {r['wall_s']:>7.1f}"
+            f"{r.get('side', ''):<8} {r['strategy']:<17} {r['sparsity']:>6.2f} {actual:>7.4f} "
+            f"{100 * r['accuracy']:>7.2f} {r.get('drop_points', 0.0):>+6.2f} "
+            f"{r['macro_f1']:>8.4f} {r['compressed_bytes'] / 1024:>8.1f} {r['wall_s']:>7.1f} "
+            f"{'' if tf_acc is None else f'{100 * tf_acc:.2f}':>7} "
+            f"{'' if ratio is None else f'{ratio:.2f}':>6}"
         )
     return "\n".join(lines)
 
@@ -217,8 +255,13 @@ def build_config(a: argparse.Namespace) -> RunConfig:
         "dense_epochs": a.dense_epochs,
         "finetune_epochs": a.finetune_epochs,
         "finetune_lr": a.finetune_lr,
+        "prunekit_finetune_lr": a.prunekit_lr,
         "batch_size": a.batch_size,
+        "ramp_fraction": a.ramp_fraction,
         "seed": a.seed,
+        "prunekit_strategies": a.strategies,
+        "secondary_sparsities": a.secondary_sparsities,
+        "prunekit_params": strategy_params(a.set) if a.set else None,
     }
     for k, v in overrides.items():
         if v is not None:
@@ -226,27 +269,63 @@ def build_config(a: argparse.Namespace) -> RunConfig:
     return cfg
 
 
-def main(argv: list[str] | None = None) -> int:
+def strategy_params(assignments: list[str]) -> dict[str, dict[str, Any]]:
+    """``["gradual.end_fraction=0.5", ...]`` -> ``{"gradual": {"end_fraction": 0.5}}``;
+    values are parsed as JSON when they can be (numbers, booleans), else kept as text."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in assignments:
+        key, sep, raw = item.partition("=")
+        strategy, dot, param = key.partition(".")
+        if not (sep and dot and strategy and param):
+            raise ValueError(f"expected STRATEGY.PARAM=VALUE, got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.setdefault(strategy, {})[param] = value
+    return out
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    floats = lambda s: [float(x) for x in s.split(",")]  # noqa: E731
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", default="lenet_300_100", choices=sorted(architectures.MODELS))
     p.add_argument("--dataset", default=None, choices=sorted(data.DATASET_FILES))
     p.add_argument("--quick", action="store_true", help="subsampled smoke test, < 2 minutes")
-    p.add_argument("--sides", default="tfmot", help=f"comma list of {sorted(SIDES)}")
-    p.add_argument("--sparsities", type=lambda s: [float(x) for x in s.split(",")])
+    p.add_argument("--sides", default=DEFAULT_SIDES, help=f"comma list of {sorted(SIDES)}")
+    p.add_argument("--strategies", type=lambda s: s.split(","), help="prunekit strategies")
+    p.add_argument("--sparsities", type=floats)
+    p.add_argument(
+        "--secondary-sparsities",
+        type=floats,
+        help="sparsities of the prunekit strategies without a tfmot counterpart "
+        "(l1, l0, saliency, random); default: all of --sparsities",
+    )
+    p.add_argument(
+        "--set",
+        action="append",
+        metavar="STRATEGY.PARAM=VALUE",
+        help="override a prunekit strategy parameter (repeatable), e.g. gradual.end_fraction=0.5",
+    )
     p.add_argument("--dense-epochs", type=int)
     p.add_argument("--finetune-epochs", type=int)
-    p.add_argument("--finetune-lr", type=float)
+    p.add_argument("--finetune-lr", type=float, help="tfmot's constant fine-tune lr")
+    p.add_argument("--prunekit-lr", type=float, help="prunekit's (default: model default)")
     p.add_argument("--batch-size", type=int)
+    p.add_argument("--ramp-fraction", type=float, help="share of fine-tune steps in the ramp")
     p.add_argument("--seed", type=int)
     p.add_argument(
         "--out", type=Path, help="result JSON (default bench/results/tfmot_<model>.json)"
     )
     a = p.parse_args(argv)
-
-    sides = [s for s in a.sides.split(",") if s]
-    unknown = [s for s in sides if s not in SIDES]
+    unknown = [s for s in a.sides.split(",") if s and s not in SIDES]
     if unknown:
         p.error(f"unknown sides {unknown}; known: {sorted(SIDES)}")
+    return a
+
+
+def run_cli(a: argparse.Namespace) -> Path:
+    sides = [s for s in a.sides.split(",") if s]
     cfg = build_config(a)
     report = compare(cfg, sides)
     report["quick"] = a.quick
@@ -263,8 +342,18 @@ def main(argv: list[str] | None = None) -> int:
                 f"{100 * d['prediction_agreement']:.2f}% -> equal={d['equal_baseline']}"
             )
     print(f"wrote {out}")
+    return out
+
+
+def main(quick: bool = False) -> Path:
+    """The default comparison (LeNet-300-100, tfmot and prunekit); returns the result file."""
+    return run_cli(parse_args(["--quick"] if quick else []))
+
+
+def cli(argv: list[str] | None = None) -> int:
+    run_cli(parse_args(argv))
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(cli())

@@ -115,11 +115,17 @@ def compressed_bytes(arrays: Mapping[str, np.ndarray]) -> int:
     Each array is written as a small text header (key, dtype, shape) followed by its raw
     bytes, in the mapping's order. Both sides measure model size with this one function on
     the same portable arrays, so sizes compare regardless of Keras version or file format;
-    no timestamps enter the stream, so the figure is reproducible.
+    no timestamps enter the stream, so the figure is reproducible. Negative zeros are
+    written as ``+0.0``: they are the same value, but tfmot's ``weight * mask`` leaves
+    ``-0.0`` wherever a negative weight was pruned, and the random sign bits cost gzip
+    ~40% more on a 95%-sparse LeNet-300-100 (124 KB instead of 75 KB).
     """
     buf = io.BytesIO()
     for key, value in arrays.items():
-        a = np.ascontiguousarray(value, dtype=np.dtype(value.dtype).newbyteorder("<"))
+        a = np.asarray(value)
+        if a.dtype.kind == "f":
+            a = np.where(a == 0, np.zeros((), a.dtype), a)
+        a = np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<"))
         buf.write(f"{key}|{a.dtype.str}|{a.shape}\n".encode())
         buf.write(a.tobytes())
     return len(gzip.compress(buf.getvalue(), compresslevel=9, mtime=0))
