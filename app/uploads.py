@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath, PureWindowsPath
-from typing import IO
+from typing import IO, Any
 
 from fastapi import Request
 from python_multipart.multipart import MultipartParser, parse_options_header
@@ -184,3 +184,27 @@ async def receive_file(request: Request, dest: Path, field: str, max_bytes: int)
             errors=[{"field": f"body.{field}", "message": "Field required", "type": "missing"}],
         )
     return ReceivedFile(rx.filename, dest, rx.size, rx.hash.hexdigest(), rx.head)
+
+
+def multipart_file_body(description: str, field: str = "file") -> dict[str, Any]:
+    """OpenAPI ``requestBody`` of an upload endpoint (the body is parsed by hand, streaming)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "required": [field],
+                        "properties": {
+                            field: {
+                                "type": "string",
+                                "format": "binary",
+                                "description": description,
+                            }
+                        },
+                    }
+                }
+            },
+        }
+    }

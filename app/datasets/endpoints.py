@@ -7,30 +7,14 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from app.auth.tenancy import Principal, current_principal
 from app.datasets import service
 from app.datasets.schemas import DatasetList, DatasetOut
+from app.uploads import multipart_file_body
 
 router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
 
-UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "A NumPy .npz with x_train, y_train and optionally "
-                            "x_val/y_val, x_test/y_test (numeric arrays, no pickles).",
-                        }
-                    },
-                }
-            }
-        },
-    }
-}
+UPLOAD_BODY = multipart_file_body(
+    "A NumPy .npz with x_train, y_train and optionally "
+    "x_val/y_val, x_test/y_test (numeric arrays, no pickles)."
+)
 
 
 @router.post("", status_code=201, response_model=DatasetOut, openapi_extra=UPLOAD_BODY)

@@ -7,30 +7,11 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from app.auth.tenancy import Principal, current_principal
 from app.models import service
 from app.models.schemas import ModelList, ModelOut
+from app.uploads import multipart_file_body
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 
-UPLOAD_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "A SavedModel directory as .zip or .tar.gz, "
-                            "or a .keras file.",
-                        }
-                    },
-                }
-            }
-        },
-    }
-}
+UPLOAD_BODY = multipart_file_body("A SavedModel directory as .zip or .tar.gz, or a .keras file.")
 
 
 @router.post("", status_code=201, response_model=ModelOut, openapi_extra=UPLOAD_BODY)
