@@ -144,8 +144,9 @@ def machine_info(with_tensorflow: bool | None = None) -> dict[str, Any]:
 def describe_machine(machine: dict[str, Any]) -> str:
     """One line for tables and the README: CPU, cores, RAM, device, TF version."""
     parts = [str(machine.get("cpu", "?"))]
-    if machine.get("usable_cores"):
-        parts.append(f"{machine['usable_cores']} cores")
+    cores = machine.get("usable_cores") or machine.get("cores")
+    if cores:
+        parts.append(f"{cores} cores")
     if machine.get("ram_gib"):
         parts.append(f"{machine['ram_gib']} GiB RAM")
     if machine.get("device"):
@@ -179,15 +180,19 @@ def write_result(
     notes: Sequence[str] | None = None,
     machine: dict[str, Any] | None = None,
     results_dir: Path = RESULTS_DIR,
+    created_at: str | None = None,
 ) -> Path:
-    """Write one suite's result file (schema above) and return its path."""
+    """Write one suite's result file (schema above) and return its path.
+
+    ``created_at``: when the figures were measured, for a result converted from an older
+    raw file (default: now)."""
     if not suite or "/" in suite or suite.startswith("."):
         raise ValueError(f"bad suite name {suite!r}")
     doc: dict[str, Any] = {
         "schema": SCHEMA_VERSION,
         "suite": suite,
         "quick": quick,
-        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "created_at": created_at or datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         "command": command,
         "machine": machine if machine is not None else machine_info(),
         "rows": [dict(r) for r in rows],

@@ -12,9 +12,13 @@
 4. adds to every row its drop against the dense test accuracy and, for prunekit's
    magnitude and gradual rows, tfmot's accuracy and the wall-time ratio prunekit/tfmot at
    the same sparsity,
-5. writes ``bench/results/tfmot_<model>.json`` (``..._quick.json`` with ``--quick``).
+5. writes the raw run to ``bench/results/raw/tfmot_<model>.json`` (``..._quick.json`` with
+   ``--quick``), then converts it with :func:`to_result` into the common result schema
+   (``bench/common.py``): ``bench/results/compare_tfmot_<model>.json`` (``.quick.json``).
 
-``main(quick)`` runs the default LeNet-300-100 comparison and returns the result file.
+``main(quick)`` runs the default LeNet-300-100 comparison and returns the common result
+file. ``--from-raw FILE`` converts an existing raw file without measuring anything (the
+same :func:`to_result` a run ends with).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from bench import architectures, data
+from bench.common import machine_info, median, write_result
 from bench.config import BENCH_DIR, RESULTS_DIR, ROW_KEYS, WORK_DIR, RunConfig, default_config
 
 REPO_ROOT = BENCH_DIR.parent
@@ -43,6 +48,7 @@ TFMOT_VENV = BENCH_DIR / ".venv-tfmot"
 TFMOT_PYTHON = TFMOT_VENV / "bin" / "python"
 SETUP_SCRIPT = BENCH_DIR / "tfmot" / "setup_venv.sh"
 RUNS_DIR = WORK_DIR / "runs"
+RAW_DIR = RESULTS_DIR / "raw"  # the driver's own format; bench/results/*.json is the common one
 
 # Smoke test: subsampled data, tiny budgets, two sparsities.
 QUICK_OVERRIDES: dict[str, Any] = {
@@ -208,6 +214,7 @@ def compare(cfg: RunConfig, sides: list[str]) -> dict[str, Any]:
             "loadavg_start": [round(x, 2) for x in load_start],
             "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         },
+        "machine": machine_info(with_tensorflow=True),
         "config": cfg.to_dict(),
         "sides": side_info,
         "rows": rows,
@@ -315,7 +322,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ramp-fraction", type=float, help="share of fine-tune steps in the ramp")
     p.add_argument("--seed", type=int)
     p.add_argument(
-        "--out", type=Path, help="result JSON (default bench/results/tfmot_<model>.json)"
+        "--out", type=Path, help="raw result JSON (default bench/results/raw/tfmot_<model>.json)"
+    )
+    p.add_argument(
+        "--from-raw",
+        type=Path,
+        metavar="FILE",
+        help="measure nothing: convert this raw result file to the common schema",
     )
     a = p.parse_args(argv)
     unknown = [s for s in a.sides.split(",") if s and s not in SIDES]
@@ -324,12 +337,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return a
 
 
+def raw_path(model: str, quick: bool) -> Path:
+    return RAW_DIR / f"tfmot_{model}{'_quick' if quick else ''}.json"
+
+
 def run_cli(a: argparse.Namespace) -> Path:
+    """Measure, write the raw run, convert it (:func:`to_result`); the common result file."""
     sides = [s for s in a.sides.split(",") if s]
     cfg = build_config(a)
     report = compare(cfg, sides)
     report["quick"] = a.quick
-    out = a.out or RESULTS_DIR / f"tfmot_{cfg.model}{'_quick' if a.quick else ''}.json"
+    out = a.out or raw_path(cfg.model, a.quick)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(format_table(report["rows"]))
@@ -342,7 +360,183 @@ def run_cli(a: argparse.Namespace) -> Path:
                 f"{100 * d['prediction_agreement']:.2f}% -> equal={d['equal_baseline']}"
             )
     print(f"wrote {out}")
+    path = to_result(report)
+    print(f"wrote {path}")
+    return path
+
+
+# --------------------------------------------------------------------------- common schema
+
+MODEL_LABELS = {"lenet_300_100": "LeNet-300-100", "lenet5": "LeNet-5", "vgg_small": "VGG-small"}
+# The table in docs/benchmarks.md; every row keeps all its fields in the result file.
+TABLE_COLUMNS = [
+    "side",
+    "strategy",
+    "sparsity",
+    "actual_sparsity",
+    "accuracy",
+    "val_accuracy",
+    "drop_points",
+    "macro_f1",
+    "compressed_bytes",
+    "wall_s",
+    "budget",
+    "tfmot_accuracy",
+    "wall_ratio_vs_tfmot",
+]
+HEADLINE_SPARSITIES = (0.9, 0.95)
+# RunConfig field -> the CLI flag that sets it (to rebuild a reproducing command line).
+CONFIG_FLAGS = {
+    "sparsities": "--sparsities",
+    "secondary_sparsities": "--secondary-sparsities",
+    "prunekit_strategies": "--strategies",
+    "dense_epochs": "--dense-epochs",
+    "finetune_epochs": "--finetune-epochs",
+    "finetune_lr": "--finetune-lr",
+    "prunekit_finetune_lr": "--prunekit-lr",
+    "batch_size": "--batch-size",
+    "ramp_fraction": "--ramp-fraction",
+    "seed": "--seed",
+}
+FILLED_BY_DRIVER = ("dense_weights", "reference_predictions")
+
+
+def suite_name(model: str) -> str:
+    return f"compare_tfmot_{model}"
+
+
+def reproduce_command(config: dict[str, Any], quick: bool) -> tuple[str, list[str]]:
+    """The command line that reruns ``config``, and the config keys it cannot express."""
+    model = str(config["model"])
+    defaults = default_config(model, dataset=config.get("dataset"))
+    if quick:
+        for k, v in {**QUICK_OVERRIDES, **QUICK_MODEL_OVERRIDES.get(model, {})}.items():
+            setattr(defaults, k, v)
+    base = defaults.to_dict()
+    parts = [".venv/bin/python -m bench.compare_tfmot", f"--model {model}"]
+    if config.get("dataset") != base["dataset"]:
+        parts.append(f"--dataset {config['dataset']}")
+    if quick:
+        parts.append("--quick")
+    unexpressed: list[str] = []
+    for key, value in config.items():
+        if key in FILLED_BY_DRIVER or key in ("model", "dataset") or value == base.get(key):
+            continue
+        flag = CONFIG_FLAGS.get(key)
+        if flag is None or value is None:
+            unexpressed.append(f"{key}={value!r}")
+        elif isinstance(value, list):
+            parts.append(f"{flag} {','.join(str(v) for v in value)}")
+        else:
+            parts.append(f"{flag} {value}")
+    if config.get("prunekit_params"):
+        unexpressed = [u for u in unexpressed if not u.startswith("prunekit_params=")]
+        for strategy, params in config["prunekit_params"].items():
+            for name, value in params.items():
+                parts.append(f"--set {strategy}.{name}={json.dumps(value)}")
+    return " ".join(parts), unexpressed
+
+
+def legacy_machine(raw: dict[str, Any]) -> dict[str, Any]:
+    """The machine of a raw file written before runs recorded ``machine_info()``: what it
+    did record (cores, Python, load, TF/Keras versions); the CPU model was not recorded."""
+    host = raw.get("host", {})
+    tf_env = raw.get("sides", {}).get("tfmot", {}).get("environment", {})
+    pk_env = raw.get("sides", {}).get("prunekit", {}).get("environment", {})
+    machine: dict[str, Any] = {"cpu": "CPU model not recorded", "cores": host.get("cpus")}
+    if host.get("python"):
+        machine["python"] = host["python"]
+    if host.get("loadavg_start"):
+        machine["load_avg_1m"] = host["loadavg_start"][0]
+    if tf_env.get("tensorflow"):
+        machine["tensorflow"] = tf_env["tensorflow"]
+    if pk_env.get("keras"):
+        machine["keras"] = pk_env["keras"]
+    return machine
+
+
+def headline(rows: list[dict[str, Any]], label: str) -> list[dict[str, Any]]:
+    """Dense accuracy; at 90% and 95% the best prunekit strategy (chosen on validation
+    accuracy, never on test) beside tfmot; prunekit gradual / tfmot wall time."""
+    dense = next(r for r in rows if r["strategy"] == "dense")
+    out: list[dict[str, Any]] = [
+        {"metric": f"{label}: dense test accuracy", "value": round(100 * dense["accuracy"], 2),
+         "unit": "%"},
+    ]  # fmt: skip
+    tfmot = {r["sparsity"]: r for r in rows if r.get("side") == "tfmot"}
+    for s in HEADLINE_SPARSITIES:
+        ours = [r for r in rows if r.get("side") == "prunekit" and r["sparsity"] == s]
+        if not ours or s not in tfmot:
+            continue
+        best = max(ours, key=lambda r: r.get("val_accuracy", r["accuracy"]))
+        t = tfmot[s]["accuracy"]
+        out.append({
+            "metric": f"{label}: test accuracy at {100 * s:g}% sparsity, best prunekit strategy "
+            f"(by val. accuracy) vs tfmot",
+            "value": f"{100 * best['accuracy']:.2f}% ({best['strategy']}) vs tfmot {100 * t:.2f}%",
+            "unit": "",
+            "prunekit_strategy": best["strategy"],
+            "prunekit_accuracy": best["accuracy"],
+            "tfmot_accuracy": t,
+        })  # fmt: skip
+    ratios = [
+        r["wall_ratio_vs_tfmot"]
+        for r in rows
+        if r.get("side") == "prunekit" and r["strategy"] == "gradual" and "wall_ratio_vs_tfmot" in r
+    ]
+    if ratios:
+        out.append({
+            "metric": f"{label}: wall time, prunekit gradual / tfmot (median over "
+            f"{len(ratios)} sparsities, same fine-tune budget)",
+            "value": round(median(ratios), 2),
+            "unit": "x",
+        })  # fmt: skip
     return out
+
+
+def to_result(raw: dict[str, Any]) -> Path:
+    """Write a raw comparison (:func:`compare`'s output) in the common result schema."""
+    config = raw["config"]
+    model = str(config["model"])
+    quick = bool(raw.get("quick", False))
+    label = f"{MODEL_LABELS.get(model, model)} / {config.get('dataset', '?')}"
+    rows = [dict(r) for r in raw["rows"]]
+    command, unexpressed = reproduce_command(config, quick)
+    host = raw.get("host", {})
+    notes = [
+        f"{label}: one dense baseline trained once (Keras 3) and loaded by both sides; tfmot "
+        "ran in its own venv (`bench/.venv-tfmot`), prunekit through its engine, both with "
+        "the same data split and fine-tune budget. Accuracy is on the test set; "
+        "`drop_points` is dense minus row accuracy, in points.",
+        "Headline 'best prunekit strategy' is picked by validation accuracy; the test "
+        "accuracy of that pick is what is shown.",
+        f"Wall times come from a shared machine (load average {host.get('loadavg_start')} at "
+        f"start, {host.get('loadavg_end')} at the end); ratios compare runs of the same "
+        "invocation.",
+    ]
+    for name, info in raw.get("sides", {}).items():
+        d = info.get("dense", {})
+        if "prediction_agreement" in d:
+            notes.append(
+                f"{name} side: dense accuracy {100 * d['accuracy']:.2f}% vs Keras 3 "
+                f"{100 * d['keras3_accuracy']:.2f}%, test prediction agreement "
+                f"{100 * d['prediction_agreement']:.2f}%."
+            )
+    if unexpressed:
+        notes.append(f"Run with settings the command line cannot set: {', '.join(unexpressed)}.")
+    extra = {k: raw[k] for k in ("generated_at", "host", "config", "sides") if k in raw}
+    return write_result(
+        suite_name(model),
+        rows,
+        command,
+        extra,
+        quick=quick,
+        columns=TABLE_COLUMNS,
+        headline=headline(rows, label),
+        notes=notes,
+        machine=raw.get("machine") or legacy_machine(raw),
+        created_at=raw.get("generated_at"),
+    )
 
 
 def main(quick: bool = False) -> Path:
@@ -351,7 +545,11 @@ def main(quick: bool = False) -> Path:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    run_cli(parse_args(argv))
+    a = parse_args(argv)
+    if a.from_raw:
+        print(f"wrote {to_result(json.loads(a.from_raw.read_text()))}")
+    else:
+        run_cli(a)
     return 0
 
 

@@ -6,9 +6,10 @@ a section: the command that reproduces it, the machine, a Markdown table of its 
 notes and, when its rows have the right columns, a plot:
 
 * rows with ``strategy``, ``sparsity``, ``accuracy``: accuracy vs sparsity, one line per
-  strategy (the quality and tfmot suites);
-* rows with ``ratio``, ``flops``, ``latency_ms_b32``: FLOPs and latency vs channel ratio
-  (the structured suite);
+  strategy (the quality and tfmot suites); a ``dense`` strategy is drawn as a level line;
+* rows with ``ratio``, ``flops``, ``latency_ms_b32``: FLOPs and latency vs channel ratio,
+  one line per strategy from the ratio-0 row(s) when rows have a ``strategy`` (the
+  structured suite);
 * rows with ``measurement`` and ``time_ratio``: overhead bars (engine_overhead).
 
 Suites that have not been run are simply absent. :func:`headline_rows` gives the README's
@@ -51,8 +52,15 @@ def load_results(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
         current = by_suite.get(suite)
         if current is None or (current.get("quick") and not doc.get("quick")):
             by_suite[suite] = doc
-    order = {name: i for i, name in enumerate(SUITE_ORDER)}
-    return sorted(by_suite.values(), key=lambda d: (order.get(d["suite"], len(order)), d["suite"]))
+    return sorted(by_suite.values(), key=lambda d: (suite_rank(d["suite"]), d["suite"]))
+
+
+def suite_rank(suite: str) -> int:
+    """Position in ``SUITE_ORDER``; ``compare_tfmot_lenet5`` ranks as ``compare_tfmot``."""
+    for i, name in enumerate(SUITE_ORDER):
+        if suite == name or suite.startswith(f"{name}_"):
+            return i
+    return len(SUITE_ORDER)
 
 
 # ------------------------------------------------------------------------------ tables
@@ -144,6 +152,11 @@ def plot_accuracy_vs_sparsity(rows: Sequence[dict[str, Any]], title: str, path: 
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     strategies = sorted({str(r["strategy"]) for r in rows if r.get("strategy") is not None})
+    if "dense" in strategies:
+        strategies.remove("dense")
+        dense = [float(r["accuracy"]) for r in rows if r.get("strategy") == "dense"]
+        if dense:
+            ax.axhline(dense[0], color="black", linestyle="--", linewidth=0.9, label="dense")
     for strategy in strategies:
         points = sorted(
             (float(r["sparsity"]), float(r["accuracy"]))
@@ -154,7 +167,11 @@ def plot_accuracy_vs_sparsity(rows: Sequence[dict[str, Any]], title: str, path: 
         )
         if points:
             xs, ys = zip(*points, strict=True)
-            ax.plot(xs, ys, marker="o", label=strategy)
+            if strategy.startswith("tfmot"):  # the reference: black, drawn on top
+                ax.plot(xs, ys, marker="D", color="black", linewidth=2.2, zorder=5,
+                        label=strategy)  # fmt: skip
+            else:
+                ax.plot(xs, ys, marker="o", label=strategy)
     ax.set_xlabel("sparsity")
     ax.set_ylabel("accuracy")
     ax.set_title(title)
@@ -165,22 +182,42 @@ def plot_accuracy_vs_sparsity(rows: Sequence[dict[str, Any]], title: str, path: 
 
 def plot_latency_flops_vs_ratio(rows: Sequence[dict[str, Any]], title: str, path: Path) -> Path:
     plt = _pyplot()
-    points = sorted(
-        (float(r["ratio"]), float(r["flops"]), float(r["latency_ms_b32"]))
+    usable = [
+        r
         for r in rows
         if r.get("ratio") is not None
         and r.get("flops") is not None
         and r.get("latency_ms_b32") is not None
-    )
+    ]
+    base = [r for r in usable if float(r["ratio"]) == 0]
+    names = sorted({str(r["strategy"]) for r in usable if r.get("strategy") is not None} - {
+        str(r.get("strategy")) for r in base
+    })  # fmt: skip
+    lines = {n: base + [r for r in usable if str(r.get("strategy")) == n] for n in names}
+    if not lines:  # no strategies: one line through every row
+        lines = {"": usable}
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    if points:
+    ax2 = ax.twinx()
+    for i, (name, line) in enumerate(lines.items()):
+        points = sorted(
+            (float(r["ratio"]), float(r["flops"]), float(r["latency_ms_b32"])) for r in line
+        )
+        if not points:
+            continue
         xs, flops, lat = zip(*points, strict=True)
-        ax.plot(xs, [f / 1e6 for f in flops], marker="o", color="tab:blue", label="MFLOPs")
-        ax.set_xlabel("channel ratio pruned")
-        ax.set_ylabel("MFLOPs per sample", color="tab:blue")
-        ax2 = ax.twinx()
-        ax2.plot(xs, lat, marker="s", color="tab:red", label="latency, batch 32")
-        ax2.set_ylabel("latency at batch 32 (ms)", color="tab:red")
+        suffix = f" ({name})" if name else ""
+        style = ["-", "--", ":", "-."][i % 4]
+        ax.plot(xs, [f / 1e6 for f in flops], marker="o", linestyle=style, color="tab:blue",
+                label=f"MFLOPs{suffix}")  # fmt: skip
+        ax2.plot(xs, lat, marker="s", linestyle=style, color="tab:red",
+                 label=f"latency{suffix}")  # fmt: skip
+    ax.set_xlabel("channel ratio pruned")
+    ax.set_ylabel("MFLOPs per sample", color="tab:blue")
+    ax2.set_ylabel("latency at batch 32 (ms)", color="tab:red")
+    handles = ax.get_legend_handles_labels()
+    handles2 = ax2.get_legend_handles_labels()
+    if handles[0] or handles2[0]:
+        ax.legend(handles[0] + handles2[0], handles[1] + handles2[1], fontsize=8)
     ax.set_title(title)
     ax.grid(alpha=0.3)
     return _save(fig, plt, path)

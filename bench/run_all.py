@@ -25,14 +25,13 @@ from bench.common import REPO_ROOT
 
 # The suites `make bench` runs, in this order.
 SUITES: list[str] = [
+    "compare_tfmot",  # every strategy beside tfmot on LeNet-300-100 (tfmot in bench/.venv-tfmot)
+    "structured_vgg",  # structured pruning of a VGG: accuracy, FLOPs and latency
     "engine_overhead",
     "service_load",
 ]
-# Registered by the lead when their branches merge (each `bench/<name>.py` with `main(quick)`):
-#   "quality_lenet300",   # strategy quality on LeNet-300-100 (accuracy vs sparsity)
-#   "compare_tfmot",      # side by side with tfmot, in bench/.venv-tfmot
-#   "structured_vgg",     # structured pruning: FLOPs and latency vs channel ratio on a VGG
-# Put quality/tfmot/structured first: the report orders sections itself (bench/report.py).
+# The report orders sections itself (bench/report.py). compare_tfmot writes
+# compare_tfmot_<model>.json; other models: python -m bench.compare_tfmot --model lenet5.
 
 
 def run_suite(name: str, quick: bool, timeout: float | None) -> tuple[bool, float, str]:

@@ -17,8 +17,15 @@ made on: the dense model keeps its best epoch by validation accuracy; the test s
 only used for the reported numbers. The training set is subsampled (``--train``) to
 fit the 2 shared CPU cores this was developed on; the output says how many were used.
 
-    python bench/structured_vgg.py            # full run, writes bench/results/structured_vgg.json
-    python bench/structured_vgg.py --quick    # smoke run (minutes), writes bench/work/
+    python bench/structured_vgg.py            # full run
+    python bench/structured_vgg.py --quick    # smoke run (minutes)
+    python bench/structured_vgg.py --from-raw bench/results/raw/structured_vgg.json
+
+A run writes its raw measurements (``bench/results/raw/structured_vgg.json``; a quick run's
+go to ``bench/work/``), then :func:`to_result` converts them into the common result schema
+(``bench/common.py``): ``bench/results/structured_vgg.json`` (``.quick.json``).
+``--from-raw`` converts an existing raw file with that same function, measuring nothing.
+``main(quick)`` is the entry point of ``bench/run_all.py``.
 """
 
 from __future__ import annotations
@@ -42,6 +49,7 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
+from bench.common import bench_command, machine_info, write_result  # noqa: E402
 from prunekit.data import Dataset, Split  # noqa: E402
 from prunekit.pipeline import prune  # noqa: E402
 from prunekit.progress import NullReporter  # noqa: E402
@@ -51,6 +59,7 @@ from prunekit.structured import model_cost  # noqa: E402
 DATA = ROOT.parent / "shared" / "data" / "fashion_mnist.npz"
 WORK = ROOT / "bench" / "work"
 RESULTS = ROOT / "bench" / "results"
+RAW = RESULTS / "raw"
 WIDTHS = (32, 32, 64, 64, 128, 128)
 
 
@@ -173,18 +182,13 @@ def latency(models: dict[str, keras.Model], runs: int, warmup: int) -> dict[str,
     }
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="small smoke run")
-    ap.add_argument("--train", type=int, default=None, help="training samples used")
-    ap.add_argument("--seed", type=int, default=0)
-    args = ap.parse_args()
-    quick = args.quick
+def measure(quick: bool, n_train: int | None = None, seed: int = 0) -> dict[str, Any]:
+    """Train (or load) the dense VGG, prune it both ways, time all three: the raw result."""
     cfg = {
-        "n_train": args.train or (3000 if quick else 15000),
+        "n_train": n_train or (3000 if quick else 15000),
         "n_val": 1000 if quick else 5000,
         "dense_epochs": 2 if quick else 12,
-        "seed": args.seed,
+        "seed": seed,
     }
     runs, warmup = (30, 5) if quick else (50, 10)
     ft = {"epochs": 1 if quick else 5, "batch_size": 64, "learning_rate": 1e-3}
@@ -208,6 +212,8 @@ def main() -> None:
     result: dict[str, Any] = {
         "benchmark": "structured_vgg",
         "quick": quick,
+        "generated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "config": cfg,
         "data": {
             "dataset": "fashion_mnist (x/255, 28x28x1)",
             "train_samples": len(train),
@@ -216,12 +222,7 @@ def main() -> None:
             "val": "carved from the training set (seeded); used for the dense model's best epoch",
             "test_samples": len(test),
         },
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "tensorflow": tf.__version__,
-            "keras": keras.__version__,
-        },
+        "machine": {"platform": platform.platform(), **machine_info(with_tensorflow=True)},
         "dense": {
             **dense_meta,
             "val_accuracy": round(accuracy(dense, val), 4),
@@ -278,13 +279,158 @@ def main() -> None:
             "flops_3x": row["flops_reduction"] >= 3.0,
             "accuracy_drop_le_1pt": row["accuracy_drop_points"] <= 1.0,
         }
-    dest = (WORK if quick else RESULTS) / f"structured_vgg{'_quick' if quick else ''}.json"
+    dest = (WORK if quick else RAW) / f"structured_vgg{'_quick' if quick else ''}.json"
     dest.parent.mkdir(parents=True, exist_ok=True)
     dest.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps({k: result["strategies"][k].get("bar") for k in strategies}, indent=1))
     print(f"latency: {lat}")
     print(f"wrote {dest}")
+    return result
+
+
+# ------------------------------------------------------------------------- common schema
+COLUMNS = [
+    "model",
+    "strategy",
+    "ratio",
+    "accuracy",
+    "accuracy_drop_points",
+    "flops",
+    "flops_reduction",
+    "params",
+    "params_reduction",
+    "latency_ms_b32",
+    "latency_speedup",
+    "size_bytes",
+    "wall_s",
+    "widths",
+    "bar_met",
+]
+
+
+def result_machine(machine: dict[str, Any]) -> dict[str, Any]:
+    """``machine`` in the common keys; files from before runs recorded ``machine_info()``
+    only have platform, CPU count and versions (the CPU model was not recorded)."""
+    if "cpu" in machine:
+        return machine
+    return {
+        "cpu": f"CPU model not recorded ({machine.get('platform', '?')})",
+        "cores": machine.get("cpu_count"),
+        **{k: machine[k] for k in ("tensorflow", "keras") if k in machine},
+    }
+
+
+def to_result(raw: dict[str, Any]) -> Path:
+    """Write a raw result (:func:`measure`'s) in the common schema: one row per model."""
+    quick = bool(raw.get("quick", False))
+    dense = raw["dense"]
+    lat = raw["latency_ms_batch32"]
+    rows: list[dict[str, Any]] = [
+        {
+            "model": "dense",
+            "strategy": "dense",
+            "ratio": 0.0,
+            "accuracy": dense["test_accuracy"],
+            "val_accuracy": dense["val_accuracy"],
+            "accuracy_drop_points": 0.0,
+            "flops": dense["flops"],
+            "flops_reduction": 1.0,
+            "params": dense["params"],
+            "params_reduction": 1.0,
+            "latency_ms_b32": lat["dense"]["median_ms"],
+            "latency_p10_ms": lat["dense"]["p10_ms"],
+            "latency_p90_ms": lat["dense"]["p90_ms"],
+            "latency_speedup": 1.0,
+            "size_bytes": dense["size_bytes"],
+            "wall_s": dense.get("train_seconds"),
+            "widths": list(WIDTHS),
+            "epochs": dense.get("epochs_run"),
+        }
+    ]
+    for label, r in raw["strategies"].items():
+        strategy = r["spec"]["strategy"]
+        rows.append({
+            "model": label,
+            "strategy": strategy["name"],
+            "ratio": strategy["ratio"],
+            "accuracy": r["test_accuracy"],
+            "val_accuracy": r["val_accuracy"],
+            "accuracy_drop_points": r["accuracy_drop_points"],
+            "flops": r["flops"],
+            "flops_reduction": r["flops_reduction"],
+            "params": r["params"],
+            "params_reduction": r["params_reduction"],
+            "latency_ms_b32": lat[label]["median_ms"],
+            "latency_p10_ms": lat[label]["p10_ms"],
+            "latency_p90_ms": lat[label]["p90_ms"],
+            "latency_speedup": r["latency_speedup"],
+            "size_bytes": r["size_bytes"],
+            "wall_s": r["wall_seconds"],
+            "widths": r["widths"],
+            "bar_met": all(r["bar"].values()),
+            "spec": r["spec"],
+        })  # fmt: skip
+    headline: list[dict[str, Any]] = []
+    for row in rows[1:]:
+        name = f"VGG / Fashion-MNIST, `{row['strategy']}` ratio {row['ratio']:g}"
+        headline += [
+            {"metric": f"{name}: CPU latency speed-up, batch 32", "value": row["latency_speedup"],
+             "unit": "x"},
+            {"metric": f"{name}: FLOPs cut", "value": row["flops_reduction"], "unit": "x"},
+            {"metric": f"{name}: test accuracy drop", "value": row["accuracy_drop_points"],
+             "unit": "points"},
+        ]  # fmt: skip
+    data = raw["data"]
+    notes = [
+        f"Fashion-MNIST, training set subsampled to {data['train_samples']} images, "
+        f"{data['val_samples']} validation images carved from it (the dense model's best "
+        f"epoch), accuracy on the {data['test_samples']}-image test set.",
+        f"Latency: {raw['latency_protocol']}. The dense model trained "
+        f"{dense.get('epochs_run')} epochs (early stopping); each pruned model was "
+        f"fine-tuned {raw['fine_tune']['epochs']} epochs (slimming also ran sparsity "
+        "training first).",
+        "The bar: latency at least 2x faster, FLOPs at least 3x fewer, at most 1 point of "
+        "test accuracy lost (`bar_met`).",
+    ]
+    extra = {k: v for k, v in raw.items() if k not in ("benchmark", "quick", "machine")}
+    return write_result(
+        "structured_vgg",
+        rows,
+        bench_command("structured_vgg", quick),
+        extra,
+        quick=quick,
+        columns=COLUMNS,
+        headline=headline,
+        notes=notes,
+        machine=result_machine(raw.get("machine") or {}),
+        created_at=raw.get("generated_at") or "not recorded in the raw file",
+    )
+
+
+def main(quick: bool = False) -> Path:
+    """Measure (``quick``: a smoke run) and write the common result; its path."""
+    return to_result(measure(quick))
+
+
+def cli(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small smoke run")
+    ap.add_argument("--train", type=int, default=None, help="training samples used")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--from-raw",
+        type=Path,
+        metavar="FILE",
+        help="measure nothing: convert this raw result file to the common schema",
+    )
+    args = ap.parse_args(argv)
+    if args.from_raw:
+        raw = json.loads(args.from_raw.read_text())
+    else:
+        raw = measure(args.quick, args.train, args.seed)
+    print(f"wrote {to_result(raw)}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(cli())

@@ -194,3 +194,31 @@ def test_service_code_never_imports_bench() -> None:
     ]
     assert offenders == []
     assert (root / "app").is_dir() and (root / "prunekit").is_dir()
+
+
+def test_suite_rank_groups_per_model_suites() -> None:
+    assert report.suite_rank("compare_tfmot_lenet5") == report.suite_rank("compare_tfmot")
+    assert report.suite_rank("compare_tfmot_lenet5") < report.suite_rank("engine_overhead")
+    assert report.suite_rank("unknown") == len(report.SUITE_ORDER)
+
+
+def test_tfmot_headline_picks_on_validation_not_test() -> None:
+    from bench.compare_tfmot import headline
+
+    rows = [
+        {"strategy": "dense", "side": "keras3", "sparsity": 0.0, "accuracy": 0.98},
+        {"strategy": "tfmot_polynomial", "side": "tfmot", "sparsity": 0.9, "accuracy": 0.97},
+        # higher test accuracy but lower validation accuracy: must not be picked
+        {"strategy": "l0", "side": "prunekit", "sparsity": 0.9, "accuracy": 0.99,
+         "val_accuracy": 0.90},
+        {"strategy": "gradual", "side": "prunekit", "sparsity": 0.9, "accuracy": 0.975,
+         "val_accuracy": 0.95, "wall_ratio_vs_tfmot": 0.5},
+        {"strategy": "gradual", "side": "prunekit", "sparsity": 0.5, "accuracy": 0.98,
+         "val_accuracy": 0.96, "wall_ratio_vs_tfmot": 1.0},
+    ]  # fmt: skip
+    heads = headline(rows, "M")
+    assert heads[0]["value"] == 98.0 and heads[0]["unit"] == "%"
+    assert heads[1]["prunekit_strategy"] == "gradual"
+    assert heads[1]["value"] == "97.50% (gradual) vs tfmot 97.00%"
+    assert len(heads) == 3  # no 95 % rows: no 95 % entry
+    assert heads[2]["value"] == 0.75 and heads[2]["unit"] == "x"  # median of 0.5 and 1.0
