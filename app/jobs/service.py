@@ -21,8 +21,6 @@ from app.records import new_id, now_iso
 from prunekit.strategies import StrategyParams, UnknownStrategyError, get, parse_params
 from worker.celery_app import RUN_JOB, enqueue
 
-INSPECTION_WAIT_S = 5.0  # how long a job with a dataset waits for a fresh model's inspection
-
 
 def validate_strategy(raw: dict[str, Any]) -> StrategyParams:
     if "name" not in raw:
@@ -37,23 +35,12 @@ def validate_strategy(raw: dict[str, Any]) -> StrategyParams:
         raise validation_problem(field_errors(exc.errors(), ("body", "strategy"))) from exc
 
 
-def _inspected(model: dict[str, Any]) -> dict[str, Any]:
-    """The model record once its inspection is no longer pending, or after a short wait."""
-    deadline = time.monotonic() + INSPECTION_WAIT_S
-    while (model.get("inspection") or {}).get("status") == "pending":
-        if time.monotonic() >= deadline:
-            break
-        time.sleep(0.1)
-        model = models.get_or_404(model["id"], model["tenant"])
-    return model
-
-
 def check_dataset(
     body: JobCreate, params: StrategyParams, model: dict[str, Any], tenant: str
 ) -> None:
     """404 for an unknown dataset; 422 on ``body.dataset_id`` when the strategy needs data and
     there is none, or when the samples do not fit the model's input. A model still being
-    inspected after ``INSPECTION_WAIT_S`` is accepted: the worker checks again and fails the
+    inspected after ``models.INSPECTION_WAIT_S`` is accepted: the worker checks again and fails the
     job with the same message."""
     if body.dataset_id is None:
         if get(params.name).needs_data:
@@ -68,7 +55,7 @@ def check_dataset(
             raise validation_problem(errors, errors[0]["message"])
         return
     dataset = datasets.get_or_404(body.dataset_id, tenant)
-    model = _inspected(model)
+    model = models.wait_inspected(model)
     inspection = model.get("inspection") or {}
     if inspection.get("status") == "succeeded":
         problem = datasets.fit_problem(dataset, inspection.get("details") or {})

@@ -8,26 +8,12 @@ accepted and the worker fails it with the same explanation.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from app.models import store as model_store
+from app.models.service import wait_inspected
 from app.problems import Problem, validation_problem
 from prunekit.strategies import StrategyKind, StrategyParams, get
 from prunekit.strategies.structured_common import keras_graph_required
-
-INSPECTION_WAIT_S = 5.0
-POLL_S = 0.2
-
-
-def _inspection(model: dict[str, Any]) -> dict[str, Any]:
-    inspection = model.get("inspection") or {}
-    deadline = time.monotonic() + INSPECTION_WAIT_S
-    while inspection.get("status") == "pending" and time.monotonic() < deadline:
-        time.sleep(POLL_S)
-        fresh = model_store.get(model["id"]) or model
-        inspection = fresh.get("inspection") or {}
-    return inspection
 
 
 def check_submission(params: StrategyParams, model: dict[str, Any], dataset_id: str | None) -> None:
@@ -45,7 +31,7 @@ def check_submission(params: StrategyParams, model: dict[str, Any], dataset_id: 
         raise validation_problem(
             [{"field": field, "message": message, "type": "dataset_required"}], message
         )
-    inspection = _inspection(model)
+    inspection = wait_inspected(model).get("inspection") or {}
     details = inspection.get("details") or {}
     if inspection.get("status") == "succeeded" and not details.get("has_keras_graph", False):
         message = keras_graph_required(params.name)

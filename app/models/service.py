@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import time
 from typing import Any
 
 from fastapi import Request
@@ -75,6 +76,24 @@ def list_models(
     ids = store.list_ids(tenant, limit, after)
     items = [r for r in (store.get(i) for i in ids) if r is not None]
     return items, (ids[-1] if len(ids) == limit else None)
+
+
+INSPECTION_WAIT_S = 5.0  # how long a job submission waits for a fresh model's inspection
+
+
+def wait_inspected(record: dict[str, Any], timeout_s: float = INSPECTION_WAIT_S) -> dict[str, Any]:
+    """The model record once a worker has inspected it, or as it is after ``timeout_s``.
+
+    Job checks that need the inspection (input shapes, a Keras graph) wait for it briefly;
+    a model still pending after that is accepted and the worker re-checks the job itself.
+    """
+    deadline = time.monotonic() + timeout_s
+    while (record.get("inspection") or {}).get("status") == "pending":
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+        record = store.get(record["id"]) or record
+    return record
 
 
 def ensure_usable(record: dict[str, Any]) -> None:
