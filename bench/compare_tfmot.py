@@ -15,6 +15,8 @@
 5. writes the raw run to ``bench/results/raw/tfmot_<model>.json`` (``..._quick.json`` with
    ``--quick``), then converts it with :func:`to_result` into the common result schema
    (``bench/common.py``): ``bench/results/compare_tfmot_<model>.json`` (``.quick.json``).
+   ``--schedule cosine`` (cosine-decayed fine-tune lr on both sides) writes
+   ``..._<model>_cosine...`` files instead, so the constant-lr results stay.
 
 ``main(quick)`` runs the default LeNet-300-100 comparison and returns the common result
 file. ``--from-raw FILE`` converts an existing raw file without measuring anything (the
@@ -263,6 +265,7 @@ def build_config(a: argparse.Namespace) -> RunConfig:
         "finetune_epochs": a.finetune_epochs,
         "finetune_lr": a.finetune_lr,
         "prunekit_finetune_lr": a.prunekit_lr,
+        "finetune_schedule": a.schedule,
         "batch_size": a.batch_size,
         "ramp_fraction": a.ramp_fraction,
         "seed": a.seed,
@@ -318,6 +321,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--finetune-epochs", type=int)
     p.add_argument("--finetune-lr", type=float, help="tfmot's constant fine-tune lr")
     p.add_argument("--prunekit-lr", type=float, help="prunekit's (default: model default)")
+    p.add_argument(
+        "--schedule",
+        choices=["constant", "cosine"],
+        help="fine-tune lr schedule of both sides (default constant); cosine decays each "
+        "side's lr to 0 over its fine-tune budget. Results go to *_cosine files.",
+    )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--ramp-fraction", type=float, help="share of fine-tune steps in the ramp")
     p.add_argument("--seed", type=int)
@@ -337,8 +346,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return a
 
 
-def raw_path(model: str, quick: bool) -> Path:
-    return RAW_DIR / f"tfmot_{model}{'_quick' if quick else ''}.json"
+def raw_path(model: str, quick: bool, schedule: str | None = None) -> Path:
+    return RAW_DIR / f"tfmot_{model}{schedule_suffix(schedule)}{'_quick' if quick else ''}.json"
 
 
 def run_cli(a: argparse.Namespace) -> Path:
@@ -347,7 +356,7 @@ def run_cli(a: argparse.Namespace) -> Path:
     cfg = build_config(a)
     report = compare(cfg, sides)
     report["quick"] = a.quick
-    out = a.out or raw_path(cfg.model, a.quick)
+    out = a.out or raw_path(cfg.model, a.quick, cfg.finetune_schedule)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(format_table(report["rows"]))
@@ -394,6 +403,7 @@ CONFIG_FLAGS = {
     "finetune_epochs": "--finetune-epochs",
     "finetune_lr": "--finetune-lr",
     "prunekit_finetune_lr": "--prunekit-lr",
+    "finetune_schedule": "--schedule",
     "batch_size": "--batch-size",
     "ramp_fraction": "--ramp-fraction",
     "seed": "--seed",
@@ -401,8 +411,13 @@ CONFIG_FLAGS = {
 FILLED_BY_DRIVER = ("dense_weights", "reference_predictions")
 
 
-def suite_name(model: str) -> str:
-    return f"compare_tfmot_{model}"
+def schedule_suffix(schedule: str | None) -> str:
+    """File-name suffix of a fine-tune lr schedule: none for the constant-lr runs."""
+    return "" if schedule in (None, "constant") else f"_{schedule}"
+
+
+def suite_name(model: str, schedule: str | None = None) -> str:
+    return f"compare_tfmot_{model}{schedule_suffix(schedule)}"
 
 
 def reproduce_command(config: dict[str, Any], quick: bool) -> tuple[str, list[str]]:
@@ -508,6 +523,9 @@ def to_result(raw: dict[str, Any]) -> Path:
         "ran in its own venv (`bench/.venv-tfmot`), prunekit through its engine, both with "
         "the same data split and fine-tune budget. Accuracy is on the test set; "
         "`drop_points` is dense minus row accuracy, in points.",
+        f"Fine-tune lr schedule on both sides: {config.get('finetune_schedule', 'constant')}; "
+        f"lr chosen on validation for each side: tfmot {config.get('finetune_lr')}, prunekit "
+        f"{config.get('prunekit_finetune_lr') or config.get('finetune_lr')}.",
         "Headline 'best prunekit strategy' is picked by validation accuracy; the test "
         "accuracy of that pick is what is shown.",
         f"Wall times come from a shared machine (load average {host.get('loadavg_start')} at "
@@ -526,7 +544,7 @@ def to_result(raw: dict[str, Any]) -> Path:
         notes.append(f"Run with settings the command line cannot set: {', '.join(unexpressed)}.")
     extra = {k: raw[k] for k in ("generated_at", "host", "config", "sides") if k in raw}
     return write_result(
-        suite_name(model),
+        suite_name(model, config.get("finetune_schedule")),
         rows,
         command,
         extra,

@@ -4,9 +4,10 @@ For each strategy and each target sparsity the dense baseline is rebuilt in Kera
 the shared portable ``.npz`` (``cfg.dense_weights``), wrapped in a ``LoadedModel`` and run
 through ``PruningContext`` + ``build(params).run`` exactly as a job would, with the
 training budget of the ``RunConfig`` that tfmot gets: ``cfg.finetune_epochs`` epochs over
-the same training images, ``cfg.batch_size``, ``cfg.optimizer`` (Adam) at a constant lr
-(as tfmot) and ``cfg.seed``. The lr is each side's own, chosen on validation:
-``cfg.finetune_lr`` for tfmot, ``cfg.prunekit_finetune_lr`` (default: the same) here.
+the same training images, ``cfg.batch_size``, ``cfg.optimizer`` (Adam) with the lr schedule
+tfmot gets (``cfg.finetune_schedule``: constant or cosine) and ``cfg.seed``. The lr is
+each side's own, chosen on validation: ``cfg.finetune_lr`` for tfmot,
+``cfg.prunekit_finetune_lr`` (default: the same) here.
 
 Strategies that train in two phases split that budget, never exceed it:
 
@@ -153,6 +154,7 @@ def prune_one(
         "batch_size": cfg.batch_size,
         "learning_rate": lr or cfg.prunekit_finetune_lr or cfg.finetune_lr,
         "optimizer": cfg.optimizer,
+        "schedule": cfg.finetune_schedule,
     }
     spec = PruneSpec(strategy=p.params, seed=cfg.seed, fine_tune=fine_tune)
     keras.utils.set_random_seed(cfg.seed)

@@ -153,7 +153,7 @@ class PruningContext:
         return self.data is not None and ft is not None and ft.epochs > 0
 
     def train_config(self, epochs: int | None = None, default_epochs: int = 1) -> TrainConfig:
-        """``spec.fine_tune`` (optimizer, lr, batch size, epochs) with defaults otherwise."""
+        """``spec.fine_tune`` (optimizer, lr, schedule, batch size, epochs), else defaults."""
         from prunekit.training import TrainConfig
 
         ft = self.spec.fine_tune
@@ -164,6 +164,7 @@ class PruningContext:
             batch_size=ft.batch_size,
             learning_rate=ft.learning_rate,
             optimizer=ft.optimizer,
+            schedule=ft.schedule,
         )
 
     def trainer(
@@ -213,7 +214,7 @@ class PruningContext:
         trainer = self.trainer(masks, config)
         self.reporter.event(
             f"masked fine-tuning: {config.epochs} epoch(s), {config.optimizer}, "
-            f"lr {config.learning_rate}, batch {config.batch_size}"
+            f"lr {config.learning_rate} ({config.schedule}), batch {config.batch_size}"
         )
         history = trainer.fit(data or self.data.train, config.epochs, span=span)
         if history:

@@ -7,7 +7,7 @@ job's ``spec``; the engine reads it back unchanged.
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -24,6 +24,11 @@ class FineTune(BaseModel):
     batch_size: int = Field(default=64, ge=1, le=65536)
     learning_rate: float = Field(default=1e-3, gt=0, le=10)
     optimizer: str = Field(default="adam", pattern="^(adam|sgd|rmsprop|adamw)$")
+    schedule: Literal["constant", "cosine"] = Field(
+        default="constant",
+        description="constant: learning_rate throughout; cosine: decays from learning_rate "
+        "to 0 over all the training steps of the run (CosineDecay).",
+    )
 
 
 class Preprocessing(BaseModel):

@@ -36,15 +36,46 @@ from prunekit.model import LoadedModel, Weight, as_tf_variable
 Progress = Callable[..., None]
 
 
+SCHEDULES = ("constant", "cosine")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     epochs: int = 1
     batch_size: int = 64
     learning_rate: float = 1e-3
     optimizer: str = "adam"
+    # "cosine": the rate decays from ``learning_rate`` to 0 over ``epochs`` epochs of the
+    # data the trainer first fits on (a trainer fed in pieces, e.g. one epoch per ``fit``,
+    # still decays once over the whole run).
+    schedule: str = "constant"
 
 
-def make_optimizer(name: str, learning_rate: float) -> keras.optimizers.Optimizer:
+def learning_rate_for(
+    learning_rate: float, schedule: str = "constant", decay_steps: int | None = None
+) -> float | keras.optimizers.schedules.LearningRateSchedule:
+    """``learning_rate`` itself, or a ``CosineDecay`` from it to 0 over ``decay_steps``."""
+    if schedule == "constant":
+        return learning_rate
+    if schedule == "cosine":
+        if decay_steps is None or decay_steps < 1:
+            raise SpecError("a cosine learning-rate schedule needs the run's total steps (>= 1)")
+        return keras.optimizers.schedules.CosineDecay(learning_rate, decay_steps=decay_steps)
+    raise SpecError(f"unknown learning-rate schedule {schedule!r}; use constant or cosine")
+
+
+def make_optimizer(
+    name: str,
+    learning_rate: float,
+    schedule: str = "constant",
+    decay_steps: int | None = None,
+) -> keras.optimizers.Optimizer:
+    """The named optimizer at ``learning_rate``, constant or cosine (:func:`learning_rate_for`)."""
+    rate: Any = learning_rate_for(learning_rate, schedule, decay_steps)
+    return _optimizer(name, rate)
+
+
+def _optimizer(name: str, learning_rate: Any) -> keras.optimizers.Optimizer:
     if name == "adam":
         return keras.optimizers.Adam(learning_rate)
     if name == "adamw":
@@ -89,6 +120,7 @@ class Trainer:
         l1: float = 0.0,
         progress: Progress | None = None,
         check_cancelled: Callable[[], None] | None = None,
+        total_steps: int | None = None,
     ) -> None:
         self.model = model
         self.loss = loss
@@ -102,7 +134,14 @@ class Trainer:
             tf.Variable(tf.ones(v.shape, v.dtype), trainable=False) for v in self.pvars
         ]
         self.l1 = float(l1)
-        self.optimizer = make_optimizer(config.optimizer, config.learning_rate)
+        # Built on first use: a cosine schedule needs the run's total steps, which ``fit``
+        # knows (``total_steps`` sets them up front).
+        self.total_steps = total_steps
+        self._optimizer: keras.optimizers.Optimizer | None = None
+        if config.schedule not in SCHEDULES:
+            raise SpecError(f"unknown learning-rate schedule {config.schedule!r}")
+        if config.schedule == "constant":
+            _ = self.optimizer  # unknown optimizer names fail here, as before
         self.rng = np.random.default_rng(seed)
         self.global_step = 0
         self._progress = progress
@@ -111,6 +150,21 @@ class Trainer:
         self._grad_fn: Any = None
         if masks is not None:
             self.set_masks(masks)
+
+    # ------------------------------------------------------------- optimizer
+    @property
+    def optimizer(self) -> keras.optimizers.Optimizer:
+        """The optimizer; with a cosine schedule it decays over ``total_steps``."""
+        if self._optimizer is None:
+            c = self.config
+            self._optimizer = make_optimizer(
+                c.optimizer, c.learning_rate, c.schedule, self.total_steps
+            )
+        return self._optimizer
+
+    def current_learning_rate(self) -> float:
+        """The rate the next optimizer step uses (the schedule at the current iteration)."""
+        return float(np.asarray(self.optimizer.learning_rate))
 
     # ------------------------------------------------------------------ masks
     def set_masks(self, masks: Mapping[str, np.ndarray]) -> None:
@@ -137,7 +191,8 @@ class Trainer:
         pvars, others, masks = self.pvars, self.others, self.mask_vars
         n_p = len(pvars)
         variables = [*pvars, *others]
-        threshold = self.l1 * self.config.learning_rate
+        l1 = self.l1
+        optimizer = self.optimizer
 
         @tf.function
         def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
@@ -151,9 +206,12 @@ class Trainer:
                 if i < n_p:
                     g = tf.convert_to_tensor(g) * masks[i]
                 pairs.append((g, v))
-            self.optimizer.apply_gradients(pairs)
+            # soft threshold lr * lambda, with the rate of this very update (schedules)
+            lr = optimizer.learning_rate if l1 > 0 else None
+            optimizer.apply_gradients(pairs)
             for v, m in zip(pvars, masks, strict=True):
-                if threshold > 0:
+                if lr is not None:
+                    threshold = l1 * tf.cast(lr, v.dtype)
                     v.assign(tf.sign(v) * tf.nn.relu(tf.abs(v) - threshold) * m)
                 else:
                     v.assign(v * m)
@@ -188,6 +246,9 @@ class Trainer:
         bs = max(1, min(self.config.batch_size, n))
         steps = n // bs
         total = max(1, epochs * steps)
+        if self.total_steps is None and self._optimizer is None:
+            # the whole run: ``config.epochs`` epochs, even when fed one epoch per call
+            self.total_steps = max(1, max(epochs, self.config.epochs) * steps)
         history: list[float] = []
         done = 0
         for epoch in range(epochs):

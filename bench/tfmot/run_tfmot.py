@@ -132,7 +132,14 @@ def prune_one(
     training.compile_model(
         keras,
         pruned,
-        training.make_optimizer(keras, cfg.optimizer, cfg.finetune_lr, cfg.momentum),
+        training.make_optimizer(
+            keras,
+            cfg.optimizer,
+            cfg.finetune_lr,
+            cfg.momentum,
+            cfg.finetune_schedule,
+            steps_per_epoch * cfg.finetune_epochs,
+        ),
     )
     history = pruned.fit(
         split.x_train,
@@ -165,6 +172,8 @@ def prune_one(
         "val_accuracy": val["accuracy"],
         "finetune_epochs": cfg.finetune_epochs,
         "finetune_steps": sched["total_steps"],
+        "finetune_lr": cfg.finetune_lr,
+        "finetune_schedule": cfg.finetune_schedule,
         "schedule": {"kind": "PolynomialDecay", "power": 3, **sched},
         "final_train_loss": round(float(history.history["loss"][-1]), 5),
         "eval_s": round(time.perf_counter() - t1, 2),
@@ -215,6 +224,7 @@ def parse_config(argv: list[str] | None) -> tuple[RunConfig, argparse.Namespace]
     p.add_argument("--optimizer", choices=["adam", "sgd"])
     p.add_argument("--lr", type=float)
     p.add_argument("--finetune-lr", type=float)
+    p.add_argument("--finetune-schedule", choices=["constant", "cosine"])
     p.add_argument("--seed", type=int)
     p.add_argument("--train-subsample", type=int)
     p.add_argument("--val-subsample", type=int)

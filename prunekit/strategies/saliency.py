@@ -10,6 +10,7 @@ the final one prunes exactly ``round(s * n)`` weights.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -63,9 +64,11 @@ class SaliencyPruning(Strategy):
     def run(self, ctx: PruningContext) -> StrategyOutcome:
         p: SaliencyParams = self.params  # type: ignore[assignment]
         data = ctx.require_data(self.name)
-        epochs = ctx.train_config(default_epochs=p.epochs_per_step).epochs
+        config = ctx.train_config(default_epochs=p.epochs_per_step)
+        epochs = config.epochs
         steps = 1 if p.criterion == "snip" else p.steps
-        trainer = ctx.trainer()
+        # one learning-rate schedule over all the rounds' fine-tuning, not one per round
+        trainer = ctx.trainer(config=dataclasses.replace(config, epochs=steps * epochs))
         masks: dict[str, np.ndarray] = {}
         trail = []
         for k in range(1, steps + 1):

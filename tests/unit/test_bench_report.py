@@ -222,3 +222,18 @@ def test_tfmot_headline_picks_on_validation_not_test() -> None:
     assert heads[1]["value"] == "97.50% (gradual) vs tfmot 97.00%"
     assert len(heads) == 3  # no 95 % rows: no 95 % entry
     assert heads[2]["value"] == 0.75 and heads[2]["unit"] == "x"  # median of 0.5 and 1.0
+
+
+def test_cosine_runs_get_their_own_files_and_reproduce_with_schedule() -> None:
+    from bench.compare_tfmot import raw_path, reproduce_command, suite_name
+    from bench.config import default_config
+
+    assert suite_name("lenet_300_100") == "compare_tfmot_lenet_300_100"
+    assert suite_name("lenet_300_100", "constant") == "compare_tfmot_lenet_300_100"
+    assert suite_name("lenet_300_100", "cosine") == "compare_tfmot_lenet_300_100_cosine"
+    assert raw_path("lenet5", False).name == "tfmot_lenet5.json"
+    assert raw_path("lenet5", True, "cosine").name == "tfmot_lenet5_cosine_quick.json"
+    config = default_config("lenet_300_100", finetune_schedule="cosine", finetune_lr=0.01)
+    command, unexpressed = reproduce_command(config.to_dict(), quick=False)
+    assert "--schedule cosine" in command and "--finetune-lr 0.01" in command
+    assert unexpressed == []

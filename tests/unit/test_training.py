@@ -79,3 +79,68 @@ def test_fine_tune_stops_when_cancelled(models: dict[str, Path]) -> None:
     with pytest.raises(CancelledError):
         ctx.fine_tune(magnitude_masks(ctx.prunable_arrays(), 0.5), epochs=5)
     assert sum(1 for kind, _ in ctx.reporter.calls if kind == "progress") == 3
+
+
+def test_fine_tune_schedule_is_validated() -> None:
+    from pydantic import ValidationError
+
+    from prunekit.spec import FineTune
+
+    assert FineTune().schedule == "constant"
+    assert FineTune(schedule="cosine").schedule == "cosine"
+    with pytest.raises(ValidationError):
+        FineTune(schedule="linear")  # type: ignore[arg-type]
+
+
+def test_cosine_schedule_needs_total_steps() -> None:
+    from prunekit.errors import SpecError
+    from prunekit.training import make_optimizer
+
+    with pytest.raises(SpecError):
+        make_optimizer("adam", 1e-3, "cosine", None)
+    with pytest.raises(SpecError):
+        make_optimizer("adam", 1e-3, "step", 10)
+
+
+@pytest.mark.parametrize("pieces", [1, 2])
+def test_cosine_fine_tune_rate_decays_to_zero_over_the_run(
+    pieces: int, models: dict[str, Path]
+) -> None:
+    """256 samples, batch 32: 8 steps per epoch, 2 epochs -> the cosine spans 16 steps,
+    also when the run is fed one epoch per ``fit`` (as l0 does)."""
+    import math
+
+    lr = 1e-2
+    ctx = h.context(
+        h.load(models["keras"]),
+        {"name": "magnitude", "sparsity": 0.5},
+        h.digits(256),
+        fine_tune={"epochs": 2, "batch_size": 32, "learning_rate": lr, "schedule": "cosine"},
+    )
+    config = ctx.train_config()
+    assert config.schedule == "cosine"
+    trainer = ctx.trainer(magnitude_masks(ctx.prunable_arrays(), 0.5), config)
+    assert trainer.total_steps is None  # known only once fit sees the data
+    assert ctx.data is not None
+    if pieces == 1:
+        trainer.fit(ctx.data.train, 2)
+    else:
+        trainer.fit(ctx.data.train, 1)
+        assert int(trainer.optimizer.iterations) == 8
+        # half way: 0.5 * lr * (1 + cos(pi / 2)) = lr / 2
+        assert trainer.current_learning_rate() == pytest.approx(lr / 2, rel=1e-5)
+        trainer.fit(ctx.data.train, 1)
+    assert trainer.total_steps == 16
+    assert int(trainer.optimizer.iterations) == 16
+    schedule = trainer.optimizer._learning_rate  # the CosineDecay itself
+    for step in (0, 4, 12):
+        expected = 0.5 * lr * (1 + math.cos(math.pi * step / 16))
+        assert float(schedule(step)) == pytest.approx(expected, rel=1e-5)
+    assert trainer.current_learning_rate() == pytest.approx(0.0, abs=1e-9)
+
+
+def test_constant_fine_tune_rate_stays() -> None:
+    from prunekit.training import make_optimizer
+
+    opt = make_optimizer("adam", 3e-3)
+    assert float(np.asarray(opt.learning_rate)) == pytest.approx(3e-3)
