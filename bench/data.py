@@ -11,8 +11,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from bench.config import RunConfig
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -118,4 +122,19 @@ def load(
         y_val=y_val.astype(np.int64),
         x_test=_scale(x_test, name, channel_axis),
         y_test=y_test.astype(np.int64),
+    )
+
+
+def load_for(cfg: RunConfig) -> Split:
+    """The data split one benchmark run uses, from its config (the same on every side)."""
+    from bench import architectures
+
+    return load(
+        cfg.dataset,
+        channel_axis=architectures.MODELS[cfg.model].channel_axis,
+        val_size=cfg.val_size,
+        seed=cfg.seed,
+        train_subsample=cfg.train_subsample,
+        val_subsample=cfg.val_subsample,
+        test_subsample=cfg.test_subsample,
     )

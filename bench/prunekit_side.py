@@ -122,15 +122,7 @@ STRATEGY_CHOICES: dict[str, dict[str, Any]] = {
 
 
 def load_split(cfg: RunConfig) -> bench_data.Split:
-    return bench_data.load(
-        cfg.dataset,
-        channel_axis=architectures.MODELS[cfg.model].channel_axis,
-        val_size=cfg.val_size,
-        seed=cfg.seed,
-        train_subsample=cfg.train_subsample,
-        val_subsample=cfg.val_subsample,
-        test_subsample=cfg.test_subsample,
-    )
+    return bench_data.load_for(cfg)
 
 
 def steps_per_epoch(cfg: RunConfig, n_train: int) -> int:

@@ -40,15 +40,7 @@ class DenseBaseline:
 
 
 def load_split(cfg: RunConfig) -> data.Split:
-    return data.load(
-        cfg.dataset,
-        channel_axis=architectures.MODELS[cfg.model].channel_axis,
-        val_size=cfg.val_size,
-        seed=cfg.seed,
-        train_subsample=cfg.train_subsample,
-        val_subsample=cfg.val_subsample,
-        test_subsample=cfg.test_subsample,
-    )
+    return data.load_for(cfg)
 
 
 def build_keras3(cfg: RunConfig, split: data.Split) -> Any:
