@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -39,3 +40,12 @@ def page_ids(r: Any, index_key: str, limit: int, after: str | None) -> list[str]
             return []
         start = rank + 1
     return list(r.zrevrange(index_key, start, start + limit - 1))
+
+
+def load_page(
+    ids: list[str], get: Callable[[str], dict[str, Any] | None], limit: int
+) -> tuple[list[dict[str, Any]], str | None]:
+    """The records of one page of ``ids`` (skipping any deleted meanwhile) and the cursor
+    for the next page (the last id, when the page is full)."""
+    items = [r for r in (get(i) for i in ids) if r is not None]
+    return items, (ids[-1] if len(ids) == limit else None)

@@ -21,7 +21,7 @@ from app import storage
 from app.auth.tenancy import owned_or_404
 from app.datasets import store
 from app.problems import Problem
-from app.records import new_id, now_iso
+from app.records import load_page, new_id, now_iso
 from app.settings import get_settings
 from app.uploads import receive_file
 from prunekit.data import ArrayInfo, DatasetError, describe, input_mismatch, npz_header
@@ -107,9 +107,7 @@ def get_or_404(dataset_id: str, tenant: str) -> dict[str, Any]:
 def list_datasets(
     tenant: str, limit: int, after: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    ids = store.list_ids(tenant, limit, after)
-    items = [r for r in (store.get(i) for i in ids) if r is not None]
-    return items, (ids[-1] if len(ids) == limit else None)
+    return load_page(store.list_ids(tenant, limit, after), store.get, limit)
 
 
 def delete(dataset_id: str, tenant: str) -> None:

@@ -17,7 +17,7 @@ from app.jobs import store, structured
 from app.jobs.schemas import JobCreate, JobStatus
 from app.models import service as models
 from app.problems import Problem, field_errors, validation_problem
-from app.records import new_id, now_iso
+from app.records import load_page, new_id, now_iso
 from prunekit.strategies import StrategyParams, UnknownStrategyError, get, parse_params
 from worker.celery_app import RUN_JOB, enqueue
 
@@ -153,9 +153,7 @@ def get_or_404(job_id: str, tenant: str) -> dict[str, Any]:
 def list_jobs(
     tenant: str, limit: int, after: str | None
 ) -> tuple[list[dict[str, Any]], str | None]:
-    ids = store.list_ids(tenant, limit, after)
-    items = [r for r in (store.get(i) for i in ids) if r is not None]
-    return items, (ids[-1] if len(ids) == limit else None)
+    return load_page(store.list_ids(tenant, limit, after), store.get, limit)
 
 
 def events(job_id: str, tenant: str, start: int) -> list[dict[str, Any]]:
