@@ -23,11 +23,18 @@ class FineTune(BaseModel):
     epochs: int = Field(default=1, ge=0, le=1000)
     batch_size: int = Field(default=64, ge=1, le=65536)
     learning_rate: float = Field(default=1e-3, gt=0, le=10)
-    optimizer: str = Field(default="adam", pattern="^(adam|sgd|rmsprop|adamw)$")
+    optimizer: str = Field(
+        default="adam",
+        pattern="^(adam|sgd|rmsprop|adamw)$",
+        description="Keras Adam, SGD (plain, no momentum), RMSprop or AdamW with default "
+        "settings; the same in every strategy.",
+    )
     schedule: Literal["constant", "cosine"] = Field(
         default="constant",
         description="constant: learning_rate throughout; cosine: decays from learning_rate "
-        "to 0 over all the training steps of the run (CosineDecay).",
+        "to 0 over all the training steps of the run (CosineDecay). Every strategy's "
+        "fine-tuning follows it, the structured ones (filter, slimming) included; slimming's "
+        "sparsity training always keeps a constant sparsity_learning_rate.",
     )
 
 

@@ -38,6 +38,15 @@ Progress = Callable[..., None]
 
 SCHEDULES = ("constant", "cosine")
 
+# The one optimizer table of every strategy, unstructured and structured: what
+# ``fine_tune.optimizer`` means (its names are the spec's, ``prunekit.spec.FineTune``).
+OPTIMIZERS: dict[str, Callable[[Any], keras.optimizers.Optimizer]] = {
+    "adam": lambda rate: keras.optimizers.Adam(rate),
+    "adamw": lambda rate: keras.optimizers.AdamW(rate),
+    "rmsprop": lambda rate: keras.optimizers.RMSprop(rate),
+    "sgd": lambda rate: keras.optimizers.SGD(rate),  # plain: no momentum
+}
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -49,6 +58,16 @@ class TrainConfig:
     # data the trainer first fits on (a trainer fed in pieces, e.g. one epoch per ``fit``,
     # still decays once over the whole run).
     schedule: str = "constant"
+
+
+def check_names(optimizer: str, schedule: str) -> None:
+    """Raise :class:`SpecError` for an optimizer or schedule name no trainer knows."""
+    if optimizer not in OPTIMIZERS:
+        raise SpecError(f"unknown optimizer {optimizer!r}; use {', '.join(sorted(OPTIMIZERS))}")
+    if schedule not in SCHEDULES:
+        raise SpecError(
+            f"unknown learning-rate schedule {schedule!r}; use {' or '.join(SCHEDULES)}"
+        )
 
 
 def learning_rate_for(
@@ -70,23 +89,10 @@ def make_optimizer(
     schedule: str = "constant",
     decay_steps: int | None = None,
 ) -> keras.optimizers.Optimizer:
-    """The named optimizer at ``learning_rate``, constant or cosine (:func:`learning_rate_for`)."""
-    rate: Any = learning_rate_for(learning_rate, schedule, decay_steps)
-    return _optimizer(name, rate)
-
-
-def _optimizer(name: str, learning_rate: Any) -> keras.optimizers.Optimizer:
-    if name == "adam":
-        return keras.optimizers.Adam(learning_rate)
-    if name == "adamw":
-        return keras.optimizers.AdamW(learning_rate)
-    if name == "rmsprop":
-        return keras.optimizers.RMSprop(learning_rate)
-    if name == "sgd":
-        return keras.optimizers.SGD(learning_rate)
-    if name == "sgd_momentum":
-        return keras.optimizers.SGD(learning_rate, momentum=0.9)
-    raise SpecError(f"unknown optimizer {name!r}; use adam, adamw, rmsprop or sgd")
+    """The named optimizer (:data:`OPTIMIZERS`) at ``learning_rate``, constant or cosine
+    (:func:`learning_rate_for`)."""
+    check_names(name, schedule)
+    return OPTIMIZERS[name](learning_rate_for(learning_rate, schedule, decay_steps))
 
 
 def trainable_variables(model: LoadedModel) -> list[tf.Variable]:
@@ -138,10 +144,7 @@ class Trainer:
         # knows (``total_steps`` sets them up front).
         self.total_steps = total_steps
         self._optimizer: keras.optimizers.Optimizer | None = None
-        if config.schedule not in SCHEDULES:
-            raise SpecError(f"unknown learning-rate schedule {config.schedule!r}")
-        if config.schedule == "constant":
-            _ = self.optimizer  # unknown optimizer names fail here, as before
+        check_names(config.optimizer, config.schedule)  # fail before any data is read
         self.rng = np.random.default_rng(seed)
         self.global_step = 0
         self._progress = progress

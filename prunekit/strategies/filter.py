@@ -11,7 +11,7 @@
 ``global`` removes ``floor(ratio * total)`` channels overall, ranking channels after
 dividing each group's scores by the group's mean (so layers of different scale compare).
 The smaller model is then fine-tuned when the job has a dataset and ``fine_tune`` asks
-for epochs (its learning rate decayed to 0 on a cosine over the run).
+for epochs (``fine_tune``'s optimizer and learning-rate ``schedule``).
 """
 
 from __future__ import annotations

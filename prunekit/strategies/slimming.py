@@ -11,8 +11,8 @@
    ``|gamma|`` itself says how much a channel contributes. A channel group fed to several
    BatchNorms (through an ``Add``) is scored by its mean ``|gamma|``.
 3. Surgery (``prunekit.structured``) builds the smaller dense model; then it is
-   fine-tuned (``fine_tune``, learning rate decayed to 0 on a cosine; absent means one
-   epoch with defaults, ``epochs: 0`` skips).
+   fine-tuned (``fine_tune``, its ``schedule`` included; absent means one epoch with
+   defaults, ``epochs: 0`` skips).
 
 Channels whose group has no BatchNormalization are kept (prune them with ``filter``).
 Sparsity training updates the loaded model in memory; the job's input file is untouched.

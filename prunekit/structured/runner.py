@@ -22,7 +22,8 @@ from prunekit.strategies.structured_common import keras_graph_required
 from prunekit.structured.flops import ModelCost
 from prunekit.structured.graph import ChannelGroup, DependencyGraph, Note
 from prunekit.structured.surgery import apply_pruning
-from prunekit.structured.training import TrainReport, TrainSettings, train
+from prunekit.structured.training import TrainReport, train
+from prunekit.training import TrainConfig
 
 MAX_NOTE_EVENTS = 20
 LOSS_PROBE = 64
@@ -67,31 +68,24 @@ def train_settings(
     ctx: PruningContext,
     epochs: int | None = None,
     learning_rate: float | None = None,
-    schedule: str = "cosine",
-) -> TrainSettings:
-    """``spec.fine_tune`` (defaults when absent), with overrides."""
-    ft = ctx.spec.fine_tune
-    base = TrainSettings(schedule=schedule)
-    if ft is not None:
-        base = replace(
-            base,
-            epochs=ft.epochs,
-            batch_size=ft.batch_size,
-            learning_rate=ft.learning_rate,
-            optimizer=ft.optimizer,
-        )
-    if epochs is not None:
-        base = replace(base, epochs=epochs)
+    schedule: str | None = None,
+) -> TrainConfig:
+    """``spec.fine_tune`` as every strategy reads it (:meth:`PruningContext.train_config`:
+    optimizer, schedule, batch size, learning rate, epochs; defaults when absent), with
+    overrides."""
+    config = ctx.train_config(epochs)
     if learning_rate is not None:
-        base = replace(base, learning_rate=learning_rate)
-    return base
+        config = replace(config, learning_rate=learning_rate)
+    if schedule is not None:
+        config = replace(config, schedule=schedule)
+    return config
 
 
 def run_training(
     ctx: PruningContext,
     model: keras.Model,
     data: Dataset,
-    settings: TrainSettings,
+    settings: TrainConfig,
     span: tuple[float, float],
     label: str,
     *,
@@ -134,13 +128,16 @@ def run_training(
     return report
 
 
-def training_details(report: TrainReport, settings: TrainSettings) -> dict[str, Any]:
+def training_details(report: TrainReport, settings: TrainConfig) -> dict[str, Any]:
     return {
         "epochs": settings.epochs,
         "batch_size": settings.batch_size,
         "learning_rate": settings.learning_rate,
         "optimizer": settings.optimizer,
         "schedule": settings.schedule,
+        "final_learning_rate": (
+            None if report.final_learning_rate is None else round(report.final_learning_rate, 10)
+        ),
         "epoch_losses": [round(v, 6) for v in report.epoch_losses],
         "seconds": round(report.seconds, 3),
     }

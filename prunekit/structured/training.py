@@ -2,7 +2,9 @@
 
 Both run the same loop over a Keras model (TensorFlow backend): shuffled mini-batches, a
 compiled ``tf.function`` step, BatchNormalization in training mode (its moving statistics
-follow the data), progress and cancellation checks between batches.
+follow the data), progress and cancellation checks between batches. Settings, optimizers and
+learning-rate schedules are :mod:`prunekit.training`'s (``TrainConfig``, ``make_optimizer``),
+so ``fine_tune`` means the same in every strategy.
 
 Sparsity training is Liu et al. 2017 ("Learning Efficient Convolutional Networks through
 Network Slimming"): the loss gets ``lambda * sum |gamma|`` over the chosen BatchNorm scales,
@@ -23,26 +25,9 @@ import numpy as np
 import tensorflow as tf
 
 from prunekit.structured.graph import DependencyGraph
+from prunekit.training import TrainConfig, check_names, make_optimizer
 
 Progress = Callable[..., None]
-
-OPTIMIZERS: dict[str, Callable[[Any], keras.optimizers.Optimizer]] = {
-    "adam": lambda lr: keras.optimizers.Adam(lr),
-    "adamw": lambda lr: keras.optimizers.AdamW(lr),
-    "sgd": lambda lr: keras.optimizers.SGD(lr, momentum=0.9),
-    "rmsprop": lambda lr: keras.optimizers.RMSprop(lr),
-}
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    epochs: int = 1
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    optimizer: str = "adam"
-    # "cosine": decay the rate to 0 over the run (fine-tuning settles instead of ending
-    # at full step size); "constant" for sparsity training, which must keep pushing.
-    schedule: str = "constant"
 
 
 @dataclass
@@ -50,6 +35,8 @@ class TrainReport:
     epoch_losses: list[float]
     steps: int
     seconds: float
+    # the rate the schedule had reached when the run ended (0 after a full cosine decay)
+    final_learning_rate: float | None = None
 
 
 def prunable_gammas(graph: DependencyGraph) -> list[Any]:
@@ -93,7 +80,7 @@ def train(
     x: np.ndarray,
     y: np.ndarray,
     loss: Callable[[Any, Any], Any],
-    settings: TrainSettings,
+    settings: TrainConfig,
     *,
     l1_lambda: float = 0.0,
     gammas: Sequence[Any] = (),
@@ -102,13 +89,13 @@ def train(
     check_cancelled: Callable[[], None] | None = None,
 ) -> TrainReport:
     """Train ``model`` in place on ``(x, y)``; with ``l1_lambda > 0`` add ``lambda*sign(g)``
-    to the gradient of every variable in ``gammas``.
+    to the gradient of every variable in ``gammas``. ``settings.schedule`` "cosine" decays the
+    rate to 0 over the whole run (every batch, the last partial one included).
 
     ``progress(fraction, epoch=, step=, loss=)`` is called after every batch (``fraction`` in
     0..1 over the whole run); ``check_cancelled()`` between batches.
     """
-    if settings.optimizer not in OPTIMIZERS:
-        raise ValueError(f"unknown optimizer {settings.optimizer!r}; known: {sorted(OPTIMIZERS)}")
+    check_names(settings.optimizer, settings.schedule)
     n = len(x)
     started = time.perf_counter()
     if settings.epochs <= 0 or n == 0:
@@ -116,12 +103,9 @@ def train(
     batch = max(1, min(settings.batch_size, n))
     per_epoch = math.ceil(n / batch)
     total = per_epoch * settings.epochs
-    rate: Any = settings.learning_rate
-    if settings.schedule == "cosine":
-        rate = keras.optimizers.schedules.CosineDecay(settings.learning_rate, total)
-    elif settings.schedule != "constant":
-        raise ValueError(f"unknown schedule {settings.schedule!r}")
-    optimizer = OPTIMIZERS[settings.optimizer](rate)
+    optimizer = make_optimizer(
+        settings.optimizer, settings.learning_rate, settings.schedule, decay_steps=total
+    )
     variables = list(model.trainable_variables)
     gamma_ids = {id(g) for g in gammas}
     penalised = [i for i, v in enumerate(variables) if id(v) in gamma_ids]
@@ -161,4 +145,5 @@ def train(
             if check_cancelled is not None:
                 check_cancelled()
         losses.append(running / max(seen, 1))
-    return TrainReport(losses, done, time.perf_counter() - started)
+    final_rate = float(np.asarray(optimizer.learning_rate))
+    return TrainReport(losses, done, time.perf_counter() - started, final_rate)

@@ -8,6 +8,7 @@ fine-tuning, data-free determinism, and that the result saves and loads in both 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -31,7 +32,8 @@ from prunekit.spec import PruneSpec
 from prunekit.strategies import build, get, parse_params
 from prunekit.structured import model_cost
 from prunekit.structured.export import export_saved_model, save_other_formats
-from prunekit.structured.training import TrainSettings, gamma_summary, train
+from prunekit.structured.training import gamma_summary, train
+from prunekit.training import TrainConfig
 
 WIDTHS = (8, 16)
 
@@ -113,7 +115,7 @@ def test_sparsity_training_drives_gammas_towards_zero(data: Dataset) -> None:
             data.train.x,
             data.train.y,
             keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-            TrainSettings(epochs=4, batch_size=32, learning_rate=0.02, optimizer="adam"),
+            TrainConfig(epochs=4, batch_size=32, learning_rate=0.02, optimizer="adam"),
             l1_lambda=lam,
             gammas=gammas,
             seed=0,
@@ -123,6 +125,28 @@ def test_sparsity_training_drives_gammas_towards_zero(data: Dataset) -> None:
     assert sparse["sum_abs"] < 0.3 * plain["sum_abs"]
     assert sparse["below_threshold"] >= 0.75 * sparse["channels"]
     assert plain["below_threshold"] <= 0.25 * plain["channels"]
+
+
+@pytest.mark.parametrize(
+    ("schedule", "w_after", "final_rate"),
+    # loss w^2 (gradient 2w), lr 0.1, two steps. Plain SGD: 1 -> 0.8 -> 0.64 (momentum 0.9,
+    # what structured "sgd" used to be, would give 0.46); cosine over the two steps: the
+    # second update is at 0.05 (0.8 -> 0.72) and the rate ends at 0.
+    [("constant", 0.64, 0.1), ("cosine", 0.72, 0.0)],
+)
+def test_structured_training_uses_the_shared_optimizers_and_schedules(
+    schedule: str, w_after: float, final_rate: float
+) -> None:
+    inp = keras.Input((1,))
+    model = keras.Model(inp, keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")(inp))
+    x, y = np.ones((2, 1), "float32"), np.zeros((2, 1), "float32")
+    config = TrainConfig(1, 1, 0.1, "sgd", schedule)
+    report = train(model, x, y, keras.losses.MeanSquaredError(), config)
+    assert report.steps == 2
+    assert float(model.weights[0].numpy().ravel()[0]) == pytest.approx(w_after, rel=1e-5)
+    assert report.final_learning_rate == pytest.approx(final_rate, abs=1e-7)
+    with pytest.raises(SpecError, match="unknown optimizer"):
+        train(model, x, y, keras.losses.MeanSquaredError(), replace(config, optimizer="sgdm"))
 
 
 def test_slimming_removes_the_smallest_gammas_globally() -> None:
@@ -171,7 +195,7 @@ def test_slimming_end_to_end_saves_and_loads_both_formats(data: Dataset, tmp_pat
         model,
         {"name": "slimming", "ratio": 0.5, "sparsity_epochs": 2, "l1_lambda": 0.01},
         data=data,
-        fine_tune={"epochs": 1, "batch_size": 32},
+        fine_tune={"epochs": 1, "batch_size": 32, "schedule": "cosine"},
     )
     s = outcome.details["structured"]
     g = s["gamma"]
@@ -188,6 +212,10 @@ def test_slimming_end_to_end_saves_and_loads_both_formats(data: Dataset, tmp_pat
     )
     assert len(s["sparsity_training"]["epoch_losses"]) == 2
     assert len(s["fine_tune"]["epoch_losses"]) == 1
+    # fine_tune.schedule reaches the fine-tuning; sparsity training keeps its constant rate
+    sparse, ft = s["sparsity_training"], s["fine_tune"]
+    assert (sparse["schedule"], sparse["final_learning_rate"]) == ("constant", pytest.approx(1e-3))
+    assert (ft["schedule"], ft["final_learning_rate"]) == ("cosine", pytest.approx(0.0, abs=1e-9))
     # the output layer's group is blocked and says so, in details and in the event log
     assert any("reaches model output" in n for n in s["blocked"])
     assert any(
@@ -293,6 +321,24 @@ def test_filter_taylor_uses_data_and_fine_tunes(data: Dataset) -> None:
     assert s["flops"]["after"] < s["flops"]["before"]
     pred = outcome.model.predict(data.train.x[:8])  # type: ignore[union-attr]
     assert pred.shape == (8, 3) and np.isfinite(pred).all()
+
+
+@pytest.mark.parametrize(
+    ("schedule", "final_rate"), [(None, 0.01), ("constant", 0.01), ("cosine", 0.0)]
+)
+def test_filter_fine_tune_follows_the_spec_schedule(
+    data: Dataset, schedule: str | None, final_rate: float
+) -> None:
+    """Absent, ``fine_tune.schedule`` is the spec's default (constant), as in every strategy."""
+    fine_tune: dict[str, Any] = {"epochs": 1, "batch_size": 64, "learning_rate": 0.01}
+    if schedule is not None:
+        fine_tune["schedule"] = schedule
+    outcome, reporter = _run(conv_bn(), {"name": "filter", "ratio": 0.5}, data, fine_tune)
+    ft = outcome.details["structured"]["fine_tune"]
+    expected = schedule or "constant"
+    assert ft["schedule"] == expected
+    assert ft["final_learning_rate"] == pytest.approx(final_rate, abs=1e-9)
+    assert any(c[0] == "event" and f"({expected})" in c[1]["message"] for c in reporter.calls)
 
 
 # ------------------------------------------------------------------------ model formats

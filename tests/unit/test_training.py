@@ -92,6 +92,33 @@ def test_fine_tune_schedule_is_validated() -> None:
         FineTune(schedule="linear")  # type: ignore[arg-type]
 
 
+def test_optimizer_names_are_the_specs() -> None:
+    """One table for every strategy, with exactly the names the spec (and so the API) takes;
+    ``sgd`` is plain SGD."""
+    import re
+
+    import keras
+    from pydantic import ValidationError
+
+    from prunekit.errors import SpecError
+    from prunekit.spec import FineTune
+    from prunekit.training import OPTIMIZERS, make_optimizer
+
+    pattern = FineTune.model_json_schema()["properties"]["optimizer"]["pattern"]
+    match = re.fullmatch(r"\^\((.*)\)\$", pattern)
+    assert match is not None
+    assert set(match.group(1).split("|")) == set(OPTIMIZERS)
+    for name in OPTIMIZERS:
+        assert FineTune(optimizer=name).optimizer == name
+        assert isinstance(make_optimizer(name, 1e-3, "cosine", 10), keras.optimizers.Optimizer)
+    assert make_optimizer("sgd", 1e-3).momentum == 0
+    for name in ("sgd_momentum", "nadam"):
+        with pytest.raises(ValidationError):
+            FineTune(optimizer=name)
+        with pytest.raises(SpecError, match="unknown optimizer"):
+            make_optimizer(name, 1e-3)
+
+
 def test_cosine_schedule_needs_total_steps() -> None:
     from prunekit.errors import SpecError
     from prunekit.training import make_optimizer
