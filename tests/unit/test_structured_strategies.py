@@ -324,18 +324,18 @@ def test_filter_taylor_uses_data_and_fine_tunes(data: Dataset) -> None:
 
 
 @pytest.mark.parametrize(
-    ("schedule", "final_rate"), [(None, 0.01), ("constant", 0.01), ("cosine", 0.0)]
+    ("schedule", "final_rate"), [(None, 0.0), ("constant", 0.01), ("cosine", 0.0)]
 )
 def test_filter_fine_tune_follows_the_spec_schedule(
     data: Dataset, schedule: str | None, final_rate: float
 ) -> None:
-    """Absent, ``fine_tune.schedule`` is the spec's default (constant), as in every strategy."""
+    """Absent, ``fine_tune.schedule`` is the spec's default (cosine), as in every strategy."""
     fine_tune: dict[str, Any] = {"epochs": 1, "batch_size": 64, "learning_rate": 0.01}
     if schedule is not None:
         fine_tune["schedule"] = schedule
     outcome, reporter = _run(conv_bn(), {"name": "filter", "ratio": 0.5}, data, fine_tune)
     ft = outcome.details["structured"]["fine_tune"]
-    expected = schedule or "constant"
+    expected = schedule or "cosine"
     assert ft["schedule"] == expected
     assert ft["final_learning_rate"] == pytest.approx(final_rate, abs=1e-9)
     assert any(c[0] == "event" and f"({expected})" in c[1]["message"] for c in reporter.calls)

@@ -86,7 +86,7 @@ def test_fine_tune_schedule_is_validated() -> None:
 
     from prunekit.spec import FineTune
 
-    assert FineTune().schedule == "constant"
+    assert FineTune().schedule == "cosine"
     assert FineTune(schedule="cosine").schedule == "cosine"
     with pytest.raises(ValidationError):
         FineTune(schedule="linear")  # type: ignore[arg-type]
