@@ -324,8 +324,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument(
         "--schedule",
         choices=["constant", "cosine"],
-        help="fine-tune lr schedule of both sides (default constant); cosine decays each "
-        "side's lr to 0 over its fine-tune budget. Results go to *_cosine files.",
+        help="fine-tune lr schedule of both sides (default: the model's in bench/config.py, "
+        "constant for the LeNets); cosine decays each side's lr to 0 over its fine-tune "
+        "budget. Results go to *_cosine files.",
     )
     p.add_argument("--batch-size", type=int)
     p.add_argument("--ramp-fraction", type=float, help="share of fine-tune steps in the ramp")
@@ -346,8 +347,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return a
 
 
-def raw_path(model: str, quick: bool, schedule: str | None = None) -> Path:
-    return RAW_DIR / f"tfmot_{model}{schedule_suffix(schedule)}{'_quick' if quick else ''}.json"
+def raw_path(model: str, quick: bool, schedule: str | None = None, seed: int = 0) -> Path:
+    suffix = schedule_suffix(schedule) + seed_suffix(seed)
+    return RAW_DIR / f"tfmot_{model}{suffix}{'_quick' if quick else ''}.json"
 
 
 def run_cli(a: argparse.Namespace) -> Path:
@@ -356,7 +358,7 @@ def run_cli(a: argparse.Namespace) -> Path:
     cfg = build_config(a)
     report = compare(cfg, sides)
     report["quick"] = a.quick
-    out = a.out or raw_path(cfg.model, a.quick, cfg.finetune_schedule)
+    out = a.out or raw_path(cfg.model, a.quick, cfg.finetune_schedule, cfg.seed)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(format_table(report["rows"]))
@@ -416,8 +418,13 @@ def schedule_suffix(schedule: str | None) -> str:
     return "" if schedule in (None, "constant") else f"_{schedule}"
 
 
-def suite_name(model: str, schedule: str | None = None) -> str:
-    return f"compare_tfmot_{model}{schedule_suffix(schedule)}"
+def seed_suffix(seed: int | None) -> str:
+    """File-name suffix of a run's seed: none for seed 0, the default every table uses."""
+    return "" if not seed else f"_seed{seed}"
+
+
+def suite_name(model: str, schedule: str | None = None, seed: int | None = 0) -> str:
+    return f"compare_tfmot_{model}{schedule_suffix(schedule)}{seed_suffix(seed)}"
 
 
 def reproduce_command(config: dict[str, Any], quick: bool) -> tuple[str, list[str]]:
@@ -544,7 +551,7 @@ def to_result(raw: dict[str, Any]) -> Path:
         notes.append(f"Run with settings the command line cannot set: {', '.join(unexpressed)}.")
     extra = {k: raw[k] for k in ("generated_at", "host", "config", "sides") if k in raw}
     return write_result(
-        suite_name(model, config.get("finetune_schedule")),
+        suite_name(model, config.get("finetune_schedule"), config.get("seed")),
         rows,
         command,
         extra,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -30,12 +31,14 @@ from typing import Any
 from bench.common import REPO_ROOT, RESULTS_DIR, describe_machine, read_result
 
 DOC = REPO_ROOT / "docs" / "benchmarks.md"
+SEED_SUITE = re.compile(r"_seed\d+$")
 IMG_SUBDIR = "img"  # plots go to docs/img/, linked relatively from docs/benchmarks.md
 
 # Suites in the order the document shows them; others follow alphabetically.
 SUITE_ORDER = [
     "quality_lenet300",
     "compare_tfmot",
+    "seed_spread",
     "structured_vgg",
     "engine_overhead",
     "service_load",
@@ -44,11 +47,16 @@ SUITE_ORDER = [
 
 # ------------------------------------------------------------------------------ loading
 def load_results(results_dir: Path = RESULTS_DIR) -> list[dict[str, Any]]:
-    """One result per suite (the full run's, else the quick run's), in document order."""
+    """One result per suite (the full run's, else the quick run's), in document order.
+
+    The extra seeds of a comparison (``..._seed<N>``) are left out: ``seed_spread``
+    summarises them, and the seed-0 file is the comparison's own section."""
     by_suite: dict[str, dict[str, Any]] = {}
     for path in sorted(Path(results_dir).glob("*.json")):
         doc = read_result(path)
         suite = str(doc["suite"])
+        if SEED_SUITE.search(suite):
+            continue
         current = by_suite.get(suite)
         if current is None or (current.get("quick") and not doc.get("quick")):
             by_suite[suite] = doc

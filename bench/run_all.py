@@ -1,14 +1,18 @@
 """Run the benchmark suites one after another, then render ``docs/benchmarks.md``.
 
-Each suite is a module of ``bench`` with ``main(quick: bool) -> Path`` (the result file it
-wrote). Every suite runs in its own Python process, so one that crashes, leaks memory or
-leaves TensorFlow state behind cannot spoil the next; a failing suite is reported and the
-others still run, and the exit status is non-zero when any failed. The report is rendered
-from whatever results exist at the end.
+Each suite is a module of ``bench`` run as ``python -m bench.<module> <flags>`` (``--quick``
+for the quick subset); one module can back several suites with different flags (the tfmot
+comparison on each model). Every suite runs in its own Python process, so one that
+crashes, leaks memory or leaves TensorFlow state behind cannot spoil the next; a failing
+suite is reported and the others still run, and the exit status is non-zero when any
+failed. The report is rendered from whatever results exist at the end.
 
 Usage (from the repository root; ``make bench`` / ``make bench-quick`` call this)::
 
     python -m bench.run_all [--quick] [--only SUITE ...] [--no-report]
+
+``make bench`` takes hours on 2 CPU cores (the VGG and LeNet-5 grids dominate);
+``make bench-quick`` runs the suites that have a quick form, subsampled, in minutes.
 """
 
 from __future__ import annotations
@@ -20,31 +24,54 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from bench.common import REPO_ROOT
 
-# The suites `make bench` runs, in this order.
-SUITES: list[str] = [
-    "compare_tfmot",  # every strategy beside tfmot on LeNet-300-100 (tfmot in bench/.venv-tfmot)
-    "structured_vgg",  # structured pruning of a VGG: accuracy, FLOPs and latency
-    "engine_overhead",
-    "service_load",
-]
-# The report orders sections itself (bench/report.py). compare_tfmot writes
-# compare_tfmot_<model>.json; other models: python -m bench.compare_tfmot --model lenet5.
+
+@dataclass(frozen=True)
+class Suite:
+    module: str  # bench.<module>, run with ``python -m``
+    flags: tuple[str, ...] = ()  # the full run's
+    has_quick: bool = True  # whether ``--quick`` (added to ``flags``) gives a quick form
+
+    def argv(self, quick: bool) -> list[str]:
+        return [sys.executable, "-m", f"bench.{self.module}", *self.flags] + (
+            ["--quick"] if quick else []
+        )
+
+
+# The suites `make bench` runs, in this order (tfmot runs in bench/.venv-tfmot). The
+# comparison suites write compare_tfmot_<model>[_cosine].json; the report orders sections.
+SUITES: dict[str, Suite] = {
+    # every strategy beside tfmot on LeNet-300-100, constant fine-tune lr
+    "compare_tfmot": Suite("compare_tfmot", ("--model", "lenet_300_100")),
+    # the same with cosine decay on both sides, each side's lr chosen on validation
+    "compare_tfmot_cosine": Suite(
+        "compare_tfmot",
+        ("--model", "lenet_300_100", "--schedule", "cosine", "--prunekit-lr", "0.01"),
+        has_quick=False,
+    ),
+    # seeds 1 and 2 of the cosine run (90/95%): how much of a gap is noise
+    "seed_spread": Suite("seed_spread", has_quick=False),
+    # every strategy beside tfmot on LeNet-5 / MNIST and a VGG-style CNN / Fashion-MNIST
+    "compare_tfmot_lenet5": Suite("compare_tfmot", ("--model", "lenet5"), has_quick=False),
+    "compare_tfmot_vgg_small": Suite("compare_tfmot", ("--model", "vgg_small"), has_quick=False),
+    # structured pruning of a VGG over channel ratios: accuracy, FLOPs and latency
+    "structured_vgg": Suite("structured_vgg"),
+    "engine_overhead": Suite("engine_overhead"),
+    "service_load": Suite("service_load"),
+}
 
 
 def run_suite(name: str, quick: bool, timeout: float | None) -> tuple[bool, float, str]:
     """Run one suite in a child process: (succeeded, seconds, message)."""
-    code = (
-        "import importlib; "
-        f"path = importlib.import_module('bench.{name}').main({quick!r}); "
-        "print('result:', path)"
-    )
+    argv = SUITES[name].argv(quick)
+    print("$", " ".join(argv[1:]), flush=True)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
     started = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, env=env, timeout=timeout)
+        proc = subprocess.run(argv, cwd=REPO_ROOT, env=env, timeout=timeout)
     except subprocess.TimeoutExpired:
         return False, time.perf_counter() - started, f"timed out after {timeout:.0f}s"
     seconds = time.perf_counter() - started
@@ -62,10 +89,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--timeout", type=float, default=None, help="seconds allowed per suite (default: none)"
     )
     args = parser.parse_args(argv)
-    names = args.only or SUITES
-    for name in names:  # fail fast on a typo, before hours of benchmarks
-        if importlib.util.find_spec(f"bench.{name}") is None:
-            parser.error(f"no suite bench/{name}.py")
+    unknown = [n for n in args.only or () if n not in SUITES]
+    if unknown:  # fail fast on a typo, before hours of benchmarks
+        parser.error(f"unknown suites {unknown}; known: {', '.join(SUITES)}")
+    names = [n for n in (args.only or SUITES) if not args.quick or SUITES[n].has_quick]
+    for name in names:
+        if importlib.util.find_spec(f"bench.{SUITES[name].module}") is None:
+            parser.error(f"no module bench/{SUITES[name].module}.py for suite {name}")
+    if args.only and len(names) < len(args.only):
+        print(f"no quick form, skipped: {sorted(set(args.only) - set(names))}", flush=True)
 
     failures: list[str] = []
     summary: list[str] = []

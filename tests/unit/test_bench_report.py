@@ -237,3 +237,71 @@ def test_cosine_runs_get_their_own_files_and_reproduce_with_schedule() -> None:
     command, unexpressed = reproduce_command(config.to_dict(), quick=False)
     assert "--schedule cosine" in command and "--finetune-lr 0.01" in command
     assert unexpressed == []
+
+
+def _comparison(tmp: Path, seed: int, dense: float, rows: list[tuple]) -> Path:
+    """A seed's comparison file: rows of (side, strategy, sparsity, accuracy, val)."""
+    from bench.compare_tfmot import suite_name
+
+    body = [{"side": "keras3", "strategy": "dense", "sparsity": 0.0, "accuracy": dense,
+             "val_accuracy": dense}]  # fmt: skip
+    body += [
+        {"side": s, "strategy": n, "sparsity": sp, "accuracy": a, "val_accuracy": v}
+        for s, n, sp, a, v in rows
+    ]
+    return _write(tmp, suite_name("lenet_300_100", "cosine", seed), body)
+
+
+def test_seed_spread_drops_are_against_each_seeds_own_dense(tmp_path: Path) -> None:
+    from bench import seed_spread
+
+    # seed 0: dense 98.0, magnitude 97.9 (drop 0.1); seed 1: dense 98.4, magnitude 98.1
+    # (drop 0.3); tfmot drops 0.5 and 0.7. gradual exists only in seed 0: left out.
+    _comparison(
+        tmp_path,
+        0,
+        0.980,
+        [
+            ("prunekit", "magnitude", 0.95, 0.979, 0.975),
+            ("prunekit", "gradual", 0.95, 0.990, 0.990),
+            ("tfmot", "tfmot_polynomial", 0.95, 0.975, 0.970),
+        ],
+    )
+    seed1 = [
+        ("prunekit", "magnitude", 0.95, 0.981, 0.977),
+        ("tfmot", "tfmot_polynomial", 0.95, 0.977, 0.972),
+    ]
+    _comparison(tmp_path, 1, 0.984, seed1)
+    path = seed_spread.summarise([0, 1], quick=False, results_dir=tmp_path)
+    doc = common.read_result(path)
+    rows = {(r["side"], r["strategy"]): r for r in doc["rows"]}
+    assert ("prunekit", "gradual") not in rows
+    mag = rows[("prunekit", "magnitude")]
+    assert mag["seeds"] == 2
+    assert mag["drop_mean"] == pytest.approx(0.2)
+    # sample std of (0.1, 0.3) = sqrt(((-0.1)^2 + 0.1^2) / 1)
+    assert mag["drop_std"] == pytest.approx(0.1414, abs=1e-3)
+    assert (mag["drop_min"], mag["drop_max"]) == (pytest.approx(0.1), pytest.approx(0.3))
+    assert mag["accuracy_mean"] == pytest.approx(98.0)
+    assert mag["val_accuracy_mean"] == pytest.approx(97.6)
+    assert rows[("tfmot", "tfmot_polynomial")]["drop_mean"] == pytest.approx(0.6)
+    assert any("`magnitude` (best by validation)" in h["metric"] for h in doc["headline"])
+    with pytest.raises(FileNotFoundError, match="seed"):
+        seed_spread.summarise([0, 1, 2], quick=False, results_dir=tmp_path)
+
+
+def test_report_leaves_per_seed_files_to_the_seed_spread(tmp_path: Path) -> None:
+    _comparison(tmp_path, 0, 0.98, [])
+    _comparison(tmp_path, 2, 0.98, [])
+    suites = [d["suite"] for d in report.load_results(tmp_path)]
+    assert suites == ["compare_tfmot_lenet_300_100_cosine"]
+
+
+def test_run_all_suites_are_complete_commands() -> None:
+    from bench import run_all
+
+    assert run_all.SUITES["compare_tfmot_lenet5"].argv(False)[1:] == [
+        "-m", "bench.compare_tfmot", "--model", "lenet5"]  # fmt: skip
+    assert run_all.SUITES["structured_vgg"].argv(True)[-1] == "--quick"
+    for name, suite in run_all.SUITES.items():
+        assert (Path(common.REPO_ROOT) / "bench" / f"{suite.module}.py").exists(), name
