@@ -272,11 +272,18 @@ def build_config(a: argparse.Namespace) -> RunConfig:
         "prunekit_strategies": a.strategies,
         "secondary_sparsities": a.secondary_sparsities,
         "prunekit_params": strategy_params(a.set) if a.set else None,
+        "prunekit_distill": a.distill,
     }
     for k, v in overrides.items():
         if v is not None:
             setattr(cfg, k, v)
     return cfg
+
+
+def distill_arg(text: str) -> dict[str, float]:
+    """``"0.5,4"`` -> ``{"alpha": 0.5, "temperature": 4.0}``."""
+    alpha, _, temperature = text.partition(",")
+    return {"alpha": float(alpha), "temperature": float(temperature or 4.0)}
 
 
 def strategy_params(assignments: list[str]) -> dict[str, dict[str, Any]]:
@@ -332,6 +339,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ramp-fraction", type=float, help="share of fine-tune steps in the ramp")
     p.add_argument("--seed", type=int)
     p.add_argument(
+        "--distill",
+        type=distill_arg,
+        metavar="ALPHA,T",
+        help="prunekit fine-tunes with distillation from the dense model (fine_tune.distill)",
+    )
+    p.add_argument(
         "--out", type=Path, help="raw result JSON (default bench/results/raw/tfmot_<model>.json)"
     )
     p.add_argument(
@@ -347,9 +360,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return a
 
 
-def raw_path(model: str, quick: bool, schedule: str | None = None, seed: int = 0) -> Path:
-    suffix = schedule_suffix(schedule) + seed_suffix(seed)
-    return RAW_DIR / f"tfmot_{model}{suffix}{'_quick' if quick else ''}.json"
+def raw_path(cfg: RunConfig, quick: bool) -> Path:
+    name = suite_name(cfg.model, cfg.finetune_schedule, cfg.seed, cfg.prunekit_distill)
+    return RAW_DIR / f"{name.replace('compare_tfmot_', 'tfmot_')}{'_quick' if quick else ''}.json"
 
 
 def run_cli(a: argparse.Namespace) -> Path:
@@ -358,7 +371,7 @@ def run_cli(a: argparse.Namespace) -> Path:
     cfg = build_config(a)
     report = compare(cfg, sides)
     report["quick"] = a.quick
-    out = a.out or raw_path(cfg.model, a.quick, cfg.finetune_schedule, cfg.seed)
+    out = a.out or raw_path(cfg, a.quick)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2) + "\n")
     print(format_table(report["rows"]))
@@ -423,8 +436,13 @@ def seed_suffix(seed: int | None) -> str:
     return "" if not seed else f"_seed{seed}"
 
 
-def suite_name(model: str, schedule: str | None = None, seed: int | None = 0) -> str:
-    return f"compare_tfmot_{model}{schedule_suffix(schedule)}{seed_suffix(seed)}"
+def suite_name(
+    model: str, schedule: str | None = None, seed: int | None = 0, distill: Any = None
+) -> str:
+    """``compare_tfmot_<model>[_cosine][_distill][_seed<N>]``: runs with other settings
+    (schedule, prunekit distillation, seed) get their own files."""
+    variant = schedule_suffix(schedule) + ("_distill" if distill else "") + seed_suffix(seed)
+    return f"compare_tfmot_{model}{variant}"
 
 
 def reproduce_command(config: dict[str, Any], quick: bool) -> tuple[str, list[str]]:
@@ -451,6 +469,10 @@ def reproduce_command(config: dict[str, Any], quick: bool) -> tuple[str, list[st
             parts.append(f"{flag} {','.join(str(v) for v in value)}")
         else:
             parts.append(f"{flag} {value}")
+    if config.get("prunekit_distill"):
+        d = config["prunekit_distill"]
+        unexpressed = [u for u in unexpressed if not u.startswith("prunekit_distill=")]
+        parts.append(f"--distill {d['alpha']:g},{d['temperature']:g}")
     if config.get("prunekit_params"):
         unexpressed = [u for u in unexpressed if not u.startswith("prunekit_params=")]
         for strategy, params in config["prunekit_params"].items():
@@ -551,7 +573,12 @@ def to_result(raw: dict[str, Any]) -> Path:
         notes.append(f"Run with settings the command line cannot set: {', '.join(unexpressed)}.")
     extra = {k: raw[k] for k in ("generated_at", "host", "config", "sides") if k in raw}
     return write_result(
-        suite_name(model, config.get("finetune_schedule"), config.get("seed")),
+        suite_name(
+            model,
+            config.get("finetune_schedule"),
+            config.get("seed"),
+            config.get("prunekit_distill"),
+        ),
         rows,
         command,
         extra,

@@ -69,6 +69,9 @@ class RunConfig:
     # ``{"gradual": {"end_fraction": 0.5}}`` (validation sweeps).
     prunekit_params: dict[str, dict[str, Any]] | None = None
     secondary_sparsities: list[float] | None = None
+    # prunekit's ``fine_tune.distill`` ({"alpha", "temperature"}): distillation from the
+    # dense model during recovery, a prunekit feature tfmot has no counterpart for.
+    prunekit_distill: dict[str, float] | None = None
     # Filled in by the driver.
     dense_weights: str | None = None  # portable .npz (weights_io)
     reference_predictions: str | None = None  # Keras 3 test-set argmax, .npy

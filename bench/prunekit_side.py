@@ -148,6 +148,8 @@ def prune_one(
         "optimizer": cfg.optimizer,
         "schedule": cfg.finetune_schedule,
     }
+    if cfg.prunekit_distill is not None:
+        fine_tune["distill"] = cfg.prunekit_distill
     spec = PruneSpec(strategy=p.params, seed=cfg.seed, fine_tune=fine_tune)
     keras.utils.set_random_seed(cfg.seed)
 
@@ -156,7 +158,14 @@ def prune_one(
     t0 = time.perf_counter()
     model = architectures.build(keras, cfg.model, tuple(split.x_train.shape[1:]))
     weights_io.load_model_weights(model, cfg.dense_weights)
-    ctx = PruningContext(LoadedModel(ModelFormat.KERAS, keras_model=model), spec, data=dataset)
+    teacher = None
+    if cfg.prunekit_distill is not None:  # the dense model, a second copy (as the pipeline does)
+        teacher = architectures.build(keras, cfg.model, tuple(split.x_train.shape[1:]))
+        weights_io.load_model_weights(teacher, cfg.dense_weights)
+        teacher = LoadedModel(ModelFormat.KERAS, keras_model=teacher)
+    ctx = PruningContext(
+        LoadedModel(ModelFormat.KERAS, keras_model=model), spec, data=dataset, teacher=teacher
+    )
     ctx.loss = LOSS
     outcome = build(parse_params(p.params)).run(ctx)
     wall_s = time.perf_counter() - t0

@@ -24,6 +24,7 @@ from prunekit.progress import NullReporter, Reporter
 from prunekit.spec import PruneSpec
 
 if TYPE_CHECKING:
+    from prunekit.distillation import Distillation
     from prunekit.training import TrainConfig, Trainer
 
 
@@ -46,6 +47,8 @@ class PruningContext:
     # the whole job's progress while the strategy runs: its own 0..1 maps onto this range
     progress_span: tuple[float, float] = (0.2, 0.85)
     validation_fraction: float = 0.1  # carved from train when the dataset has no val split
+    # the model as uploaded, loaded a second time, when the spec asks for distillation
+    teacher: LoadedModel | None = None
     _prunable: list[Weight] | None = None
     _splits: tuple[Split, Split] | None = None
     _warned_frozen_stats: bool = False
@@ -167,6 +170,23 @@ class PruningContext:
             schedule=ft.schedule,
         )
 
+    def distillation(self) -> Distillation | None:
+        """The teacher and weights of ``fine_tune.distill``; ``None`` when not asked for."""
+        ft = self.spec.fine_tune
+        if ft is None or ft.distill is None:
+            return None
+        if self.teacher is None:
+            raise SpecError("distillation needs the original model as teacher; none was loaded")
+        from prunekit.distillation import Distillation
+
+        teacher = self.teacher
+        return Distillation(
+            lambda x: teacher.call(x, training=False),
+            self.loss_spec,
+            ft.distill.alpha,
+            ft.distill.temperature,
+        )
+
     def trainer(
         self,
         masks: Mapping[str, np.ndarray] | None = None,
@@ -193,6 +213,7 @@ class PruningContext:
             masks=masks,
             progress=self.report,
             check_cancelled=self.reporter.check_cancelled,
+            distill=self.distillation(),
             **kwargs,
         )
 
@@ -215,6 +236,7 @@ class PruningContext:
         self.reporter.event(
             f"masked fine-tuning: {config.epochs} epoch(s), {config.optimizer}, "
             f"lr {config.learning_rate} ({config.schedule}), batch {config.batch_size}"
+            + distill_note(trainer.distill)
         )
         history = trainer.fit(data or self.data.train, config.epochs, span=span)
         if history:
@@ -233,6 +255,16 @@ class PruningContext:
                 f"(e.g. BatchNorm statistics: {', '.join(frozen[:3])}) stay frozen",
                 level="warning",
             )
+
+
+def distill_note(distill: Distillation | None) -> str:
+    """The event text's distillation part ("" without)."""
+    if distill is None:
+        return ""
+    return (
+        f", distilling from the original model (alpha {distill.alpha:g}, temperature "
+        f"{distill.temperature:g})"
+    )
 
 
 def evaluate(model: LoadedModel, data: Split, loss: LossSpec) -> dict[str, float | None]:

@@ -206,7 +206,12 @@ def prune(
     reporter.check_cancelled()
 
     reporter.phase("pruning", 0.2, strategy=params.name)
-    ctx = PruningContext(model=model, spec=spec, reporter=reporter, data=dataset, loss=loss)
+    teacher = None
+    if dataset is not None and spec.fine_tune is not None and spec.fine_tune.distill is not None:
+        teacher = load_model(source, fmt)  # a second copy, never trained: the teacher
+    ctx = PruningContext(
+        model=model, spec=spec, reporter=reporter, data=dataset, loss=loss, teacher=teacher
+    )
     outcome = build(params).run(ctx)
     pruned = outcome.model or model
     reporter.check_cancelled()

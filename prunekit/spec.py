@@ -15,6 +15,26 @@ from prunekit.losses import LossName
 from prunekit.strategies import StrategyParams, parse_params
 
 
+class Distill(BaseModel):
+    """Knowledge distillation from the model as uploaded (the teacher) while training."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alpha: float = Field(
+        default=0.5,
+        ge=0,
+        le=1,
+        description="weight of the distillation term; the task loss on the labels gets 1 - alpha",
+    )
+    temperature: float = Field(
+        default=4.0,
+        gt=0,
+        le=100,
+        description="softmax temperature of the teacher's and the student's logits "
+        "(classifiers; regression matches outputs in mean squared error)",
+    )
+
+
 class FineTune(BaseModel):
     """Masked fine-tuning after (or during) pruning, on the job's dataset."""
 
@@ -36,6 +56,12 @@ class FineTune(BaseModel):
         "in bench/compare_tfmot.py; constant: learning_rate throughout. Every strategy's "
         "fine-tuning follows it, the structured ones (filter, slimming) included; slimming's "
         "sparsity training always keeps a constant sparsity_learning_rate.",
+    )
+    distill: Distill | None = Field(
+        default=None,
+        description="train against the original model's outputs as well as the labels "
+        "(Hinton et al. 2015), in every training phase of every strategy; costs one more "
+        "forward pass per step and one more copy of the weights in memory",
     )
 
 

@@ -29,6 +29,7 @@ import numpy as np
 import tensorflow as tf
 
 from prunekit.data import Split
+from prunekit.distillation import Distillation
 from prunekit.errors import SpecError
 from prunekit.losses import LossName, LossSpec, keras_loss
 from prunekit.model import LoadedModel, Weight, as_tf_variable
@@ -127,8 +128,10 @@ class Trainer:
         progress: Progress | None = None,
         check_cancelled: Callable[[], None] | None = None,
         total_steps: int | None = None,
+        distill: Distillation | None = None,
     ) -> None:
         self.model = model
+        self.distill = distill
         self.loss = loss
         self.loss_fn = keras_loss(loss)
         self.config = config
@@ -188,7 +191,10 @@ class Trainer:
     # -------------------------------------------------------------- the step
     def _forward_loss(self, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
         out = self.model.call(x, training=True)
-        return self.loss_fn(y, out)
+        task = self.loss_fn(y, out)
+        if self.distill is None:
+            return task
+        return self.distill(x, out, task)
 
     def _build_step(self) -> Any:
         pvars, others, masks = self.pvars, self.others, self.mask_vars

@@ -13,7 +13,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from prunekit.context import PruningContext, StrategyOutcome
+from prunekit.context import PruningContext, StrategyOutcome, distill_note
 from prunekit.data import Dataset
 from prunekit.errors import SpecError
 from prunekit.losses import LossName, LossSpec, keras_loss, resolve_loss
@@ -106,6 +106,7 @@ def run_training(
     def progress(fraction: float, **detail: Any) -> None:
         ctx.reporter.progress(lo + (hi - lo) * fraction, **detail)
 
+    distill = ctx.distillation()
     report = train(
         model,
         x,
@@ -117,13 +118,14 @@ def run_training(
         seed=ctx.seed,
         progress=progress,
         check_cancelled=ctx.reporter.check_cancelled,
+        distill=distill,
     )
     if report.epoch_losses:
         ctx.reporter.event(
             f"{label}: {settings.epochs} epoch(s), {settings.optimizer}, lr "
             f"{settings.learning_rate} ({settings.schedule}), batch {settings.batch_size}; "
             "last epoch loss "
-            f"{report.epoch_losses[-1]:.4f}"
+            f"{report.epoch_losses[-1]:.4f}" + distill_note(distill)
         )
     return report
 

@@ -24,6 +24,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from prunekit.distillation import Distillation
 from prunekit.structured.graph import DependencyGraph
 from prunekit.training import TrainConfig, check_names, make_optimizer
 
@@ -87,13 +88,15 @@ def train(
     seed: int = 0,
     progress: Progress | None = None,
     check_cancelled: Callable[[], None] | None = None,
+    distill: Distillation | None = None,
 ) -> TrainReport:
     """Train ``model`` in place on ``(x, y)``; with ``l1_lambda > 0`` add ``lambda*sign(g)``
     to the gradient of every variable in ``gammas``. ``settings.schedule`` "cosine" decays the
     rate to 0 over the whole run (every batch, the last partial one included).
 
     ``progress(fraction, epoch=, step=, loss=)`` is called after every batch (``fraction`` in
-    0..1 over the whole run); ``check_cancelled()`` between batches.
+    0..1 over the whole run); ``check_cancelled()`` between batches. ``distill`` blends in
+    the teacher's outputs (:mod:`prunekit.distillation`).
     """
     check_names(settings.optimizer, settings.schedule)
     n = len(x)
@@ -117,6 +120,8 @@ def train(
         with tf.GradientTape() as tape:
             out = model([xb] if as_list else xb, training=True)
             value = keras.ops.mean(loss(yb, out))
+            if distill is not None:
+                value = distill(xb, out, value)
             if model.losses:
                 value = value + keras.ops.sum(model.losses)
         grads = tape.gradient(value, variables)

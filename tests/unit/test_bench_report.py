@@ -231,11 +231,23 @@ def test_cosine_runs_get_their_own_files_and_reproduce_with_schedule() -> None:
     assert suite_name("lenet_300_100") == "compare_tfmot_lenet_300_100"
     assert suite_name("lenet_300_100", "constant") == "compare_tfmot_lenet_300_100"
     assert suite_name("lenet_300_100", "cosine") == "compare_tfmot_lenet_300_100_cosine"
-    assert raw_path("lenet5", False).name == "tfmot_lenet5.json"
-    assert raw_path("lenet5", True, "cosine").name == "tfmot_lenet5_cosine_quick.json"
+    assert raw_path(default_config("lenet5"), False).name == "tfmot_lenet5.json"
+    cosine5 = default_config("lenet5", finetune_schedule="cosine")
+    assert raw_path(cosine5, True).name == "tfmot_lenet5_cosine_quick.json"
     config = default_config("lenet_300_100", finetune_schedule="cosine", finetune_lr=0.01)
     command, unexpressed = reproduce_command(config.to_dict(), quick=False)
     assert "--schedule cosine" in command and "--finetune-lr 0.01" in command
+    assert unexpressed == []
+    # distillation and seeds: their own files, and a command line that says so
+    distilled = default_config(
+        "lenet_300_100",
+        finetune_schedule="cosine",
+        seed=2,
+        prunekit_distill={"alpha": 0.7, "temperature": 4.0},
+    )
+    assert raw_path(distilled, False).name == "tfmot_lenet_300_100_cosine_distill_seed2.json"
+    command, unexpressed = reproduce_command(distilled.to_dict(), quick=False)
+    assert "--distill 0.7,4" in command and "--seed 2" in command
     assert unexpressed == []
 
 
