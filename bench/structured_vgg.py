@@ -162,9 +162,11 @@ def train_dense(cfg: dict[str, Any], train: Split, val: Split) -> tuple[Path, di
     return path, meta
 
 
-def latency(models: dict[str, keras.Model], runs: int, warmup: int) -> dict[str, Any]:
-    """Median ms per batch of 32, models timed alternately in this process."""
-    x = tf.constant(np.random.default_rng(0).random((32, 28, 28, 1), dtype=np.float32))
+def latency(
+    models: dict[str, keras.Model], runs: int, warmup: int, batch: int = 32
+) -> dict[str, Any]:
+    """Median ms per batch of ``batch``, models timed alternately in this process."""
+    x = tf.constant(np.random.default_rng(0).random((batch, 28, 28, 1), dtype=np.float32))
     fns = {}
     for name, m in models.items():
         fn = tf.function(lambda t, m=m: m(t, training=False))
@@ -261,8 +263,8 @@ def measure(
             "size_bytes": dense_path.stat().st_size,
         },
         "fine_tune": ft,
-        "latency_protocol": f"batch 32, tf.function, {warmup} warm-up calls, {runs} timed "
-        "runs per model, models alternated in one process, median",
+        "latency_protocol": f"batches of 32 and of 1, tf.function, {warmup} warm-up calls, "
+        f"{runs} timed runs per model, models alternated in one process, median",
         "strategies": {},
     }
     print(f"dense: {result['dense']}", flush=True)
@@ -298,11 +300,14 @@ def measure(
         }
         print(f"{label}: {json.dumps(result['strategies'][label])[:600]}", flush=True)
 
-    lat = latency({"dense": dense, **pruned_models}, runs, warmup)
+    timed = {"dense": dense, **pruned_models}
+    lat = latency(timed, runs, warmup, batch=32)
     result["latency_ms_batch32"] = lat
+    result["latency_ms_batch1"] = lat1 = latency(timed, runs, warmup, batch=1)
     for label in pruned_models:
         row = result["strategies"][label]
         row["latency_speedup"] = round(lat["dense"]["median_ms"] / lat[label]["median_ms"], 3)
+        row["latency_speedup_b1"] = round(lat1["dense"]["median_ms"] / lat1[label]["median_ms"], 3)
         row["bar"] = {
             "latency_2x": row["latency_speedup"] >= 2.0,
             "flops_3x": row["flops_reduction"] >= 3.0,
@@ -330,6 +335,8 @@ COLUMNS = [
     "params_reduction",
     "latency_ms_b32",
     "latency_speedup",
+    "latency_ms_b1",
+    "latency_speedup_b1",
     "size_bytes",
     "wall_s",
     "widths",
@@ -354,6 +361,11 @@ def to_result(raw: dict[str, Any]) -> Path:
     quick = bool(raw.get("quick", False))
     dense = raw["dense"]
     lat = raw["latency_ms_batch32"]
+    lat1 = raw.get("latency_ms_batch1", {})  # older raw files timed batch 32 only
+
+    def b1(label: str) -> float | None:
+        return lat1[label]["median_ms"] if label in lat1 else None
+
     rows: list[dict[str, Any]] = [
         {
             "model": "dense",
@@ -370,6 +382,8 @@ def to_result(raw: dict[str, Any]) -> Path:
             "latency_p10_ms": lat["dense"]["p10_ms"],
             "latency_p90_ms": lat["dense"]["p90_ms"],
             "latency_speedup": 1.0,
+            "latency_ms_b1": b1("dense"),
+            "latency_speedup_b1": 1.0 if lat1 else None,
             "size_bytes": dense["size_bytes"],
             "wall_s": dense.get("train_seconds"),
             "widths": list(WIDTHS),
@@ -393,6 +407,8 @@ def to_result(raw: dict[str, Any]) -> Path:
             "latency_p10_ms": lat[label]["p10_ms"],
             "latency_p90_ms": lat[label]["p90_ms"],
             "latency_speedup": r["latency_speedup"],
+            "latency_ms_b1": b1(label),
+            "latency_speedup_b1": r.get("latency_speedup_b1"),
             "size_bytes": r["size_bytes"],
             "wall_s": r["wall_seconds"],
             "widths": r["widths"],
@@ -408,6 +424,11 @@ def to_result(raw: dict[str, Any]) -> Path:
             {"metric": f"{name}: CPU latency speed-up, batch 32", "value": row["latency_speedup"],
              "unit": "x"},
             {"metric": f"{name}: FLOPs cut", "value": row["flops_reduction"], "unit": "x"},
+        ]  # fmt: skip
+        if row.get("latency_speedup_b1") is not None:
+            headline.append({"metric": f"{name}: CPU latency speed-up, batch 1",
+                             "value": row["latency_speedup_b1"], "unit": "x"})  # fmt: skip
+        headline += [
             {"metric": f"{name}: test accuracy drop", "value": row["accuracy_drop_points"],
              "unit": "points"},
         ]  # fmt: skip
