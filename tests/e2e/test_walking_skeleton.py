@@ -162,6 +162,15 @@ def test_error_answers_are_problem_json(
         c.post("/v1/jobs", json={"strategy": {"name": "magnitude", "sparsity": 0.5}}), 422
     )
     assert "body.model_id" in [e["field"] for e in body["errors"]]
+    body = _problem(
+        c.post(
+            "/v1/jobs",
+            json={"model_id": model["id"], "strategy": {"name": "magnitude", "sparsity": 0.5},
+                  "fine_tune": {"distill": {"alpha": 2}}},
+        ),
+        422,
+    )  # fmt: skip
+    assert "body.fine_tune.distill.alpha" in [e["field"] for e in body["errors"]], body
 
     # a job that cannot succeed (every layer excluded) fails with a reason; no download
     resp = c.post(
