@@ -231,9 +231,11 @@ def test_cosine_runs_get_their_own_files_and_reproduce_with_schedule() -> None:
     assert suite_name("lenet_300_100") == "compare_tfmot_lenet_300_100"
     assert suite_name("lenet_300_100", "constant") == "compare_tfmot_lenet_300_100"
     assert suite_name("lenet_300_100", "cosine") == "compare_tfmot_lenet_300_100_cosine"
-    assert raw_path(default_config("lenet5"), False).name == "tfmot_lenet5.json"
-    cosine5 = default_config("lenet5", finetune_schedule="cosine")
-    assert raw_path(cosine5, True).name == "tfmot_lenet5_cosine_quick.json"
+    constant = default_config("lenet_300_100")
+    assert raw_path(constant, False).name == "tfmot_lenet_300_100.json"
+    assert raw_path(default_config("lenet5"), True).name == "tfmot_lenet5_cosine_quick.json"
+    constant5 = default_config("lenet5", finetune_schedule="constant")
+    assert raw_path(constant5, False).name == "tfmot_lenet5.json"
     config = default_config("lenet_300_100", finetune_schedule="cosine", finetune_lr=0.01)
     command, unexpressed = reproduce_command(config.to_dict(), quick=False)
     assert "--schedule cosine" in command and "--finetune-lr 0.01" in command
