@@ -104,7 +104,6 @@ class Filter(Strategy):
             data_or_raise,
             keras_model_or_raise,
             labels,
-            loss_spec,
             outcome,
             run_training,
             surgery,
@@ -122,7 +121,7 @@ class Filter(Strategy):
         if p.criterion == "taylor":
             data = data_or_raise(ctx, self.name, "ranks channels by Taylor importance")
             ctx.reporter.phase("scoring channels", 0.25, criterion="taylor")
-            spec = loss_spec(ctx, data)
+            spec = ctx.loss_spec
             n = min(p.taylor_samples, len(data.train))
             x = np.asarray(data.train.x[:n], dtype="float32")
             y = labels(spec, np.asarray(data.train.y[:n]), int(model.outputs[0].shape[-1] or 1))

@@ -16,7 +16,7 @@ import numpy as np
 from prunekit.context import PruningContext, StrategyOutcome, distill_note
 from prunekit.data import Dataset
 from prunekit.errors import SpecError
-from prunekit.losses import LossName, LossSpec, keras_loss, resolve_loss
+from prunekit.losses import LossName, LossSpec, keras_loss
 from prunekit.model import LoadedModel
 from prunekit.strategies.structured_common import keras_graph_required
 from prunekit.structured.flops import ModelCost
@@ -26,7 +26,6 @@ from prunekit.structured.training import TrainReport, train
 from prunekit.training import TrainConfig
 
 MAX_NOTE_EVENTS = 20
-LOSS_PROBE = 64
 
 
 def keras_model_or_raise(ctx: PruningContext, strategy: str) -> keras.Model:
@@ -44,15 +43,6 @@ def data_or_raise(ctx: PruningContext, strategy: str, why: str) -> Dataset:
             reason="dataset_required",
         )
     return ctx.data
-
-
-def loss_spec(ctx: PruningContext, data: Dataset) -> LossSpec:
-    """The pipeline's resolved loss, else resolved here the same way."""
-    if ctx.loss is None:
-        x, y = data.train.x[:LOSS_PROBE], data.train.y[:LOSS_PROBE]
-        compiled = getattr(ctx.model.keras_model, "loss", None)
-        ctx.loss = resolve_loss(ctx.spec.loss, compiled, y, ctx.model.predict(x))
-    return ctx.loss
 
 
 def labels(spec: LossSpec, y: np.ndarray, out_dim: int) -> np.ndarray:
@@ -96,7 +86,7 @@ def run_training(
     the whole job (0..1)."""
     if settings.epochs <= 0:
         return TrainReport([], 0, 0.0)
-    spec = loss_spec(ctx, data)
+    spec = ctx.loss_spec
     out_dim = int(model.outputs[0].shape[-1] or 1)
     x = np.asarray(data.train.x, dtype="float32")
     y = labels(spec, np.asarray(data.train.y), out_dim)
