@@ -119,9 +119,14 @@ def accuracy(model: keras.Model, split: Split) -> float:
     return float(np.mean(np.argmax(logits, axis=-1) == split.y))
 
 
-def train_dense(cfg: dict[str, Any], train: Split, val: Split) -> tuple[Path, dict[str, Any]]:
+def dense_path(cfg: dict[str, Any]) -> Path:
+    """Where the dense model trained with ``cfg`` is cached (keyed by the whole config)."""
     key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
-    path = WORK / f"vgg_dense_{key}.keras"
+    return WORK / f"vgg_dense_{key}.keras"
+
+
+def train_dense(cfg: dict[str, Any], train: Split, val: Split) -> tuple[Path, dict[str, Any]]:
+    path = dense_path(cfg)
     meta_path = path.with_suffix(".json")
     if path.exists() and meta_path.exists():
         print(f"dense model cached: {path.name}", flush=True)
@@ -365,8 +370,7 @@ def remeasure_latency(raw: dict[str, Any]) -> dict[str, Any]:
     """Time the models a full run left in ``bench/work/`` again (same protocol as a run),
     without retraining anything; the raw result with new latency figures."""
     cfg = raw["config"]
-    key = hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:12]
-    dense = keras.saving.load_model(WORK / f"vgg_dense_{key}.keras", safe_mode=True)
+    dense = keras.saving.load_model(dense_path(cfg), safe_mode=True)
     pruned = {
         label: keras.saving.load_model(WORK / f"out_{label}" / "model.keras", safe_mode=True)
         for label in raw["strategies"]
