@@ -96,6 +96,49 @@ def test_saliency_prunes_least_contribution_by_hand() -> None:
     assert pruned == expected_pruned
 
 
+def test_saliency_l2_normalises_each_layer_before_the_global_ranking() -> None:
+    # Two linear layers, a wide one (32x8) feeding a narrow one (8x1); MSE on 16 samples.
+    rng = np.random.default_rng(2)
+    w1 = rng.normal(size=(32, 8)).astype("float32")
+    w2 = rng.normal(size=(8, 1)).astype("float32")
+    x = rng.normal(size=(16, 32)).astype("float32")
+    y = rng.normal(size=(16, 1)).astype("float32")
+    # by hand: r = x w1 w2 - y; dL/dw2 = 2/N (x w1)^T r; dL/dw1 = 2/N x^T r w2^T
+    r = x @ w1 @ w2 - y
+    g2 = 2.0 / len(x) * (x @ w1).T @ r
+    g1 = 2.0 / len(x) * x.T @ r @ w2.T
+    raw_scores = {"wide/kernel": np.abs(w1 * g1), "narrow/kernel": np.abs(w2 * g2)}
+
+    def expected(normalize: bool) -> dict[str, np.ndarray]:
+        scores = {n: s / np.linalg.norm(s) if normalize else s for n, s in raw_scores.items()}
+        flat = np.concatenate([s.ravel() for s in scores.values()])
+        threshold = np.sort(flat)[count_to_prune(flat.size, 0.5) - 1]
+        return {n: s > threshold for n, s in scores.items()}
+
+    assert not all(  # the two rankings differ on this case, so the test tells them apart
+        np.array_equal(a, b)
+        for a, b in zip(expected(True).values(), expected(False).values(), strict=True)
+    )
+    for normalize in ("l2", "none"):
+        keras.utils.set_random_seed(0)
+        inp = keras.Input((32,))
+        hidden = keras.layers.Dense(8, use_bias=False, name="wide")(inp)
+        model = keras.Model(inp, keras.layers.Dense(1, use_bias=False, name="narrow")(hidden))
+        model.get_layer("wide").set_weights([w1])
+        model.get_layer("narrow").set_weights([w2])
+        raw = {"name": "saliency", "sparsity": 0.5, "steps": 1, "batches": 1}
+        raw["normalize"] = normalize
+        ctx = h.context(
+            LoadedModel(ModelFormat.KERAS, keras_model=model),
+            raw,
+            Dataset(train=Split(x, y)),
+            fine_tune={"epochs": 0, "batch_size": 16},
+        )
+        masks = build(parse_params(raw)).run(ctx).masks
+        for name, mask in expected(normalize == "l2").items():
+            np.testing.assert_array_equal(masks[name], mask, err_msg=f"{normalize} {name}")
+
+
 def test_saliency_alias_and_snip(models: dict[str, Path]) -> None:
     raw = {"name": "sparsenet", "sparsity": 0.5, "criterion": "snip", "batches": 2}
     _, outcome, _ = _run(models["keras"], raw, fine_tune={"epochs": 0})
