@@ -193,6 +193,37 @@ def test_regrowth_lets_pruned_weights_come_back(models: dict[str, Path]) -> None
         assert np.all(trainer.weights()[k][~m] == 0)  # while the model held them at zero
 
 
+def test_regrowth_steps_pruned_shadows_by_the_plain_gradient_under_adam() -> None:
+    # one step of Adam (lr 0.1) on a linear model, MSE, half the weights pruned
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(1, use_bias=False, name="lin")(inp))
+    w = np.array([[0.5], [-0.2], [1.0], [0.3]], "float32")
+    model.get_layer("lin").set_weights([w])
+    x = np.array([[1, 2, 0, 1], [0, 1, 1, 3], [2, 0, 1, 1], [1, 1, 1, 0]], "float32")
+    y = np.array([[1.0], [-1.0], [0.5], [2.0]], "float32")
+    mask = np.array([[True], [False], [True], [False]])
+    raw = {"name": "gradual", "sparsity": 0.5, "regrow": True}
+    ft = {"epochs": 1, "batch_size": 4, "learning_rate": 0.1, "schedule": "constant"}
+    ctx = h.context(
+        LoadedModel(ModelFormat.KERAS, keras_model=model),
+        raw,
+        Dataset(train=Split(x, y)),
+        fine_tune={**ft, "optimizer": "adam"},
+    )
+    trainer = ctx.trainer(kind="shadow")
+    trainer.set_masks({"lin/kernel": mask})
+    trainer.fit(ctx.data.train, 1)  # 4 samples, batch 4: one step
+    # by hand: the gradient at the masked weights, g = 2/N x^T (x (w*m) - y)
+    g = 2.0 / len(x) * x.T @ (x @ (w * mask) - y)
+    # Adam's first step moves a kept weight by lr * g / (|g| + eps'); a pruned shadow
+    # takes the plain gradient step lr * g
+    adam = w - 0.1 * g / (np.abs(g) + 1e-7 / np.sqrt(1 - 0.999))
+    plain = w - 0.1 * g
+    expected = np.where(mask, adam, plain)
+    np.testing.assert_allclose(trainer.shadow_weights()["lin/kernel"], expected, rtol=1e-5)
+    np.testing.assert_allclose(trainer.weights()["lin/kernel"], expected * mask, rtol=1e-5)
+
+
 # ------------------------------------------------------------------------- nm
 def test_nm_every_group_keeps_exactly_n() -> None:
     rng = np.random.default_rng(0)
