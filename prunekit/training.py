@@ -168,6 +168,13 @@ class Trainer:
             )
         return self._optimizer
 
+    def restart_schedule(self) -> None:
+        """From the next ``fit`` on: a fresh optimizer whose learning-rate schedule spans
+        that call (``total_steps`` of it), as iterative pruning restarts after each round."""
+        self._optimizer = None
+        self._step = None
+        self.total_steps = None
+
     def current_learning_rate(self) -> float:
         """The rate the next optimizer step uses (the schedule at the current iteration)."""
         return float(np.asarray(self.optimizer.learning_rate))

@@ -55,6 +55,12 @@ class SaliencyParams(StrategyParams):
         description="Fine-tuning epochs after each round when the spec has no fine_tune.",
     )
     scope: Scope = Field(default=Scope.GLOBAL, description="Ranking scope.")
+    rewind: bool = Field(
+        default=True,
+        description="Restart the fine-tune learning-rate schedule (and optimizer) after "
+        "every round; false: one schedule over all rounds, so the last prune meets the "
+        "smallest rates.",
+    )
     normalize: Literal["l2", "none"] = Field(
         default="l2",
         description="Per-layer normalisation of gradient scores (taylor, snip) before a "
@@ -94,8 +100,10 @@ class SaliencyPruning(Strategy):
         config = ctx.train_config(default_epochs=p.epochs_per_step)
         epochs = config.epochs
         steps = 1 if p.criterion == "snip" else p.steps
-        # one learning-rate schedule over all the rounds' fine-tuning, not one per round
-        trainer = ctx.trainer(config=dataclasses.replace(config, epochs=steps * epochs))
+        # rewind: each round's fine-tune has the whole schedule; else one over all rounds
+        trainer = ctx.trainer(
+            config=dataclasses.replace(config, epochs=epochs if p.rewind else steps * epochs)
+        )
         masks: dict[str, np.ndarray] = {}
         trail = []
         for k in range(1, steps + 1):
@@ -111,6 +119,8 @@ class SaliencyPruning(Strategy):
             trainer.set_masks(masks)
             losses: list[float] = []
             if epochs > 0:
+                if p.rewind and k > 1:
+                    trainer.restart_schedule()
                 span = ((k - 1) / steps, k / steps)
                 losses = trainer.fit(data.train, epochs, span=span, label=f"round {k}")
             trail.append({"sparsity": round(target, 6), "fine_tune_loss": losses})

@@ -139,6 +139,31 @@ def test_saliency_l2_normalises_each_layer_before_the_global_ranking() -> None:
             np.testing.assert_array_equal(masks[name], mask, err_msg=f"{normalize} {name}")
 
 
+def test_restart_schedule_gives_each_saliency_round_a_whole_cosine(
+    models: dict[str, Path],
+) -> None:
+    model = h.load(models["keras"])
+    raw = {"name": "saliency", "sparsity": 0.5, "steps": 2, "batches": 1}
+    ft = {"epochs": 1, "batch_size": 32, "learning_rate": 0.05, "schedule": "cosine"}
+    ctx = h.context(model, raw, h.digits(), fine_tune=ft)
+    trainer = ctx.trainer()
+    rates: list[list[float]] = [[], []]
+    for k in range(2):
+        if k:
+            trainer.restart_schedule()
+        trainer.fit(
+            ctx.data.train,
+            1,
+            on_step=lambda _: rates[k].append(  # noqa: B023
+                trainer.current_learning_rate()
+            ),
+        )
+    # 256 samples / 32: 8 steps a round; each round decays from 0.05 to 0 on its own
+    for r in rates:
+        assert len(r) == 8 and r[0] > 0.9 * 0.05 and r[-1] < 0.01 * 0.05
+        assert r == sorted(r, reverse=True)
+
+
 def test_saliency_alias_and_snip(models: dict[str, Path]) -> None:
     raw = {"name": "sparsenet", "sparsity": 0.5, "criterion": "snip", "batches": 2}
     _, outcome, _ = _run(models["keras"], raw, fine_tune={"epochs": 0})
