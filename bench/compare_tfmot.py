@@ -273,6 +273,7 @@ def build_config(a: argparse.Namespace) -> RunConfig:
         "secondary_sparsities": a.secondary_sparsities,
         "prunekit_params": strategy_params(a.set) if a.set else None,
         "prunekit_distill": a.distill,
+        "prunekit_label_smoothing": a.label_smoothing,
     }
     for k, v in overrides.items():
         if v is not None:
@@ -345,6 +346,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="prunekit fine-tunes with distillation from the dense model (fine_tune.distill)",
     )
     p.add_argument(
+        "--label-smoothing",
+        type=float,
+        metavar="EPS",
+        help="prunekit fine-tunes with label smoothing EPS (fine_tune.label_smoothing)",
+    )
+    p.add_argument(
         "--out", type=Path, help="raw result JSON (default bench/results/raw/tfmot_<model>.json)"
     )
     p.add_argument(
@@ -361,7 +368,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def raw_path(cfg: RunConfig, quick: bool) -> Path:
-    name = suite_name(cfg.model, cfg.finetune_schedule, cfg.seed, cfg.prunekit_distill)
+    name = suite_name(
+        cfg.model,
+        cfg.finetune_schedule,
+        cfg.seed,
+        cfg.prunekit_distill,
+        cfg.prunekit_label_smoothing,
+    )
     return RAW_DIR / f"{name.replace('compare_tfmot_', 'tfmot_')}{'_quick' if quick else ''}.json"
 
 
@@ -422,6 +435,7 @@ CONFIG_FLAGS = {
     "batch_size": "--batch-size",
     "ramp_fraction": "--ramp-fraction",
     "seed": "--seed",
+    "prunekit_label_smoothing": "--label-smoothing",
 }
 FILLED_BY_DRIVER = ("dense_weights", "reference_predictions")
 
@@ -437,11 +451,20 @@ def seed_suffix(seed: int | None) -> str:
 
 
 def suite_name(
-    model: str, schedule: str | None = None, seed: int | None = 0, distill: Any = None
+    model: str,
+    schedule: str | None = None,
+    seed: int | None = 0,
+    distill: Any = None,
+    label_smoothing: float | None = None,
 ) -> str:
-    """``compare_tfmot_<model>[_cosine][_distill][_seed<N>]``: runs with other settings
-    (schedule, prunekit distillation, seed) get their own files."""
-    variant = schedule_suffix(schedule) + ("_distill" if distill else "") + seed_suffix(seed)
+    """``compare_tfmot_<model>[_cosine][_distill][_ls][_seed<N>]``: runs with other settings
+    (schedule, prunekit distillation or label smoothing, seed) get their own files."""
+    variant = (
+        schedule_suffix(schedule)
+        + ("_distill" if distill else "")
+        + ("_ls" if label_smoothing else "")
+        + seed_suffix(seed)
+    )
     return f"compare_tfmot_{model}{variant}"
 
 
@@ -578,6 +601,7 @@ def to_result(raw: dict[str, Any]) -> Path:
             config.get("finetune_schedule"),
             config.get("seed"),
             config.get("prunekit_distill"),
+            config.get("prunekit_label_smoothing"),
         ),
         rows,
         command,

@@ -72,6 +72,9 @@ class RunConfig:
     # prunekit's ``fine_tune.distill`` ({"alpha", "temperature"}): distillation from the
     # dense model during recovery, a prunekit feature tfmot has no counterpart for.
     prunekit_distill: dict[str, float] | None = None
+    # prunekit's ``fine_tune.label_smoothing`` (None: off). Keras losses offer it to tfmot's
+    # side too, but the comparison runs keep both sides on the plain loss.
+    prunekit_label_smoothing: float | None = None
     # Filled in by the driver.
     dense_weights: str | None = None  # portable .npz (weights_io)
     reference_predictions: str | None = None  # Keras 3 test-set argmax, .npy

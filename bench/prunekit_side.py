@@ -150,6 +150,8 @@ def prune_one(
     }
     if cfg.prunekit_distill is not None:
         fine_tune["distill"] = cfg.prunekit_distill
+    if cfg.prunekit_label_smoothing:
+        fine_tune["label_smoothing"] = cfg.prunekit_label_smoothing
     spec = PruneSpec(strategy=p.params, seed=cfg.seed, fine_tune=fine_tune)
     keras.utils.set_random_seed(cfg.seed)
 

@@ -168,6 +168,7 @@ class PruningContext:
             learning_rate=ft.learning_rate,
             optimizer=ft.optimizer,
             schedule=ft.schedule,
+            label_smoothing=ft.label_smoothing,
         )
 
     def distillation(self) -> Distillation | None:

@@ -106,3 +106,38 @@ def keras_loss(spec: LossSpec) -> object:
     if spec.name is LossName.BINARY:
         return keras.losses.BinaryCrossentropy(from_logits=spec.from_logits)
     return keras.losses.MeanSquaredError()
+
+
+def training_loss(spec: LossSpec, label_smoothing: float = 0.0) -> object:
+    """The loss a job trains with: :func:`keras_loss`, with ``label_smoothing`` (Szegedy et
+    al. 2016) mixing each target with the uniform distribution over the classes (binary:
+    towards 0.5). Evaluation keeps the plain loss. Integer labels are one-hot encoded to the
+    output's width, since Keras' sparse cross-entropy has no smoothing."""
+    if not label_smoothing:
+        return keras_loss(spec)
+    if not spec.is_classification:
+        from prunekit.errors import SpecError
+
+        raise SpecError(
+            "fine_tune.label_smoothing needs a classification loss; this job's loss is "
+            f"{spec.name.value} (set label_smoothing to 0 or choose a classification loss)"
+        )
+    import keras
+
+    if spec.name is LossName.BINARY:
+        return keras.losses.BinaryCrossentropy(
+            from_logits=spec.from_logits, label_smoothing=label_smoothing
+        )
+    cce = keras.losses.CategoricalCrossentropy(
+        from_logits=spec.from_logits, label_smoothing=label_smoothing
+    )
+    if spec.name is LossName.CATEGORICAL:
+        return cce
+
+    def smoothed_sparse(y: object, out: object) -> object:
+        ops = keras.ops
+        classes = ops.shape(out)[-1]
+        one_hot = ops.one_hot(ops.reshape(ops.cast(y, "int32"), (-1,)), classes)
+        return cce(ops.cast(one_hot, out.dtype), out)  # type: ignore[attr-defined]
+
+    return smoothed_sparse

@@ -57,6 +57,14 @@ class FineTune(BaseModel):
         "fine-tuning follows it, the structured ones (filter, slimming) included; slimming's "
         "sparsity training always keeps a constant sparsity_learning_rate.",
     )
+    label_smoothing: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="Classification losses only: train against targets mixed with the "
+        "uniform distribution by this weight (0.1 is usual; Szegedy et al. 2016), in every "
+        "training phase of every strategy. Evaluation keeps the plain loss.",
+    )
     distill: Distill | None = Field(
         default=None,
         description="train against the original model's outputs as well as the labels "

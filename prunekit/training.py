@@ -31,7 +31,7 @@ import tensorflow as tf
 from prunekit.data import Split
 from prunekit.distillation import Distillation
 from prunekit.errors import SpecError
-from prunekit.losses import LossName, LossSpec, keras_loss
+from prunekit.losses import LossName, LossSpec, training_loss
 from prunekit.model import LoadedModel, Weight, as_tf_variable
 
 Progress = Callable[..., None]
@@ -59,6 +59,7 @@ class TrainConfig:
     # data the trainer first fits on (a trainer fed in pieces, e.g. one epoch per ``fit``,
     # still decays once over the whole run).
     schedule: str = "constant"
+    label_smoothing: float = 0.0  # classification losses only (losses.training_loss)
 
 
 def check_names(optimizer: str, schedule: str) -> None:
@@ -133,7 +134,7 @@ class Trainer:
         self.model = model
         self.distill = distill
         self.loss = loss
-        self.loss_fn = keras_loss(loss)
+        self.loss_fn = training_loss(loss, config.label_smoothing)
         self.config = config
         self.names = [w.name for w in prunable]
         self.pvars = [w.tf_variable for w in prunable]

@@ -60,7 +60,9 @@ class L1Pruning(Strategy):
         p: L1Params = self.params  # type: ignore[assignment]
         data = ctx.require_data(self.name)
         base = ctx.train_config(default_epochs=p.fine_tune_epochs)
-        config = TrainConfig(p.epochs, base.batch_size, p.learning_rate, "sgd")
+        config = TrainConfig(
+            p.epochs, base.batch_size, p.learning_rate, "sgd", label_smoothing=base.label_smoothing
+        )
         trainer = ctx.trainer(config=config, l1=p.l1)
         history = trainer.fit(data.train, p.epochs, span=(0.0, 0.6), label="l1")
         weights = trainer.weights()

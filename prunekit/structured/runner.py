@@ -16,7 +16,7 @@ import numpy as np
 from prunekit.context import PruningContext, StrategyOutcome, distill_note
 from prunekit.data import Dataset
 from prunekit.errors import SpecError
-from prunekit.losses import LossName, LossSpec, keras_loss
+from prunekit.losses import LossName, LossSpec, training_loss
 from prunekit.model import LoadedModel
 from prunekit.strategies.structured_common import keras_graph_required
 from prunekit.structured.flops import ModelCost
@@ -101,7 +101,7 @@ def run_training(
         model,
         x,
         y,
-        keras_loss(spec),  # type: ignore[arg-type]
+        training_loss(spec, settings.label_smoothing),  # type: ignore[arg-type]
         settings,
         l1_lambda=l1_lambda,
         gammas=gammas,

@@ -251,6 +251,12 @@ def test_cosine_runs_get_their_own_files_and_reproduce_with_schedule() -> None:
     command, unexpressed = reproduce_command(distilled.to_dict(), quick=False)
     assert "--distill 0.7,4" in command and "--seed 2" in command
     assert unexpressed == []
+    smoothed = default_config(
+        "lenet_300_100", finetune_schedule="cosine", seed=1, prunekit_label_smoothing=0.1
+    )
+    assert raw_path(smoothed, False).name == "tfmot_lenet_300_100_cosine_ls_seed1.json"
+    command, unexpressed = reproduce_command(smoothed.to_dict(), quick=False)
+    assert "--label-smoothing 0.1" in command and unexpressed == []
 
 
 def _comparison(tmp: Path, seed: int, dense: float, rows: list[tuple]) -> Path:

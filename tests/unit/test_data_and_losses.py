@@ -91,3 +91,50 @@ def test_resolve_loss_precedence() -> None:
     assert float(loss(y, logits)) == pytest.approx(
         float(np.mean(-np.log(np.exp(logits[[0, 1], [0, 1]]) / np.exp(logits).sum(-1))))
     )
+
+
+def _log_softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(axis=-1, keepdims=True))
+
+
+def test_label_smoothing_by_hand() -> None:
+    from prunekit.losses import LossSpec, keras_loss, training_loss
+
+    logits = np.array([[2.0, 0.5, -1.0], [0.1, 0.2, 3.0]], "float32")
+    y = np.array([0, 2])
+    eps, k = 0.1, 3
+    # by hand: targets (1 - eps) * onehot + eps / K, cross-entropy on log_softmax
+    targets = (1 - eps) * np.eye(k)[y] + eps / k
+    expected = float(np.mean(-(targets * _log_softmax(logits)).sum(axis=-1)))
+    sparse = LossSpec(LossName.SPARSE_CATEGORICAL, from_logits=True)
+    got = float(np.asarray(training_loss(sparse, eps)(y, logits)))  # type: ignore[operator]
+    assert got == pytest.approx(expected, rel=1e-5)
+    plain = float(np.asarray(keras_loss(sparse)(y, logits)))  # type: ignore[operator]
+    assert plain == pytest.approx(float(np.mean(-_log_softmax(logits)[[0, 1], y])), rel=1e-5)
+    assert training_loss(sparse, 0.0).__class__ is keras_loss(sparse).__class__
+    # binary: targets move towards 0.5, y * (1 - eps) + eps / 2
+    z = np.array([[1.5], [-0.5]], "float32")
+    yb = np.array([[1.0], [0.0]], "float32")
+    t = yb * (1 - eps) + eps / 2
+    p = 1 / (1 + np.exp(-z))
+    bce = float(np.mean(-(t * np.log(p) + (1 - t) * np.log(1 - p))))
+    binary = LossSpec(LossName.BINARY, from_logits=True)
+    assert float(np.asarray(training_loss(binary, eps)(yb, z))) == pytest.approx(bce, rel=1e-5)  # type: ignore[operator]
+
+
+def test_label_smoothing_needs_a_classification_loss() -> None:
+    from pydantic import ValidationError
+
+    from prunekit.errors import SpecError
+    from prunekit.losses import LossSpec, training_loss
+    from prunekit.spec import PruneSpec
+
+    with pytest.raises(SpecError, match="label_smoothing needs a classification loss"):
+        training_loss(LossSpec(LossName.MSE), 0.1)
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValidationError, match="label_smoothing"):
+            PruneSpec(
+                strategy={"name": "magnitude", "sparsity": 0.5},
+                fine_tune={"epochs": 1, "label_smoothing": bad},
+            )

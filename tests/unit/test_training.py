@@ -171,3 +171,23 @@ def test_constant_fine_tune_rate_stays() -> None:
 
     opt = make_optimizer("adam", 3e-3)
     assert float(np.asarray(opt.learning_rate)) == pytest.approx(3e-3)
+
+
+def test_label_smoothing_reaches_every_trainer_through_the_spec(models: dict[str, Path]) -> None:
+    from prunekit.losses import keras_loss, training_loss
+
+    raw = {"name": "magnitude", "sparsity": 0.5}
+    data = h.digits()
+    x, y = data.train.x[:32].astype("float32"), data.train.y[:32]
+    values = {}
+    for eps in (0.0, 0.2):
+        ctx = h.context(h.load(models["keras"]), raw, data, fine_tune={"label_smoothing": eps})
+        assert ctx.train_config().label_smoothing == eps
+        trainer = ctx.trainer()
+        out = trainer.model.call(x, training=False)
+        values[eps] = float(np.asarray(trainer.loss_fn(y, out)))
+        expected = training_loss(ctx.loss_spec, eps)(y, out)  # type: ignore[operator]
+        assert values[eps] == pytest.approx(float(np.asarray(expected)), rel=1e-6)
+    plain = keras_loss(ctx.loss_spec)(y, out)  # type: ignore[operator]
+    assert values[0.0] == pytest.approx(float(np.asarray(plain)), rel=1e-6)
+    assert values[0.2] != pytest.approx(values[0.0], rel=1e-3)  # the smoothing is applied
