@@ -237,7 +237,7 @@ class PruningContext:
         self.reporter.event(
             f"masked fine-tuning: {config.epochs} epoch(s), {config.optimizer}, "
             f"lr {config.learning_rate} ({config.schedule}), batch {config.batch_size}"
-            + distill_note(trainer.distill)
+            + recipe_note(config, trainer.distill)
         )
         history = trainer.fit(data or self.data.train, config.epochs, span=span)
         if history:
@@ -258,11 +258,12 @@ class PruningContext:
             )
 
 
-def distill_note(distill: Distillation | None) -> str:
-    """The event text's distillation part ("" without)."""
+def recipe_note(config: TrainConfig, distill: Distillation | None) -> str:
+    """The event text's label-smoothing and distillation parts ("" without either)."""
+    note = f", label smoothing {config.label_smoothing:g}" if config.label_smoothing else ""
     if distill is None:
-        return ""
-    return (
+        return note
+    return note + (
         f", distilling from the original model (alpha {distill.alpha:g}, temperature "
         f"{distill.temperature:g})"
     )

@@ -13,7 +13,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from prunekit.context import PruningContext, StrategyOutcome, distill_note
+from prunekit.context import PruningContext, StrategyOutcome, recipe_note
 from prunekit.data import Dataset
 from prunekit.errors import SpecError
 from prunekit.losses import LossName, LossSpec, training_loss
@@ -115,7 +115,7 @@ def run_training(
             f"{label}: {settings.epochs} epoch(s), {settings.optimizer}, lr "
             f"{settings.learning_rate} ({settings.schedule}), batch {settings.batch_size}; "
             "last epoch loss "
-            f"{report.epoch_losses[-1]:.4f}" + distill_note(distill)
+            f"{report.epoch_losses[-1]:.4f}" + recipe_note(settings, distill)
         )
     return report
 

@@ -75,15 +75,23 @@ def test_job_with_dataset_reports_before_and_after(service: Service, digits: dic
             "dataset_id": ds["id"],
             "strategy": {"name": "magnitude", "sparsity": 0.5},
             "preprocessing": {"rescale": RESCALE},
-            # one epoch of recovery, distilled from the uploaded model (a second copy)
-            "fine_tune": {"epochs": 1, "batch_size": 32, "distill": {"alpha": 0.5}},
+            # one epoch of recovery with smoothed labels, distilled from the uploaded model
+            "fine_tune": {
+                "epochs": 1,
+                "batch_size": 32,
+                "label_smoothing": 0.1,
+                "distill": {"alpha": 0.5},
+            },
         },
     )
     assert resp.status_code == 202, resp.text
     job = service.wait_job(resp.json()["id"])
     assert job["status"] == "succeeded", job
     events = service.client.get(f"/v1/jobs/{job['id']}/events").json()["items"]
-    assert any("distilling from the original model (alpha 0.5" in e["message"] for e in events)
+    assert any(
+        "label smoothing 0.1, distilling from the original model (alpha 0.5" in e["message"]
+        for e in events
+    ), events
     m = job["metrics"]
     assert m["evaluation"] == {
         "split": "test", "samples": 120, "split_samples": 120,

@@ -171,6 +171,15 @@ def test_error_answers_are_problem_json(
         422,
     )  # fmt: skip
     assert "body.fine_tune.distill.alpha" in [e["field"] for e in body["errors"]], body
+    body = _problem(
+        c.post(
+            "/v1/jobs",
+            json={"model_id": model["id"], "strategy": {"name": "magnitude", "sparsity": 0.5},
+                  "fine_tune": {"label_smoothing": 1.0}},
+        ),
+        422,
+    )  # fmt: skip
+    assert "body.fine_tune.label_smoothing" in [e["field"] for e in body["errors"]], body
 
     # a job that cannot succeed (every layer excluded) fails with a reason; no download
     resp = c.post(
