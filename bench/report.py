@@ -39,6 +39,7 @@ SUITE_ORDER = [
     "quality_lenet300",
     "compare_tfmot",
     "seed_spread",
+    "seed_spread_ls",
     "structured_vgg",
     "engine_overhead",
     "service_load",

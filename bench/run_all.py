@@ -54,6 +54,8 @@ SUITES: dict[str, Suite] = {
     ),
     # seeds 1 and 2 of the cosine run (90/95%): how much of a gap is noise
     "seed_spread": Suite("seed_spread", has_quick=False),
+    # prunekit with fine_tune.label_smoothing 0.1 (chosen on validation), seeds 0-2
+    "seed_spread_ls": Suite("seed_spread", ("--label-smoothing", "0.1"), has_quick=False),
     # every strategy beside tfmot on LeNet-5 / MNIST and a VGG-style CNN / Fashion-MNIST
     "compare_tfmot_lenet5": Suite("compare_tfmot", ("--model", "lenet5"), has_quick=False),
     "compare_tfmot_vgg_small": Suite("compare_tfmot", ("--model", "vgg_small"), has_quick=False),

@@ -18,6 +18,11 @@ Usage (from the repository root)::
     python -m bench.seed_spread                 # seeds 1,2 of the cosine LeNet-300-100 run
     python -m bench.seed_spread --aggregate-only   # only summarise the files already there
     python -m bench.seed_spread --quick         # subsampled smoke run
+    python -m bench.seed_spread --label-smoothing 0.1   # prunekit with fine_tune.label_smoothing
+
+With ``--label-smoothing EPS`` the suite is ``seed_spread_ls``: prunekit alone (magnitude and
+gradual at 90/95%, tfmot's rows are in the plain suite) fine-tunes with smoothed labels, and
+all three seeds run, seed 0 included (files ``compare_tfmot_<model>_cosine_ls[_seed<N>]``).
 """
 
 from __future__ import annotations
@@ -65,9 +70,32 @@ COLUMNS = [
 ]
 
 
-def run_seed(seed: int, quick: bool) -> None:
+# The label-smoothing variant: prunekit only, the strategies the 95% bar is read from.
+LS_FLAGS = [
+    "--model", MODEL,
+    "--schedule", SCHEDULE,
+    "--sides", "prunekit",
+    "--strategies", "magnitude,gradual",
+    "--sparsities", "0.9,0.95",
+    "--prunekit-lr", "0.01",
+]  # fmt: skip
+
+
+def flags_for(quick: bool, label_smoothing: float | None = None) -> list[str]:
+    """``bench.compare_tfmot`` flags of one seed's run."""
+    if label_smoothing:
+        base = LS_FLAGS if not quick else [*QUICK_FLAGS, "--sides", "prunekit"]
+        return [*base, "--label-smoothing", f"{label_smoothing:g}"]
+    return QUICK_FLAGS if quick else FLAGS
+
+
+def suite_for(label_smoothing: float | None) -> str:
+    return f"{SUITE}_ls" if label_smoothing else SUITE
+
+
+def run_seed(seed: int, quick: bool, label_smoothing: float | None = None) -> None:
     """One comparison run for ``seed`` in a child process (TF state stays there)."""
-    flags = QUICK_FLAGS if quick else FLAGS
+    flags = flags_for(quick, label_smoothing)
     cmd = [sys.executable, "-m", "bench.compare_tfmot", *flags, "--seed", str(seed)]
     print("$", " ".join(cmd), flush=True)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "TF_CPP_MIN_LOG_LEVEL": "2"}
@@ -143,9 +171,17 @@ def headline(rows: Sequence[dict[str, Any]], n_seeds: int) -> list[dict[str, Any
     return out
 
 
-def summarise(seeds: Sequence[int], quick: bool, results_dir: Path = RESULTS_DIR) -> Path:
+def summarise(
+    seeds: Sequence[int],
+    quick: bool,
+    results_dir: Path = RESULTS_DIR,
+    label_smoothing: float | None = None,
+) -> Path:
     """Read every seed's comparison file and write this suite's result."""
-    paths = [result_path(suite_name(MODEL, SCHEDULE, s), quick, results_dir) for s in seeds]
+    paths = [
+        result_path(suite_name(MODEL, SCHEDULE, s, None, label_smoothing), quick, results_dir)
+        for s in seeds
+    ]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise FileNotFoundError(f"no comparison result for some seeds: {missing}")
@@ -162,33 +198,47 @@ def summarise(seeds: Sequence[int], quick: bool, results_dir: Path = RESULTS_DIR
         "Per-seed tables: " + ", ".join(f"`{p.name}`" for p in paths) + ".",
     ]
     command = ".venv/bin/python -m bench.seed_spread" + (" --quick" if quick else "")
+    heads = headline(rows, n)
+    if label_smoothing:
+        for h in heads:
+            h["metric"] = h["metric"].replace(
+                "prunekit `", f"prunekit with label smoothing {label_smoothing:g}, `"
+            )
+        notes.insert(
+            1,
+            f"prunekit fine-tunes with fine_tune.label_smoothing {label_smoothing:g} "
+            "(chosen on validation); tfmot is not run here (see seed_spread).",
+        )
+        command += f" --label-smoothing {label_smoothing:g}"
     return write_result(
-        SUITE,
+        suite_for(label_smoothing),
         rows,
         command,
-        {"seeds": list(seeds), "flags": QUICK_FLAGS if quick else FLAGS,
+        {"seeds": list(seeds), "flags": flags_for(quick, label_smoothing),
          "runs": [d.get("created_at") for d in docs]},
         quick=quick,
         columns=COLUMNS,
-        headline=headline(rows, n),
+        headline=heads,
         notes=notes,
         machine=docs[0]["machine"],
         results_dir=results_dir,
     )  # fmt: skip
 
 
-def seeds_to_run(seeds: Sequence[int], quick: bool) -> list[int]:
-    """Seed 0 of a full run is the main cosine comparison (every sparsity), run by its own
-    suite: it is not rerun here with this suite's narrower flags."""
-    return [s for s in seeds if quick or s != 0]
+def seeds_to_run(
+    seeds: Sequence[int], quick: bool, label_smoothing: float | None = None
+) -> list[int]:
+    """Seed 0 of a full plain run is the main cosine comparison (every sparsity), run by its
+    own suite: it is not rerun here with this suite's narrower flags."""
+    return [s for s in seeds if quick or label_smoothing or s != 0]
 
 
-def main(quick: bool = False) -> Path:
+def main(quick: bool = False, label_smoothing: float | None = None) -> Path:
     """Run the seeds (the quick run: two seeds of a subsampled run), then summarise."""
     seeds = SEEDS[:2] if quick else SEEDS
-    for seed in seeds_to_run(seeds, quick):
-        run_seed(seed, quick)
-    return summarise(seeds, quick)
+    for seed in seeds_to_run(seeds, quick, label_smoothing):
+        run_seed(seed, quick, label_smoothing)
+    return summarise(seeds, quick, label_smoothing=label_smoothing)
 
 
 def cli(argv: Sequence[str] | None = None) -> int:
@@ -198,12 +248,18 @@ def cli(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--aggregate-only", action="store_true", help="run nothing; summarise existing files"
     )
+    ap.add_argument(
+        "--label-smoothing",
+        type=float,
+        metavar="EPS",
+        help="prunekit fine-tunes with fine_tune.label_smoothing EPS (suite seed_spread_ls)",
+    )
     a = ap.parse_args(argv)
     seeds = a.seeds or (SEEDS[:2] if a.quick else SEEDS)
     if not a.aggregate_only:
-        for seed in seeds_to_run(seeds, a.quick):
-            run_seed(seed, a.quick)
-    path = summarise(seeds, a.quick)
+        for seed in seeds_to_run(seeds, a.quick, a.label_smoothing):
+            run_seed(seed, a.quick, a.label_smoothing)
+    path = summarise(seeds, a.quick, label_smoothing=a.label_smoothing)
     print(json.dumps(read_result(path)["headline"], indent=1))
     print(f"wrote {path}")
     return 0

@@ -309,6 +309,19 @@ def test_seed_spread_drops_are_against_each_seeds_own_dense(tmp_path: Path) -> N
     with pytest.raises(FileNotFoundError, match="seed"):
         seed_spread.summarise([0, 1, 2], quick=False, results_dir=tmp_path)
 
+    # the label-smoothing variant reads its own files and writes its own suite
+    from bench.compare_tfmot import suite_name
+
+    dense = [{"side": "keras3", "strategy": "dense", "sparsity": 0.0, "accuracy": 0.98}]
+    for seed in (0, 1):
+        _write(tmp_path, suite_name("lenet_300_100", "cosine", seed, None, 0.1), dense)
+    ls = common.read_result(
+        seed_spread.summarise([0, 1], quick=False, results_dir=tmp_path, label_smoothing=0.1)
+    )
+    assert ls["suite"] == "seed_spread_ls" and "--label-smoothing 0.1" in ls["command"]
+    assert seed_spread.seeds_to_run([0, 1, 2], False, 0.1) == [0, 1, 2]
+    assert seed_spread.seeds_to_run([0, 1, 2], False) == [1, 2]
+
 
 def test_report_leaves_per_seed_files_to_the_seed_spread(tmp_path: Path) -> None:
     _comparison(tmp_path, 0, 0.98, [])
