@@ -375,7 +375,7 @@ class ShadowTrainer(Trainer):
                     plain.append((g * (1 - masks[i]), t))  # pruned: plain gradient step
                     g = g * masks[i]  # kept: the optimizer's step
                 pairs.append((g, t))
-            lr = tf.cast(optimizer.learning_rate, tf.float32)  # this step's rate (schedules)
+            lr = optimizer.learning_rate  # this step's rate, read before the step (schedules)
             optimizer.apply_gradients(pairs)
             for g, t in plain:
                 t.assign_sub(tf.cast(lr, t.dtype) * g)
