@@ -233,11 +233,18 @@ def seeds_to_run(
     return [s for s in seeds if quick or label_smoothing or s != 0]
 
 
-def main(quick: bool = False, label_smoothing: float | None = None) -> Path:
-    """Run the seeds (the quick run: two seeds of a subsampled run), then summarise."""
-    seeds = SEEDS[:2] if quick else SEEDS
-    for seed in seeds_to_run(seeds, quick, label_smoothing):
-        run_seed(seed, quick, label_smoothing)
+def main(
+    quick: bool = False,
+    label_smoothing: float | None = None,
+    seeds: Sequence[int] | None = None,
+    aggregate_only: bool = False,
+) -> Path:
+    """Run the seeds (default: all; the quick run two seeds of a subsampled run) unless
+    ``aggregate_only``, then summarise."""
+    seeds = seeds or (SEEDS[:2] if quick else SEEDS)
+    if not aggregate_only:
+        for seed in seeds_to_run(seeds, quick, label_smoothing):
+            run_seed(seed, quick, label_smoothing)
     return summarise(seeds, quick, label_smoothing=label_smoothing)
 
 
@@ -255,11 +262,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
         help="prunekit fine-tunes with fine_tune.label_smoothing EPS (suite seed_spread_ls)",
     )
     a = ap.parse_args(argv)
-    seeds = a.seeds or (SEEDS[:2] if a.quick else SEEDS)
-    if not a.aggregate_only:
-        for seed in seeds_to_run(seeds, a.quick, a.label_smoothing):
-            run_seed(seed, a.quick, a.label_smoothing)
-    path = summarise(seeds, a.quick, label_smoothing=a.label_smoothing)
+    path = main(a.quick, a.label_smoothing, a.seeds, a.aggregate_only)
     print(json.dumps(read_result(path)["headline"], indent=1))
     print(f"wrote {path}")
     return 0
