@@ -1,0 +1,243 @@
+"""Speed-ups you can trust: interleaved A/B timing with a bootstrap interval.
+
+Two callables (the model before and after pruning, say) are warmed up, then timed in
+alternating pairs in one process, with the order inside each pair alternating too (AB, BA,
+AB, ...) so that neither side always runs on a warmer cache. The speed-up is the median of
+the per-pair ratios ``t_a / t_b``; its 95% interval comes from a bootstrap over the pairs.
+Pairs are added until the interval's half-width is within ``target_rel_halfwidth`` of the
+median, or the time budget or the pair cap is reached. Background load slows both sides of a
+pair alike, so a ratio from pairs moves far less than the ratio of two separate medians.
+
+When both sides cannot be held at once, :func:`sequential_speedup` times them one after the
+other and bootstraps each side independently: the interval is wider, and says so
+(``method: "sequential"``).
+
+Every result carries :func:`timing_context`: load average at start and end, CPU model,
+logical CPUs, thread settings. A figure taken under load is flagged (``loaded``).
+
+Pure Python and numpy: no TensorFlow import, so any runtime (TF, LiteRT) can be timed.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+BOOTSTRAP_SAMPLES = 2000
+LOADED_FRACTION = 0.75  # load average above this share of the logical CPUs flags a figure
+
+
+@dataclass(frozen=True)
+class TimingConfig:
+    warmup: int = 2  # untimed runs of each side before the first pair
+    min_pairs: int = 7
+    max_pairs: int = 300
+    budget_s: float = 3.0  # wall-clock time for the timed pairs (at least min_pairs are made)
+    target_rel_halfwidth: float = 0.05  # stop once the CI half-width / median is below this
+    check_every: int = 4  # pairs between two interval checks
+    seed: int = 0
+
+
+@dataclass
+class SideStats:
+    median_ms: float
+    p90_ms: float
+    runs: int
+
+    @classmethod
+    def of(cls, seconds: list[float]) -> SideStats:
+        ms = sorted(s * 1000.0 for s in seconds)
+        return cls(
+            median_ms=round(statistics.median(ms), 4),
+            p90_ms=round(ms[min(len(ms) - 1, int(0.9 * len(ms)))], 4),
+            runs=len(ms),
+        )
+
+
+@dataclass
+class Speedup:
+    """``a`` over ``b``: ``median`` > 1 means ``b`` is faster."""
+
+    median: float
+    ci95: tuple[float, float]
+    runs: int  # pairs (interleaved) or runs per side (sequential)
+    method: str  # "interleaved" or "sequential"
+    rel_halfwidth: float  # the CI's half-width over the median, as reached
+    converged: bool  # the target width was reached before the budget ran out
+    a: SideStats
+    b: SideStats
+    context: dict[str, Any] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["ci95"] = [round(self.ci95[0], 4), round(self.ci95[1], 4)]
+        out["median"] = round(self.median, 4)
+        out["rel_halfwidth"] = round(self.rel_halfwidth, 4)
+        return out
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _loadavg() -> float | None:
+    try:
+        return round(os.getloadavg()[0], 2)
+    except OSError:
+        return None
+
+
+def timing_context(**extra: Any) -> dict[str, Any]:
+    """What a latency figure was measured under (load average is sampled now)."""
+    return {
+        "cpu_model": cpu_model(),
+        "logical_cpus": os.cpu_count(),
+        "load_avg_1m_start": _loadavg(),
+        **extra,
+    }
+
+
+def _finish_context(ctx: dict[str, Any]) -> dict[str, Any]:
+    ctx = dict(ctx)
+    ctx["load_avg_1m_end"] = _loadavg()
+    cpus = ctx.get("logical_cpus") or 1
+    loads = [v for v in (ctx.get("load_avg_1m_start"), ctx["load_avg_1m_end"]) if v is not None]
+    ctx["loaded"] = bool(loads) and max(loads) > LOADED_FRACTION * cpus
+    return ctx
+
+
+def bootstrap_median_ci(
+    values: np.ndarray, rng: np.random.Generator, samples: int = BOOTSTRAP_SAMPLES
+) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of the median of ``values``."""
+    values = np.asarray(values, dtype=np.float64)
+    idx = rng.integers(0, values.size, size=(samples, values.size))
+    medians = np.median(values[idx], axis=1)
+    lo, hi = np.percentile(medians, [2.5, 97.5])
+    return float(lo), float(hi)
+
+
+def _rel_halfwidth(ci: tuple[float, float], median: float) -> float:
+    return (ci[1] - ci[0]) / 2.0 / median if median > 0 else float("inf")
+
+
+def _clock(fn: Callable[[], object]) -> float:
+    start = time.perf_counter()
+    fn()
+    return time.perf_counter() - start
+
+
+def interleaved_speedup(
+    a: Callable[[], object],
+    b: Callable[[], object],
+    cfg: TimingConfig | None = None,
+    context: dict[str, Any] | None = None,
+) -> Speedup:
+    """Time ``a`` and ``b`` in alternating pairs; the speed-up of ``b`` over ``a``.
+
+    Each callable must finish its work before returning (copy outputs to the host).
+    """
+    cfg = cfg or TimingConfig()
+    ctx = context if context is not None else timing_context()
+    rng = np.random.default_rng(cfg.seed)
+    for _ in range(cfg.warmup):
+        a()
+        b()
+    ta: list[float] = []
+    tb: list[float] = []
+    deadline = time.perf_counter() + cfg.budget_s
+    ci: tuple[float, float] = (0.0, float("inf"))
+    converged = False
+    while len(ta) < cfg.max_pairs:
+        if len(ta) % 2 == 0:
+            ta.append(_clock(a))
+            tb.append(_clock(b))
+        else:
+            tb.append(_clock(b))
+            ta.append(_clock(a))
+        n = len(ta)
+        if n < cfg.min_pairs:
+            continue
+        if n % cfg.check_every == 0 or time.perf_counter() >= deadline:
+            ratios = np.asarray(ta) / np.asarray(tb)
+            ci = bootstrap_median_ci(ratios, rng)
+            if _rel_halfwidth(ci, float(np.median(ratios))) <= cfg.target_rel_halfwidth:
+                converged = True
+                break
+            if time.perf_counter() >= deadline:
+                break
+    ratios = np.asarray(ta) / np.asarray(tb)
+    med = float(np.median(ratios))
+    ci = bootstrap_median_ci(ratios, rng)
+    return Speedup(
+        median=med,
+        ci95=ci,
+        runs=len(ratios),
+        method="interleaved",
+        rel_halfwidth=_rel_halfwidth(ci, med),
+        converged=converged,
+        a=SideStats.of(ta),
+        b=SideStats.of(tb),
+        context=_finish_context(ctx),
+    )
+
+
+def time_runs(fn: Callable[[], object], cfg: TimingConfig | None = None) -> list[float]:
+    """Warm ``fn`` up, then time it ``min_pairs``..``max_pairs`` times within the budget."""
+    cfg = cfg or TimingConfig()
+    for _ in range(cfg.warmup):
+        fn()
+    runs: list[float] = []
+    deadline = time.perf_counter() + cfg.budget_s
+    while len(runs) < cfg.max_pairs and (
+        len(runs) < cfg.min_pairs or time.perf_counter() < deadline
+    ):
+        runs.append(_clock(fn))
+    return runs
+
+
+def sequential_speedup(
+    runs_a: list[float],
+    runs_b: list[float],
+    context: dict[str, Any] | None = None,
+    seed: int = 0,
+) -> Speedup:
+    """The speed-up of ``b`` over ``a`` from runs timed apart (not interleaved).
+
+    The interval resamples each side independently, so it also carries the drift between
+    the two measurement windows that pairing would have cancelled: it is wider.
+    """
+    rng = np.random.default_rng(seed)
+    a = np.asarray(runs_a, dtype=np.float64)
+    b = np.asarray(runs_b, dtype=np.float64)
+    med = float(np.median(a) / np.median(b))
+    ia = rng.integers(0, a.size, size=(BOOTSTRAP_SAMPLES, a.size))
+    ib = rng.integers(0, b.size, size=(BOOTSTRAP_SAMPLES, b.size))
+    ratios = np.median(a[ia], axis=1) / np.median(b[ib], axis=1)
+    lo, hi = np.percentile(ratios, [2.5, 97.5])
+    ci = (float(lo), float(hi))
+    return Speedup(
+        median=med,
+        ci95=ci,
+        runs=min(a.size, b.size),
+        method="sequential",
+        rel_halfwidth=_rel_halfwidth(ci, med),
+        converged=False,
+        a=SideStats.of(list(runs_a)),
+        b=SideStats.of(list(runs_b)),
+        context=_finish_context(context if context is not None else timing_context()),
+    )
