@@ -8,3 +8,34 @@ class ModelFormat(StrEnum):
 
     SAVED_MODEL = "saved_model"
     KERAS = "keras"
+
+
+class ArtifactFormat(StrEnum):
+    """Every format a job's result can be downloaded in (``?format=`` on the download).
+
+    The input's format always; the other Keras format for structured strategies; LiteRT
+    flatbuffers when the job spec's ``exports`` asks for them.
+    """
+
+    SAVED_MODEL = "saved_model"
+    KERAS = "keras"
+    TFLITE = "tflite"  # LiteRT float32, sparse tensors stored sparse where that helps
+    TFLITE_INT8 = "tflite_int8"  # LiteRT full-integer (or dynamic-range) quantised
+
+    @property
+    def suffix(self) -> str:
+        """File-name ending of a download in this format."""
+        return _SUFFIXES[self]
+
+    @property
+    def media_type(self) -> str:
+        return "application/zip" if self is ArtifactFormat.SAVED_MODEL else OCTET_STREAM
+
+
+OCTET_STREAM = "application/octet-stream"
+_SUFFIXES = {
+    ArtifactFormat.SAVED_MODEL: ".zip",
+    ArtifactFormat.KERAS: ".keras",
+    ArtifactFormat.TFLITE: ".tflite",
+    ArtifactFormat.TFLITE_INT8: "-int8.tflite",
+}

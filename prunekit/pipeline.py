@@ -54,6 +54,7 @@ class PruneResult:
     metrics: dict[str, Any]
     notes: list[str] = field(default_factory=list)
     alternates: dict[ModelFormat, Path] = field(default_factory=dict)  # other-format downloads
+    exports: dict[str, Path] = field(default_factory=dict)  # LiteRT files the spec asked for
 
 
 def _model_stats(model: LoadedModel, spec: PruneSpec) -> tuple[dict[str, int], dict[str, Any]]:

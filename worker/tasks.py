@@ -23,7 +23,7 @@ from app.models import store as models
 from app.records import now_iso
 from app.settings import get_settings
 from prunekit.errors import CancelledError, PrunekitError
-from prunekit.formats import ModelFormat
+from prunekit.formats import ArtifactFormat
 from prunekit.inspection import inspect_model
 from prunekit.pipeline import prune
 from prunekit.spec import PruneSpec
@@ -32,11 +32,6 @@ from worker.guard import JobGuard, MemoryGuard, new_owner, take_lease
 from worker.reporter import JobReporter
 
 log = logging.getLogger("prunekit.worker")
-
-MEDIA_TYPES = {
-    ModelFormat.KERAS: "application/octet-stream",
-    ModelFormat.SAVED_MODEL: "application/zip",
-}
 
 
 @celery_app.task(name=INSPECT_MODEL)
@@ -74,13 +69,13 @@ def inspect_model_task(model_id: str) -> None:
     models.set_inspection(model_id, {"status": "succeeded", "details": details})
 
 
-def _download_name(model: dict[str, Any], fmt: ModelFormat) -> str:
+def _download_name(model: dict[str, Any], fmt: ArtifactFormat) -> str:
     stem = model["filename"]
     for suffix in (".tar.gz", ".tgz", ".zip", ".keras", ".h5"):
         if stem.lower().endswith(suffix):
             stem = stem[: -len(suffix)]
             break
-    return f"{stem or 'model'}-pruned.{'keras' if fmt is ModelFormat.KERAS else 'zip'}"
+    return f"{stem or 'model'}-pruned{fmt.suffix}"
 
 
 @celery_app.task(name=RUN_JOB)
@@ -167,10 +162,14 @@ def _run(job_id: str, job: dict[str, Any]) -> None:
         reporter.check_cancelled()
         final = storage.publish(scratch / "out", storage.job_dir(job_id))
         download = final / result.download.relative_to(scratch / "out")
-        artifact = _describe(download, result.format, model)
-        artifact["alternates"] = {  # structured jobs: the other format too (?format=)
-            fmt.value: _describe(final / path.relative_to(scratch / "out"), fmt, model)
-            for fmt, path in result.alternates.items()
+        artifact = _describe(download, ArtifactFormat(result.format), model)
+        # ?format=: structured jobs' other Keras format, and the LiteRT exports asked for
+        others = {**result.alternates, **result.exports}
+        artifact["alternates"] = {
+            str(fmt): _describe(
+                final / path.relative_to(scratch / "out"), ArtifactFormat(fmt), model
+            )
+            for fmt, path in others.items()
         }
         if (
             not jobs.transition(
@@ -224,13 +223,13 @@ def _cancelled(job_id: str) -> None:
     )
 
 
-def _describe(path: Path, fmt: ModelFormat, model: dict[str, Any]) -> dict[str, Any]:
+def _describe(path: Path, fmt: ArtifactFormat, model: dict[str, Any]) -> dict[str, Any]:
     """What the job record says of one downloadable artifact."""
     return {
         "path": storage.relative(path),
         "format": fmt.value,
         "filename": _download_name(model, fmt),
-        "media_type": MEDIA_TYPES[fmt],
+        "media_type": fmt.media_type,
         "size_bytes": path.stat().st_size,
         "sha256": storage.sha256_file(path),
     }

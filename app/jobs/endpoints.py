@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Response
 from fastapi.responses import FileResponse
@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse
 from app.auth.tenancy import Principal, current_principal
 from app.jobs import service
 from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport
+from prunekit.formats import ArtifactFormat
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 
@@ -104,15 +105,18 @@ def download_model(
     job_id: str,
     if_none_match: str | None = Header(default=None),
     principal: Principal = Depends(current_principal),
-    fmt: Literal["keras", "saved_model"] | None = Query(
+    fmt: ArtifactFormat | None = Query(
         default=None,
         alias="format",
-        description="Structured jobs also have the other format: keras or saved_model.",
+        description="Default: the input's format. Structured jobs also have the other Keras "
+        "format; `tflite` / `tflite_int8` exist when the job spec's `exports` asked for them. "
+        "A format the job did not produce answers 409 with the reason.",
     ),
 ) -> Response:
-    """The pruned model in the input's format: a `.keras` file or a zipped SavedModel
-    (``?format=`` picks the other one for structured strategies)."""
-    path, art = service.artifact(job_id, principal.tenant, fmt)
+    """The pruned model in the input's format: a `.keras` file or a zipped SavedModel;
+    ``?format=`` picks another format the job produced (LiteRT exports, or the other Keras
+    format of a structured job)."""
+    path, art = service.artifact(job_id, principal.tenant, fmt.value if fmt else None)
     etag = f'"{art["sha256"]}"'
     if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
         return Response(status_code=304, headers={"ETag": etag})

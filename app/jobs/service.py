@@ -201,8 +201,37 @@ def artifact(job_id: str, tenant: str, fmt: str | None = None) -> tuple[Path, di
             "succeeded (poll GET /v1/jobs/{id})",
             job_status=record["status"],
         )
-    art = structured.pick_format(record, fmt)
+    art = pick_format(record, fmt)
     return storage.resolve(art["path"]), art
+
+
+def pick_format(record: dict[str, Any], fmt: str | None) -> dict[str, Any]:
+    """The artifact to download: the job's own (the input's format) or another one it made.
+
+    Structured strategies write both Keras formats; LiteRT files exist when the job spec's
+    ``exports`` asked for them and their conversion succeeded.
+    """
+    art: dict[str, Any] = record["artifact"]
+    if fmt is None or fmt == art["format"]:
+        return art
+    alternates: dict[str, Any] = art.get("alternates") or {}
+    if fmt in alternates:
+        return alternates[fmt]  # type: ignore[no-any-return]
+    available = [art["format"], *alternates]
+    exports = (record.get("metrics") or {}).get("exports") or {}
+    if fmt in exports:  # asked for, but its conversion failed
+        why = f"its {fmt} export failed: {exports[fmt].get('error') or exports[fmt].get('note')}"
+    elif fmt in ("tflite", "tflite_int8"):
+        why = f'the job did not ask for it: submit a job with "exports": ["{fmt}"]'
+    else:
+        why = "only structured strategies (filter, slimming) write both .keras and SavedModel"
+    raise Problem(
+        409,
+        "format-not-available",
+        "Model not available in this format",
+        f"job {record['id']} produced its model as {', '.join(available)} only; {why}",
+        available_formats=available,
+    )
 
 
 def cancel(job_id: str, tenant: str) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Submission checks and downloads specific to structured (channel-removing) strategies.
+"""Submission checks specific to structured (channel-removing) strategies.
 
 The API never loads models: whether a model has a Keras layer graph comes from the
 worker's inspection (``inspection.details.has_keras_graph``). When the inspection is still
@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.models.service import wait_inspected
-from app.problems import Problem, validation_problem
+from app.problems import validation_problem
 from prunekit.strategies import StrategyKind, StrategyParams, get
 from prunekit.strategies.structured_common import keras_graph_required
 
@@ -39,23 +39,3 @@ def check_submission(params: StrategyParams, model: dict[str, Any], dataset_id: 
             [{"field": "body.strategy.name", "message": message, "type": "keras_graph_required"}],
             message,
         )
-
-
-def pick_format(record: dict[str, Any], fmt: str | None) -> dict[str, Any]:
-    """The artifact to download: the job's own (input format) or the other format."""
-    art: dict[str, Any] = record["artifact"]
-    if fmt is None or fmt == art["format"]:
-        return art
-    alternates: dict[str, Any] = art.get("alternates") or {}
-    if fmt in alternates:
-        return alternates[fmt]  # type: ignore[no-any-return]
-    available = [art["format"], *alternates]
-    raise Problem(
-        409,
-        "format-not-available",
-        "Model not available in this format",
-        f"job {record['id']} produced its model as {', '.join(available)} only; structured "
-        "strategies (filter, slimming) write both .keras and SavedModel, other strategies "
-        "keep the input's format",
-        available_formats=available,
-    )

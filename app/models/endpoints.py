@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.auth.tenancy import Principal, current_principal
@@ -35,6 +37,16 @@ def list_models(
 @router.get("/{model_id}", response_model=ModelOut)
 def get_model(model_id: str, principal: Principal = Depends(current_principal)) -> ModelOut:
     return ModelOut.model_validate(service.get_or_404(model_id, principal.tenant))
+
+
+@router.get("/{model_id}/speedup-paths", responses={409: {}, 422: {}})
+def model_speedup_paths(
+    model_id: str, principal: Principal = Depends(current_principal)
+) -> dict[str, Any]:
+    """Before any job runs: per prunable layer, which path can turn sparsity into speed on
+    which runtime (block-sparse FC kernels, XNNPACK's sparse 1x1 convolutions, channel
+    removal, 2:4 on GPU sparse tensor cores), so a pipeline can choose a strategy."""
+    return service.speedup_paths(model_id, principal.tenant)
 
 
 @router.delete("/{model_id}", status_code=204, responses={409: {"description": "in use"}})

@@ -109,6 +109,31 @@ def ensure_usable(record: dict[str, Any]) -> None:
         )
 
 
+def speedup_paths(model_id: str, tenant: str) -> dict[str, Any]:
+    """Which layers of the model could run faster, and how (from the worker's inspection):
+    409 while the model is being inspected, 422 when its inspection failed."""
+    record = get_or_404(model_id, tenant)
+    inspection = record.get("inspection") or {}
+    if inspection.get("status") == "pending":
+        raise Problem(
+            409,
+            "inspection-pending",
+            "Model not inspected yet",
+            f"model {model_id} is still being inspected by a worker; retry in a few seconds",
+        )
+    ensure_usable(record)
+    paths = (inspection.get("details") or {}).get("speedup_paths")
+    if paths is None:
+        raise Problem(
+            409,
+            "analysis-not-available",
+            "No speed-up analysis for this model",
+            f"model {model_id} was inspected by a worker without the speed-up analysis; "
+            "upload it again to have it analysed",
+        )
+    return {"model_id": model_id, **paths}
+
+
 def delete(model_id: str, tenant: str) -> None:
     """Delete the model's record and files; 409 while an unfinished job uses it."""
     from app.lifecycle.deletion import ensure_unused, remove_artifacts
