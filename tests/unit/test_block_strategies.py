@@ -145,3 +145,23 @@ def test_litert_presets_choose_per_layer_on_lenet(tmp_path: Path) -> None:
     }
     zeros = sum(int(_zero_blocks(w.numpy(), 4).sum()) for w in model.prunable_weights())
     assert zeros == count_to_prune((784 * 300 + 300 * 100 + 100 * 10) // 4, 0.9)
+
+
+@pytest.mark.parametrize("name", ["gradual", "saliency"])
+def test_2_4_through_stepwise_strategies(name: str, models: dict[str, Path]) -> None:
+    # their intermediate targets pass below 50%; the final mask is 2:4 plus the lowest rest
+    model = h.load(models["keras"])
+    raw = {"name": name, "sparsity": 0.6, "block": "2:4"}
+    raw.update({k: v for k, v in FAST.items() if k in get(name).Params.model_fields})
+    outcome, ctx = _run(model, raw, h.digits(), fine_tune=FINE_TUNE, seed=1)
+    total = 0
+    for w in model.prunable_weights():
+        mask, after = outcome.masks[w.name], w.numpy()
+        groups = mask.reshape(mask.shape[0] // 4, 4, mask.shape[1])
+        assert groups.sum(axis=1).max() <= 2, w.name  # at most 2 of every 4 kept
+        assert np.all(after[~mask] == 0)
+        total += mask.size
+    assert sum(int((~m).sum()) for m in outcome.masks.values()) == count_to_prune(total, 0.6)
+    assert any(
+        e["message"].startswith(f"{name}: block 2:4: 2:4 in 3 kernel(s)") for e in _events(ctx)
+    )
