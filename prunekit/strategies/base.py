@@ -13,7 +13,9 @@ from abc import ABC, abstractmethod
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+
+from prunekit.blocks import SHAPES, BlockChoice, BlockPlan, NMPattern, plan_blocks
 
 if TYPE_CHECKING:
     from prunekit.context import PruningContext, StrategyOutcome
@@ -37,6 +39,61 @@ class StrategyParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     name: str = Field(description="Strategy name or alias.")
+
+
+BlockShape = Annotated[
+    BlockChoice | None,
+    Field(
+        description="Prune whole blocks along each kernel's input dimension instead of single "
+        "weights (null, the default: unstructured). '1x2', '1x4', '1x8', '1x16': K consecutive "
+        "inputs of one output (Dense kernel[i:i+K, j], i a multiple of K; Conv along `in`), "
+        "exactly round(sparsity * n_blocks) blocks pruned by summed score, ranked by `scope`. "
+        "'2:4': at most 2 nonzero weights in every 4 consecutive inputs (needs sparsity >= "
+        "0.5; beyond 0.5 the lowest of the rest go too). Runtime presets choose per layer: "
+        "'litert_float32' 1x4 blocks in fully connected kernels (XNNPACK sparse kernels), "
+        "'litert_int8' 1x16 (smaller blocks run slower than dense in int8); convolution "
+        "kernels stay dense under a preset. A kernel the block does not tile stays dense and "
+        "is named in the job's events.",
+    ),
+]
+
+
+class BlockParams(StrategyParams):
+    """Parameters of an unstructured strategy that can prune in blocks instead."""
+
+    sparsity: Sparsity
+    block: BlockShape = None
+
+    @field_validator("block")
+    @classmethod
+    def _pattern_fits_sparsity(cls, block: str | None, info: ValidationInfo) -> str | None:
+        layout = SHAPES.get(block or "")
+        sparsity = info.data.get("sparsity")  # absent when it failed its own validation
+        if isinstance(layout, NMPattern) and sparsity is not None:
+            least = (layout.m - layout.n) / layout.m
+            if sparsity < least:
+                raise ValueError(
+                    f"{block} keeps at most {layout.n} of every {layout.m} weights: "
+                    f"it needs sparsity >= {least:g}, got {sparsity:g}"
+                )
+        return block
+
+
+def block_plan(ctx: PruningContext, block: str | None, strategy: str) -> BlockPlan:
+    """The per-tensor layout of ``block`` over ``ctx``'s prunable kernels, reported in the
+    job's events (a warning naming the kernels left dense). No kernel tiled is a spec error."""
+    from prunekit.errors import SpecError
+
+    plan = plan_blocks({w.name: w.shape for w in ctx.prunable}, block)
+    if block is None:
+        return plan
+    if not plan.layouts:
+        raise SpecError(
+            f"block {block}: no prunable kernel can be pruned in this layout: "
+            + "; ".join(f"{n} ({why})" for n, why in plan.skipped.items())
+        )
+    ctx.reporter.event(f"{strategy}: {plan.summary()}", level="warning" if plan.skipped else "info")
+    return plan
 
 
 class Strategy(ABC):

@@ -16,8 +16,14 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
-from prunekit.masks import Scope, mask_sparsity, masks_from_scores
-from prunekit.strategies.base import Sparsity, Strategy, StrategyKind, StrategyParams
+from prunekit.masks import Scope, mask_sparsity
+from prunekit.strategies.base import (
+    BlockParams,
+    Sparsity,
+    Strategy,
+    StrategyKind,
+    block_plan,
+)
 from prunekit.strategies.registry import register
 
 if TYPE_CHECKING:
@@ -36,7 +42,7 @@ def polynomial_sparsity(
     return final + (initial - final) * (1.0 - (t - begin) / span) ** 3
 
 
-class GradualParams(StrategyParams):
+class GradualParams(BlockParams):
     name: Literal["gradual"] = "gradual"
     sparsity: Sparsity = Field(description="Final sparsity s_f, in [0, 1).")
     initial_sparsity: float = Field(default=0.0, ge=0.0, lt=1.0, description="s_i.")
@@ -87,6 +93,7 @@ class GradualPruning(Strategy):
         steps_per_epoch = max(1, len(data.train) // max(1, min(config.batch_size, len(data.train))))
         total = epochs * steps_per_epoch
         n = max(0, int((p.end_fraction * total - p.begin_step) // p.frequency))
+        plan = block_plan(ctx, p.block, self.name)
         trainer = ctx.trainer(config=config, kind="shadow" if p.regrow else "masked")
 
         def scores() -> dict[str, np.ndarray]:
@@ -105,7 +112,7 @@ class GradualPruning(Strategy):
             target = polynomial_sparsity(
                 t, p.sparsity, p.initial_sparsity, p.begin_step, p.frequency, n
             )
-            masks = masks_from_scores(scores(), target, p.scope)
+            masks = plan.masks(scores(), target, p.scope)
             trainer.set_masks(masks)
             trail.append({"step": t, "target": target, "sparsity": mask_sparsity(masks)})
 
@@ -114,11 +121,11 @@ class GradualPruning(Strategy):
         # the final mask, exact: from the weights the model holds (with regrowth, shadow
         # weights that grew during the recovery phase were never trained in place)
         final = {k: np.abs(v) for k, v in trainer.weights().items()}
-        masks = masks_from_scores(final, p.sparsity, p.scope)
+        masks = plan.masks(final, p.sparsity, p.scope)
         trainer.set_masks(masks)
         ctx.apply_masks(masks)
         ctx.reporter.event(
             f"gradual: {len(trail)} mask updates over {total} steps to {p.sparsity:.1%}"
             + (" with regrowth" if p.regrow else "")
         )
-        return ctx.outcome(masks, schedule=trail, loss=history, pruning_steps=n)
+        return ctx.outcome(masks, schedule=trail, loss=history, pruning_steps=n, **plan.details())

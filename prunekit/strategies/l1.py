@@ -12,19 +12,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 from pydantic import Field
 
-from prunekit.masks import Scope, magnitude_masks
-from prunekit.strategies.base import Sparsity, Strategy, StrategyKind, StrategyParams
+from prunekit.masks import Scope
+from prunekit.strategies.base import BlockParams, Strategy, StrategyKind, block_plan
 from prunekit.strategies.registry import register
 
 if TYPE_CHECKING:
     from prunekit.context import PruningContext, StrategyOutcome
 
 
-class L1Params(StrategyParams):
+class L1Params(BlockParams):
     name: Literal["l1"] = "l1"
-    sparsity: Sparsity
     l1: float = Field(
         default=1e-4, gt=0, le=10, description="lambda of the penalty lambda * sum|w|."
     )
@@ -59,6 +59,7 @@ class L1Pruning(Strategy):
 
         p: L1Params = self.params  # type: ignore[assignment]
         data = ctx.require_data(self.name)
+        plan = block_plan(ctx, p.block, self.name)
         base = ctx.train_config(default_epochs=p.fine_tune_epochs)
         config = TrainConfig(
             p.epochs, base.batch_size, p.learning_rate, "sgd", label_smoothing=base.label_smoothing
@@ -72,7 +73,7 @@ class L1Pruning(Strategy):
             f"l1: proximal training zeroed {exact_zeros} of {n} prunable weights "
             f"({exact_zeros / max(n, 1):.1%}); pruning to {p.sparsity:.1%} by magnitude"
         )
-        masks = magnitude_masks(weights, p.sparsity, p.scope)
+        masks = plan.masks({n: np.abs(w) for n, w in weights.items()}, p.sparsity, p.scope)
         ctx.apply_masks(masks)
         tune = ctx.fine_tune(
             masks, epochs=None if ctx.spec.fine_tune else p.fine_tune_epochs, span=(0.6, 1.0)
@@ -82,4 +83,5 @@ class L1Pruning(Strategy):
             l1_loss=history,
             zeros_after_l1=exact_zeros,
             fine_tune_loss=tune,
+            **plan.details(),
         )

@@ -7,24 +7,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 from pydantic import Field
 
-from prunekit.masks import Scope, magnitude_masks
-from prunekit.strategies.base import (
-    Sparsity,
-    Strategy,
-    StrategyKind,
-    StrategyParams,
-)
+from prunekit.masks import Scope
+from prunekit.strategies.base import BlockParams, Strategy, StrategyKind, block_plan
 from prunekit.strategies.registry import register
 
 if TYPE_CHECKING:
     from prunekit.context import PruningContext, StrategyOutcome
 
 
-class MagnitudeParams(StrategyParams):
+class MagnitudeParams(BlockParams):
     name: Literal["magnitude"] = "magnitude"
-    sparsity: Sparsity
     scope: Scope = Field(
         default=Scope.GLOBAL,
         description="global: one threshold over all prunable weights; "
@@ -44,9 +39,12 @@ class Magnitude(Strategy):
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
         p: MagnitudeParams = self.params  # type: ignore[assignment]
-        masks = magnitude_masks(ctx.prunable_arrays(), p.sparsity, p.scope)
+        plan = block_plan(ctx, p.block, self.name)
+        scores = {name: np.abs(w) for name, w in ctx.prunable_arrays().items()}
+        masks = plan.masks(scores, p.sparsity, p.scope)
         ctx.apply_masks(masks)
+        blocks = plan.details()
         if not ctx.wants_fine_tune:
-            return ctx.outcome(masks)
+            return ctx.outcome(masks, **blocks)
         history = ctx.fine_tune(masks, span=(0.0, 1.0))
-        return ctx.outcome(masks, fine_tune_loss=history)
+        return ctx.outcome(masks, fine_tune_loss=history, **blocks)

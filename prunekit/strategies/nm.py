@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from prunekit.blocks import nm_keep
 from prunekit.strategies.base import Strategy, StrategyKind, StrategyParams
 from prunekit.strategies.registry import register
 
@@ -22,16 +23,9 @@ if TYPE_CHECKING:
 
 
 def nm_mask(weight: np.ndarray, n: int, m: int) -> np.ndarray:
-    """Keep-mask with exactly ``n`` kept entries in each group of ``m`` along axis -2."""
-    w = np.asarray(weight)
-    if w.ndim < 2 or w.shape[-2] % m:
-        raise ValueError(f"input dimension {w.shape[-2:]} is not a multiple of {m}")
-    lead, cin, cout = w.shape[:-2], w.shape[-2], w.shape[-1]
-    groups = np.abs(w).reshape(*lead, cin // m, m, cout)
-    order = np.argsort(-groups, axis=-2, kind="stable")  # largest first, earlier on ties
-    keep = np.zeros(groups.shape, dtype=bool)
-    np.put_along_axis(keep, order[..., :n, :], True, axis=-2)
-    return keep.reshape(w.shape)
+    """Keep-mask with exactly ``n`` kept entries (largest ``|w|``) in each group of ``m``
+    along axis -2."""
+    return nm_keep(np.abs(np.asarray(weight)), n, m)
 
 
 class NMParams(StrategyParams):

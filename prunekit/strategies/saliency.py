@@ -24,17 +24,16 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
-from prunekit.masks import Scope, masks_from_scores
-from prunekit.strategies.base import Sparsity, Strategy, StrategyKind, StrategyParams
+from prunekit.masks import Scope
+from prunekit.strategies.base import BlockParams, Strategy, StrategyKind, block_plan
 from prunekit.strategies.registry import register
 
 if TYPE_CHECKING:
     from prunekit.context import PruningContext, StrategyOutcome
 
 
-class SaliencyParams(StrategyParams):
+class SaliencyParams(BlockParams):
     name: Literal["saliency"] = "saliency"
-    sparsity: Sparsity
     criterion: Literal["taylor", "snip", "magnitude"] = Field(
         default="taylor", description="How a weight's contribution is estimated."
     )
@@ -97,6 +96,7 @@ class SaliencyPruning(Strategy):
     def run(self, ctx: PruningContext) -> StrategyOutcome:
         p: SaliencyParams = self.params  # type: ignore[assignment]
         data = ctx.require_data(self.name)
+        plan = block_plan(ctx, p.block, self.name)
         config = ctx.train_config(default_epochs=p.epochs_per_step)
         epochs = config.epochs
         steps = 1 if p.criterion == "snip" else p.steps
@@ -115,7 +115,7 @@ class SaliencyPruning(Strategy):
                 scores = normalize_scores(raw, p.normalize)
             if masks:  # never revive: already-pruned weights rank first
                 scores = {n: np.where(masks[n], s, -1.0) for n, s in scores.items()}
-            masks = masks_from_scores(scores, target, p.scope)
+            masks = plan.masks(scores, target, p.scope)
             trainer.set_masks(masks)
             losses: list[float] = []
             if epochs > 0:
@@ -126,4 +126,4 @@ class SaliencyPruning(Strategy):
             trail.append({"sparsity": round(target, 6), "fine_tune_loss": losses})
             ctx.reporter.event(f"saliency round {k}/{steps}: pruned to {target:.1%}")
         ctx.apply_masks(masks)
-        return ctx.outcome(masks, criterion=p.criterion, rounds=trail)
+        return ctx.outcome(masks, criterion=p.criterion, rounds=trail, **plan.details())

@@ -93,6 +93,21 @@ def test_queued_job_cancel_and_delete_rules(idle_api: Service, model_files: dict
     assert not storage.model_dir(model["id"]).exists()
 
 
+def test_unknown_block_shape_is_422_naming_the_field(idle_api: Service) -> None:
+    catalogue = idle_api.client.get("/v1/strategies").json()["items"]
+    magnitude = next(s for s in catalogue if s["name"] == "magnitude")
+    assert "litert_int8" in magnitude["parameters"]["properties"]["block"]["description"]
+    resp = idle_api.client.post(
+        "/v1/jobs",
+        json={
+            "model_id": "m-none",
+            "strategy": {"name": "magnitude", "sparsity": 0.9, "block": "3x3"},
+        },
+    )
+    assert resp.status_code == 422, resp.text
+    assert [e["field"] for e in resp.json()["errors"]] == ["body.strategy.block"]
+
+
 # ---------------------------------------------------------------- schemathesis, in process
 from app.main import app  # noqa: E402  (the test env is set by tests/conftest.py)
 

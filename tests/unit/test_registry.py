@@ -54,6 +54,7 @@ def test_defaults_filled() -> None:
     assert params.model_dump(mode="json") == {
         "name": "magnitude",
         "sparsity": 0.3,
+        "block": None,  # unstructured
         "scope": "global",
     }
 
