@@ -1,0 +1,251 @@
+"""A job's LiteRT exports: convert, write, and measure each against the dense original.
+
+For every format the spec asks for, the pruned model is converted (:mod:`prunekit.litert.
+convert`) and written under the job's output folder; then the file itself is measured on the
+LiteRT interpreter (:mod:`prunekit.metrics.litert`): raw size, which kernels run each op,
+latency against the dense original converted to plain float32 in the same job (interleaved
+pairs, 1 thread and all cores, batch 1 and 32), and, with a dataset, quality and agreement of
+the file's own outputs on the held-out split. A failed conversion fails only that export.
+
+A sparse export that is not faster than the dense file where it runs gets a warning: pruning
+without a layout the runtime's sparse kernels use only shrinks the file.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prunekit.evaluation import agreement, quality
+from prunekit.litert.convert import (
+    DENSE_FLOAT,
+    FILENAMES,
+    Conversion,
+    calibration_samples,
+    convert,
+)
+from prunekit.losses import LossSpec
+from prunekit.metrics import litert as runtime
+from prunekit.metrics.flops import FlopsError, sample_shape
+from prunekit.metrics.timing import Speedup, TimingConfig
+from prunekit.model import LoadedModel
+
+FASTER = 1.05  # an export is "faster" when its speed-up interval reaches past this
+SPARSE_ENOUGH = 0.1  # a model this sparse (share of prunable weights at zero) is "sparse"
+
+
+@dataclass
+class HeldOut:
+    """The samples the file's outputs are scored on, with the TF models' outputs on them."""
+
+    x: np.ndarray
+    y: np.ndarray
+    loss: LossSpec
+    reference: np.ndarray  # the original model in TF
+    pruned: np.ndarray  # the pruned model in TF
+
+
+@dataclass
+class DenseReference:
+    """The original model as plain float32 LiteRT, converted before pruning changes it, and
+    the sample shape every conversion of the job uses (``None`` when it is unknown)."""
+
+    conversion: Conversion
+    shape: list[int] | None
+    dtype: str = "float32"
+
+
+def dense_reference(model: LoadedModel, data_shape: list[int] | None = None) -> DenseReference:
+    """Convert ``model`` (the original, before pruning) to plain float32 LiteRT."""
+    try:
+        shape, dtype = sample_shape(model, data_shape)
+    except FlopsError as exc:
+        return DenseReference(Conversion(DENSE_FLOAT, error=f"no LiteRT conversion: {exc}"), None)
+    return DenseReference(convert(model, DENSE_FLOAT, shape, dtype), shape, dtype)
+
+
+@dataclass
+class LiteRTReport:
+    """What the exports add to a job's result and metrics (see :func:`export_litert`)."""
+
+    files: dict[str, Path] = field(default_factory=dict)  # succeeded exports only
+    exports: dict[str, dict[str, Any]] = field(default_factory=dict)  # metrics["exports"]
+    speedup: dict[str, dict[str, Any]] = field(default_factory=dict)  # metrics["speedup"][...]
+    before: dict[str, Any] | None = None  # metrics["before"]["litert"]: the dense original
+    after: dict[str, dict[str, Any]] = field(default_factory=dict)  # metrics["after"]["litert"]
+    notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _scores(content: bytes, held_out: HeldOut | None) -> dict[str, Any]:
+    if held_out is None:
+        return {}
+    outputs = runtime.run(content, held_out.x)
+    return {
+        "quality": _rounded(quality(outputs, held_out.y, held_out.loss)),
+        "agreement": _rounded(agreement(outputs, held_out.reference, held_out.loss)),
+        "agreement_with_tf_pruned": _rounded(agreement(outputs, held_out.pruned, held_out.loss)),
+        "samples": len(held_out.x),
+    }
+
+
+def _rounded(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: round(v, 6) if isinstance(v, float) else v for k, v in d.items()}
+
+
+def _kernels(content: bytes) -> dict[str, Any]:
+    report = runtime.kernel_paths(content)
+    out = {"kernels": report["ops"], "kernel_summary": report["summary"]}
+    if report["xnnpack_refused"]:
+        out["xnnpack_refused"] = report["xnnpack_refused"]
+    return out
+
+
+def _latency(speedups: dict[str, dict[str, Speedup]], side: str) -> dict[str, Any]:
+    """One side's median/p90 per thread count and batch, from the interleaved pairs."""
+    return {
+        threads: {batch: vars(getattr(s, side)).copy() for batch, s in per_batch.items()}
+        for threads, per_batch in speedups.items()
+    }
+
+
+def measure_dense(dense: Conversion, held_out: HeldOut | None) -> dict[str, Any]:
+    """The dense original's file on LiteRT: size, kernels, and scores (no latency yet)."""
+    if dense.content is None:
+        return {"format": DENSE_FLOAT, "status": "failed", "error": dense.error}
+    return {
+        "format": DENSE_FLOAT,
+        "status": "succeeded",
+        "size_bytes": len(dense.content),
+        **_kernels(dense.content),
+        **_scores(dense.content, held_out),
+    }
+
+
+def _not_faster(fmt: str, speedups: dict[str, dict[str, Speedup]], sparsity: float) -> str | None:
+    slow = [
+        f"{threads} {batch.replace('_', ' ')} ({s.median:.2f}x, 95% CI "
+        f"{s.ci95[0]:.2f}-{s.ci95[1]:.2f})"
+        for threads, per_batch in speedups.items()
+        for batch, s in per_batch.items()
+        if s.ci95[1] < FASTER
+    ]
+    if not slow:
+        return None
+    return (
+        f"the {fmt} export is {sparsity:.0%} sparse but not faster than the dense float32 "
+        f"LiteRT model at: {'; '.join(slow)}. Sparse kernels need a layout they can use "
+        "(1x4 blocks for float32, 1x16 for int8 fully connected layers); see "
+        "metrics.eligibility."
+    )
+
+
+def _fallback_note(fmt: str, dense: dict[str, Any], export: dict[str, Any]) -> str | None:
+    dense_x = dense.get("kernel_summary", {}).get(runtime.XNNPACK, 0)
+    export_x = export["kernel_summary"][runtime.XNNPACK]
+    if not dense_x or export_x >= dense_x:
+        return None
+    why = (
+        f": XNNPACK refused the file ({export['xnnpack_refused']})"
+        if export.get("xnnpack_refused")
+        else ""
+    )
+    return (
+        f"the {fmt} export runs {dense_x - export_x} fewer op(s) on XNNPACK than the dense "
+        f"model ({export_x} of {dense_x}); the rest run the builtin kernels{why}"
+    )
+
+
+def export_litert(
+    pruned: LoadedModel,
+    formats: list[str],
+    out_dir: Path,
+    reference: DenseReference,
+    train_x: np.ndarray | None = None,
+    held_out: HeldOut | None = None,
+    sparsity: float = 0.0,
+    seed: int = 0,
+    timing: TimingConfig = runtime.LITERT_TIMING,
+) -> LiteRTReport:
+    """Convert ``pruned`` to each of ``formats`` under ``out_dir`` and measure every file.
+
+    ``reference`` is the original model converted before pruning (:func:`dense_reference`);
+    ``train_x`` gives the int8 calibration samples (a seeded subset); ``held_out`` scores the
+    files; ``sparsity`` is the pruned model's (to warn when a sparse export is not faster).
+    """
+    report = LiteRTReport()
+    if not formats:
+        return report
+    dense = reference.conversion
+    if reference.shape is None:  # nothing can be converted without a sample shape
+        report.before = measure_dense(dense, None)
+        for fmt in formats:
+            report.exports[fmt] = {"status": "failed", "error": dense.error}
+        report.notes.append(f"LiteRT exports failed, the job goes on without them: {dense.error}")
+        return report
+    calibration = calibration_samples(train_x, seed=seed) if train_x is not None else None
+    before = measure_dense(dense, held_out)
+    report.before = before
+    if dense.content is None:
+        report.notes.append(
+            f"the dense original could not be converted to LiteRT ({dense.error}); "
+            "no LiteRT speed-ups"
+        )
+    first_pairs: dict[str, dict[str, Speedup]] | None = None
+    for fmt in formats:
+        conversion = convert(pruned, fmt, reference.shape, reference.dtype, calibration)
+        record: dict[str, Any] = {
+            "status": "succeeded" if conversion.succeeded else "failed",
+            "conversion_seconds": conversion.seconds,
+        }
+        if conversion.content is None:
+            record["error"] = conversion.error
+            if conversion.unsupported_ops:
+                record["unsupported_ops"] = conversion.unsupported_ops
+            report.exports[fmt] = record
+            report.notes.append(
+                f"{fmt} export failed, the job goes on without it: {record['error']}"
+            )
+            continue
+        path = conversion.write(Path(out_dir) / FILENAMES[fmt])
+        report.files[fmt] = path
+        content = conversion.content
+        record.update(
+            {
+                "file": path.name,
+                "size_bytes": len(content),
+                "quantization": conversion.quantization,
+                **({"note": conversion.note} if conversion.note else {}),
+                **_kernels(content),
+                **_scores(content, held_out),
+            }
+        )
+        if conversion.note:
+            report.notes.append(f"{fmt} export: {conversion.note}")
+        after: dict[str, Any] = {"size_bytes": len(content)}
+        for key in ("quality", "agreement", "agreement_with_tf_pruned"):
+            if key in record:
+                after[key] = record[key]
+        if dense.content is not None:
+            record["size_ratio_vs_dense"] = round(len(dense.content) / len(content), 3)
+            pairs = runtime.litert_speedups(dense.content, content, cfg=timing)
+            first_pairs = first_pairs or pairs
+            for threads, per_batch in pairs.items():
+                report.speedup[f"litert_{fmt}_{threads}"] = {
+                    batch: s.as_dict() for batch, s in per_batch.items()
+                }
+            after["latency"] = _latency(pairs, "b")
+            warning = _not_faster(fmt, pairs, sparsity) if sparsity >= SPARSE_ENOUGH else None
+            if warning:
+                report.warnings.append(warning)
+            fallback = _fallback_note(fmt, before, record)
+            if fallback:
+                report.notes.append(fallback)
+        report.exports[fmt] = record
+        report.after[fmt] = after
+    if first_pairs is not None:
+        before["latency"] = _latency(first_pairs, "a")
+    return report

@@ -1,0 +1,231 @@
+"""LiteRT exports: conversion, the file's outputs on the interpreter, kernels, the pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from prunekit.evaluation import agreement
+from prunekit.formats import ModelFormat
+from prunekit.litert.convert import DENSE_FLOAT, convert, unsupported_ops
+from prunekit.losses import LossName, LossSpec
+from prunekit.metrics import litert as runtime
+from prunekit.model import LoadedModel, load_model
+from prunekit.pipeline import prune
+from prunekit.spec import PruneSpec
+
+INPUTS, HIDDEN, CLASSES = 256, 128, 10
+LOGITS = LossSpec(LossName.SPARSE_CATEGORICAL, from_logits=True)
+
+
+def block_sparse(w: np.ndarray, k: int, sparsity: float, rng: np.random.Generator) -> np.ndarray:
+    """``w`` (inputs, outputs) with exactly round(sparsity * blocks) 1xk blocks of k
+    consecutive inputs of one output set to zero."""
+    blocks = (w.shape[0] // k) * w.shape[1]
+    drop = rng.permutation(blocks)[: round(sparsity * blocks)]
+    keep = np.ones(blocks, bool)
+    keep[drop] = False
+    mask = np.repeat(keep.reshape(w.shape[0] // k, w.shape[1]), k, axis=0)
+    return np.where(mask, w, 0).astype(w.dtype)
+
+
+def mlp(seed: int = 0) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    inp = keras.Input((INPUTS,), name="features")
+    x = keras.layers.Dense(HIDDEN, activation="relu", name="hidden")(inp)
+    return keras.Model(inp, keras.layers.Dense(CLASSES, name="logits")(x))
+
+
+@pytest.fixture(scope="module")
+def models() -> dict[str, Any]:
+    dense = mlp()
+    sparse = mlp()
+    rng = np.random.default_rng(0)
+    for layer in sparse.layers[1:]:
+        kernel, bias = layer.get_weights()
+        layer.set_weights([block_sparse(kernel, 4, 0.9, rng), bias])
+    x = np.random.default_rng(1).normal(size=(300, INPUTS)).astype("float32")
+    return {
+        "dense": LoadedModel(ModelFormat.KERAS, keras_model=dense),
+        "sparse": LoadedModel(ModelFormat.KERAS, keras_model=sparse),
+        "x": x,
+    }
+
+
+def test_block_sparse_weights_make_a_smaller_file_stored_sparse(models: dict) -> None:
+    dense = convert(models["dense"], DENSE_FLOAT, [INPUTS])
+    sparse = convert(models["sparse"], "tflite", [INPUTS])
+    same_weights_plain = convert(models["sparse"], DENSE_FLOAT, [INPUTS])
+    assert dense.succeeded and sparse.succeeded and same_weights_plain.succeeded
+    assert dense.content is not None and sparse.content is not None
+    # 90% of 256x128 + 128x10 float32 weights gone: the file keeps ~10% plus indices
+    assert len(sparse.content) < len(dense.content) / 4
+    assert same_weights_plain.content is not None
+    assert len(same_weights_plain.content) > len(dense.content) * 0.95  # zeros alone: no gain
+    kernels = runtime.kernel_paths(sparse.content)
+    fc = [op for op in kernels["ops"] if op["op"] == "FULLY_CONNECTED"]
+    assert len(fc) == 2 and all(op["sparse_weights"] for op in fc)
+
+
+def test_float_export_computes_what_tf_computes(models: dict) -> None:
+    conversion = convert(models["sparse"], "tflite", [INPUTS])
+    assert conversion.content is not None and conversion.quantization == "none"
+    x = models["x"]
+    expected = models["sparse"].predict(x)
+    np.testing.assert_allclose(runtime.run(conversion.content, x), expected, atol=1e-4, rtol=1e-4)
+    # a batch that does not divide the run batch: padding rows are dropped
+    np.testing.assert_allclose(
+        runtime.run(conversion.content, x[:37], batch_size=16), expected[:37], atol=1e-4, rtol=1e-4
+    )
+
+
+def test_int8_export_is_full_integer_with_data_and_agrees(models: dict) -> None:
+    x = models["x"]
+    full = convert(models["sparse"], "tflite_int8", [INPUTS], calibration=x[:100])
+    assert full.content is not None and full.quantization == "full_integer"
+    interp = runtime.load(full.content)
+    assert interp.get_input_details()[0]["dtype"] == np.int8
+    assert interp.get_output_details()[0]["dtype"] == np.int8
+    outputs = runtime.run(full.content, x[100:])
+    top1 = agreement(outputs, models["sparse"].predict(x[100:]), LOGITS)["top1"]
+    assert top1 >= 0.9, top1
+
+    dynamic = convert(models["sparse"], "tflite_int8", [INPUTS])
+    assert dynamic.content is not None and dynamic.quantization == "dynamic_range"
+    assert dynamic.note is not None and "no dataset" in dynamic.note
+    assert runtime.load(dynamic.content).get_input_details()[0]["dtype"] == np.float32
+
+
+class Erfinv(tf.Module):
+    """A real model whose op (Erfinv) has no LiteRT builtin kernel."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = tf.Variable(np.random.default_rng(0).normal(size=(4, 3)).astype("float32"))
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def __call__(self, x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return {"y": tf.matmul(tf.math.erfinv(tf.clip_by_value(x, -0.9, 0.9)), self.w)}
+
+
+@pytest.fixture(scope="module")
+def erfinv_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("erfinv") / "sm"
+    module = Erfinv()
+    tf.saved_model.save(module, str(path), signatures={"serving_default": module.__call__})
+    return path
+
+
+def test_an_unconvertible_op_is_named_and_nothing_raises(erfinv_model: Path) -> None:
+    model = load_model(erfinv_model, ModelFormat.SAVED_MODEL)
+    result = convert(model, "tflite", [4])
+    assert not result.succeeded and result.content is None
+    assert result.unsupported_ops == ["Erfinv"]
+    assert result.error is not None and "Erfinv" in result.error
+
+
+def test_op_names_are_parsed_from_converter_messages() -> None:
+    message = (
+        "error: 'tf.Digamma' op is neither a custom op nor a flex op\n"
+        "Some ops are not supported by the native TFLite runtime\n"
+        "Flex ops: FlexBetainc, FlexDigamma\nDetails:\n\ttf.Betainc(tensor<?xf32>) -> ...\n"
+    )
+    assert unsupported_ops(message) == ["Digamma", "Betainc"]
+    assert unsupported_ops("Could not translate MLIR to FlatBuffer") == []
+
+
+def test_xnnpack_runs_a_dense_float_file(models: dict) -> None:
+    dense = convert(models["dense"], DENSE_FLOAT, [INPUTS])
+    assert dense.content is not None
+    report = runtime.kernel_paths(dense.content)
+    assert [op["op"] for op in report["ops"]] == ["FULLY_CONNECTED", "FULLY_CONNECTED"]
+    assert all(op["kernel"] == runtime.XNNPACK for op in report["ops"])
+    assert report["summary"] == {"xnnpack": 2, "builtin": 0, "sparse_weights": 0}
+    assert report["xnnpack_refused"] is None
+
+
+def test_delegated_nodes_are_the_ones_between_a_delegates_inputs_and_outputs() -> None:
+    def op(index: int, name: str, inputs: list[int], outputs: list[int]) -> dict[str, Any]:
+        return {"index": index, "op_name": name, "inputs": inputs, "outputs": outputs}
+
+    # 0 -> A -> 2 -> B -> 3 -> C -> 4; the delegate took A and B (inputs 0 and weight 1)
+    ops = [
+        op(0, "FULLY_CONNECTED", [0, 1, -1], [2]),
+        op(1, "RELU", [2], [3]),
+        op(2, "CUSTOM", [3], [4]),
+        op(3, "DELEGATE", [0, 1], [3]),
+    ]
+    assert runtime._delegated_nodes(ops) == {0, 1}
+
+
+def test_int8_values_are_quantised_with_the_tensors_scale_and_zero_point() -> None:
+    detail = {"dtype": np.int8, "quantization": (0.5, -3)}
+    q = runtime.quantize(np.array([0.0, 1.0, 100.0, -100.0]), detail)
+    np.testing.assert_array_equal(q, np.array([-3, -1, 127, -128], np.int8))
+    np.testing.assert_allclose(runtime.dequantize(q, detail), [0.0, 1.0, 65.0, -62.5])
+
+
+def _dataset(tmp: Path, model: keras.Model) -> Path:
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(400, INPUTS)).astype("float32")
+    y = np.argmax(model.predict(x, verbose=0), axis=-1)  # labels the model mostly gets right
+    path = tmp / "data.npz"
+    np.savez(path, x_train=x[:300], y_train=y[:300], x_test=x[300:], y_test=y[300:])
+    return path
+
+
+def test_pipeline_exports_measures_and_reports(tmp_path: Path) -> None:
+    model = mlp(3)
+    source = tmp_path / "m.keras"
+    model.save(source)
+    spec = PruneSpec(
+        strategy={"name": "magnitude", "sparsity": 0.9}, exports=["tflite", "tflite_int8"]
+    )
+    result = prune(source, "keras", spec, tmp_path / "out", data=_dataset(tmp_path, model))
+    metrics = result.metrics
+    assert set(result.exports) == {"tflite", "tflite_int8"}
+    assert result.exports["tflite"] == tmp_path / "out" / "model.tflite"
+    for fmt, path in result.exports.items():
+        record = metrics["exports"][fmt]
+        assert record["status"] == "succeeded"
+        assert record["size_bytes"] == path.stat().st_size
+        assert record["kernels"] and {"op", "kernel"} <= set(record["kernels"][0])
+        assert 0.0 <= record["quality"]["accuracy"] <= 1.0
+        assert record["agreement"]["top1"] >= 0.0
+        latency = metrics["after"]["litert"][fmt]["latency"]
+        for n in runtime.thread_counts():
+            figures = metrics["speedup"][f"litert_{fmt}_{runtime.thread_label(n)}"]
+            assert set(figures) == {"batch_1", "batch_32"}
+            for batch, s in figures.items():
+                assert s["ci95"][0] <= s["median"] <= s["ci95"][1]
+                assert s["b"] == latency[runtime.thread_label(n)][batch]
+    assert metrics["exports"]["tflite_int8"]["quantization"] == "full_integer"
+    # the float file computes what the pruned TF model computes
+    np.testing.assert_allclose(
+        metrics["exports"]["tflite"]["agreement_with_tf_pruned"]["relative_l2"], 0.0, atol=1e-4
+    )
+    dense = metrics["before"]["litert"]
+    assert (
+        dense["status"] == "succeeded"
+        and dense["size_bytes"] > result.exports["tflite"].stat().st_size
+    )
+    assert set(dense["latency"]) == {runtime.thread_label(n) for n in runtime.thread_counts()}
+    assert [row["layer"] for row in metrics["eligibility"]["layers"]] == ["hidden", "logits"]
+
+
+def test_pipeline_a_failed_export_leaves_the_job_and_names_the_op(
+    erfinv_model: Path, tmp_path: Path
+) -> None:
+    spec = PruneSpec(strategy={"name": "magnitude", "sparsity": 0.5}, exports=["tflite"])
+    result = prune(erfinv_model, "saved_model", spec, tmp_path / "out")
+    assert result.download.exists() and result.exports == {}
+    record = result.metrics["exports"]["tflite"]
+    assert record["status"] == "failed" and record["unsupported_ops"] == ["Erfinv"]
+    assert "Erfinv" in record["error"]
+    assert any("Erfinv" in note for note in result.notes)
+    assert not (tmp_path / "out" / "model.tflite").exists()
