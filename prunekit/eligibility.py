@@ -5,7 +5,8 @@ channel dependency graph decide. Paths:
 
 - ``block_sparse_fc``: a fully connected layer whose weights are zero in whole blocks of
   consecutive inputs runs LiteRT's sparse FULLY_CONNECTED kernels: float32 needs 1x4
-  blocks (input dimension a multiple of 4), int8 1x16 blocks (a multiple of 16). Random
+  blocks (input dimension a multiple of 4), int8 1x16 blocks (a multiple of 16; a layer
+  that does not tile, stored sparse, computed wrong int8 outputs on LiteRT 2.3). Random
   (unstructured) zeros only shrink the file; a layout the kernel cannot use can be slower
   than dense (int8 weights in 1x4 blocks make XNNPACK refuse the file);
 - ``sparse_1x1_conv``: XNNPACK's sparse inference runs 1x1 convolutions with at least 2/3
@@ -42,6 +43,12 @@ FLOAT_BLOCK = 4  # LiteRT float32 sparse FULLY_CONNECTED: 1x4 blocks
 INT8_BLOCK = 16  # LiteRT int8 sparse FULLY_CONNECTED: 1x16 blocks
 BLOCK_SHARE = 0.95  # a layer's zeros form k-blocks when this share of them lies in whole blocks
 XNNPACK_SPARSE_ZEROS = 2 / 3  # XNNPACK's sparse 1x1 convolutions need this share of zeros
+
+# measured on ai-edge-litert 2.3 (LeNet-300-100, MNIST): top-1 agreement with TF fell to 0.59
+INT8_HAZARD = (
+    "; keep it dense in int8 files: stored sparse in 1x16 blocks, such a layer gave wrong "
+    "int8 outputs on LiteRT"
+)
 
 _CONV_CLASSES = ("Conv2D",)
 _DEPTHWISE_CLASSES = ("DepthwiseConv2D", "DepthwiseConv1D")
@@ -105,6 +112,7 @@ def _block_fc_paths(inputs: int) -> list[dict[str, Any]]:
                     f"{inputs} inputs tile by {k}"
                     if fits
                     else f"{inputs} inputs do not tile by {k}: {dtype} {k}-blocks do not apply"
+                    + (INT8_HAZARD if dtype == "int8" else "")
                 ),
             }
         )

@@ -13,9 +13,10 @@ without a layout the runtime's sparse kernels use only shrinks the file.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 
@@ -33,8 +34,13 @@ from prunekit.metrics.flops import FlopsError, sample_shape
 from prunekit.metrics.timing import Speedup, TimingConfig
 from prunekit.model import LoadedModel
 
+T = TypeVar("T")
 FASTER = 1.05  # an export is "faster" when its speed-up interval reaches past this
 SPARSE_ENOUGH = 0.1  # a model this sparse (share of prunable weights at zero) is "sparse"
+# how close a file's outputs must be to the TF pruned model's before it is called faithful
+FLOAT_MAX_RELATIVE_L2 = 1e-3  # float32: the same maths, up to summation order
+INT8_MIN_TOP1 = 0.98  # int8 classifiers: the same class on nearly every sample
+INT8_MAX_RELATIVE_L2 = 0.1  # int8 regression
 
 
 @dataclass
@@ -112,17 +118,41 @@ def _latency(speedups: dict[str, dict[str, Speedup]], side: str) -> dict[str, An
     }
 
 
+def _attempt(what: str, fn: Callable[[], T], problems: list[str]) -> T | None:
+    """``fn()``, or ``None`` with the reason in ``problems``: a measurement the interpreter
+    cannot make leaves a note, never a failed export or job."""
+    try:
+        return fn()
+    except Exception as exc:
+        problems.append(f"{what} not measured: {type(exc).__name__}: {_one_line(exc)}")
+        return None
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())[:300]
+
+
+def _file_metrics(content: bytes, held_out: HeldOut | None, problems: list[str]) -> dict[str, Any]:
+    """Kernels and (with data) scores of one file; what cannot be measured is left out."""
+    kernels = _attempt("kernel attribution", lambda: _kernels(content), problems)
+    scores = _attempt("quality on LiteRT", lambda: _scores(content, held_out), problems)
+    return {**(kernels or {}), **(scores or {})}
+
+
 def measure_dense(dense: Conversion, held_out: HeldOut | None) -> dict[str, Any]:
     """The dense original's file on LiteRT: size, kernels, and scores (no latency yet)."""
     if dense.content is None:
         return {"format": DENSE_FLOAT, "status": "failed", "error": dense.error}
-    return {
+    problems: list[str] = []
+    out = {
         "format": DENSE_FLOAT,
         "status": "succeeded",
         "size_bytes": len(dense.content),
-        **_kernels(dense.content),
-        **_scores(dense.content, held_out),
+        **_file_metrics(dense.content, held_out, problems),
     }
+    if problems:
+        out["measurement_errors"] = problems
+    return out
 
 
 def _not_faster(fmt: str, speedups: dict[str, dict[str, Speedup]], sparsity: float) -> str | None:
@@ -143,9 +173,36 @@ def _not_faster(fmt: str, speedups: dict[str, dict[str, Speedup]], sparsity: flo
     )
 
 
+def _fidelity_warning(fmt: str, record: dict[str, Any]) -> str | None:
+    """A warning when the file does not compute what the TF pruned model computes."""
+    close = record.get("agreement_with_tf_pruned")
+    if not close:
+        return None
+    if record.get("quantization", "none") == "none":
+        if close["relative_l2"] <= FLOAT_MAX_RELATIVE_L2:
+            return None
+        found = f"relative L2 distance {close['relative_l2']:.2g} (float32 should stay below "
+        found += f"{FLOAT_MAX_RELATIVE_L2:g})"
+    elif "top1" in close:
+        if close["top1"] >= INT8_MIN_TOP1:
+            return None
+        found = f"top-1 agreement {close['top1']:.3f} (int8 should reach {INT8_MIN_TOP1:g})"
+    else:
+        if close["relative_l2"] <= INT8_MAX_RELATIVE_L2:
+            return None
+        found = f"relative L2 distance {close['relative_l2']:.2g} (int8 should stay below "
+        found += f"{INT8_MAX_RELATIVE_L2:g})"
+    return (
+        f"the {fmt} file's outputs on the held-out split differ from the pruned TF model's: "
+        f"{found}. Check it before shipping it (on ai-edge-litert 2.3, int8 weights stored "
+        "sparse in 1x16 blocks on a layer whose inputs do not tile by 16 computed wrong "
+        "outputs; see metrics.eligibility)"
+    )
+
+
 def _fallback_note(fmt: str, dense: dict[str, Any], export: dict[str, Any]) -> str | None:
     dense_x = dense.get("kernel_summary", {}).get(runtime.XNNPACK, 0)
-    export_x = export["kernel_summary"][runtime.XNNPACK]
+    export_x = export.get("kernel_summary", {}).get(runtime.XNNPACK, 0)
     if not dense_x or export_x >= dense_x:
         return None
     why = (
@@ -194,58 +251,83 @@ def export_litert(
             f"the dense original could not be converted to LiteRT ({dense.error}); "
             "no LiteRT speed-ups"
         )
-    first_pairs: dict[str, dict[str, Speedup]] | None = None
+    dense_pairs: dict[str, dict[str, Speedup]] | None = None
     for fmt in formats:
-        conversion = convert(pruned, fmt, reference.shape, reference.dtype, calibration)
-        record: dict[str, Any] = {
-            "status": "succeeded" if conversion.succeeded else "failed",
-            "conversion_seconds": conversion.seconds,
-        }
-        if conversion.content is None:
-            record["error"] = conversion.error
-            if conversion.unsupported_ops:
-                record["unsupported_ops"] = conversion.unsupported_ops
-            report.exports[fmt] = record
-            report.notes.append(
-                f"{fmt} export failed, the job goes on without it: {record['error']}"
-            )
-            continue
-        path = conversion.write(Path(out_dir) / FILENAMES[fmt])
-        report.files[fmt] = path
-        content = conversion.content
-        record.update(
-            {
-                "file": path.name,
-                "size_bytes": len(content),
-                "quantization": conversion.quantization,
-                **({"note": conversion.note} if conversion.note else {}),
-                **_kernels(content),
-                **_scores(content, held_out),
-            }
+        pairs = _export_one(
+            pruned, fmt, Path(out_dir), reference, calibration, held_out, report, timing
         )
-        if conversion.note:
-            report.notes.append(f"{fmt} export: {conversion.note}")
-        after: dict[str, Any] = {"size_bytes": len(content)}
-        for key in ("quality", "agreement", "agreement_with_tf_pruned"):
-            if key in record:
-                after[key] = record[key]
-        if dense.content is not None:
-            record["size_ratio_vs_dense"] = round(len(dense.content) / len(content), 3)
-            pairs = runtime.litert_speedups(dense.content, content, cfg=timing)
-            first_pairs = first_pairs or pairs
-            for threads, per_batch in pairs.items():
-                report.speedup[f"litert_{fmt}_{threads}"] = {
-                    batch: s.as_dict() for batch, s in per_batch.items()
-                }
-            after["latency"] = _latency(pairs, "b")
-            warning = _not_faster(fmt, pairs, sparsity) if sparsity >= SPARSE_ENOUGH else None
+        dense_pairs = dense_pairs or pairs
+        if pairs is not None and sparsity >= SPARSE_ENOUGH:
+            warning = _not_faster(fmt, pairs, sparsity)
             if warning:
                 report.warnings.append(warning)
-            fallback = _fallback_note(fmt, before, record)
-            if fallback:
-                report.notes.append(fallback)
-        report.exports[fmt] = record
-        report.after[fmt] = after
-    if first_pairs is not None:
-        before["latency"] = _latency(first_pairs, "a")
+    if dense_pairs is not None:  # the dense side of the first export's pairs
+        before["latency"] = _latency(dense_pairs, "a")
     return report
+
+
+def _export_one(
+    pruned: LoadedModel,
+    fmt: str,
+    out_dir: Path,
+    reference: DenseReference,
+    calibration: np.ndarray | None,
+    held_out: HeldOut | None,
+    report: LiteRTReport,
+    timing: TimingConfig,
+) -> dict[str, dict[str, Speedup]] | None:
+    """Convert, write and measure one format into ``report``; the timed pairs, if any."""
+    assert reference.shape is not None
+    conversion = convert(pruned, fmt, reference.shape, reference.dtype, calibration)
+    record: dict[str, Any] = {
+        "status": "succeeded" if conversion.succeeded else "failed",
+        "conversion_seconds": conversion.seconds,
+    }
+    report.exports[fmt] = record
+    if conversion.content is None:
+        record["error"] = conversion.error
+        if conversion.unsupported_ops:
+            record["unsupported_ops"] = conversion.unsupported_ops
+        report.notes.append(f"{fmt} export failed, the job goes on without it: {record['error']}")
+        return None
+    content = conversion.content
+    path = conversion.write(out_dir / FILENAMES[fmt])
+    report.files[fmt] = path
+    problems: list[str] = []
+    record.update(
+        {
+            "file": path.name,
+            "size_bytes": len(content),
+            "quantization": conversion.quantization,
+            **({"note": conversion.note} if conversion.note else {}),
+            **_file_metrics(content, held_out, problems),
+        }
+    )
+    if conversion.note:
+        report.notes.append(f"{fmt} export: {conversion.note}")
+    after: dict[str, Any] = {"size_bytes": len(content)}
+    after.update({k: record[k] for k in ("quality", "agreement") if k in record})
+    report.after[fmt] = after
+    dense = reference.conversion.content
+    pairs = None
+    if dense is not None:
+        record["size_ratio_vs_dense"] = round(len(dense) / len(content), 3)
+        pairs = _attempt(
+            "LiteRT latency", lambda: runtime.litert_speedups(dense, content, cfg=timing), problems
+        )
+    if pairs is not None:
+        for threads, per_batch in pairs.items():
+            report.speedup[f"litert_{fmt}_{threads}"] = {
+                batch: s.as_dict() for batch, s in per_batch.items()
+            }
+        after["latency"] = _latency(pairs, "b")
+    fidelity = _fidelity_warning(fmt, record)
+    if fidelity:
+        report.warnings.append(fidelity)
+    fallback = _fallback_note(fmt, report.before or {}, record)
+    if fallback:
+        report.notes.append(fallback)
+    if problems:
+        record["measurement_errors"] = problems
+        report.notes.extend(f"{fmt} export: {p}" for p in problems)
+    return pairs

@@ -56,11 +56,15 @@ def load_reporting(
 
     The default interpreter applies XNNPACK; when the delegate claims a node and then fails
     to prepare it (int8 weights stored sparse in blocks it has no kernel for, say),
-    allocation raises. The file still runs on the builtin kernels with the default delegate
-    off, which is what a deployment has to do too: that is the interpreter returned then.
+    allocation or the first invoke raises (the delegate may be applied lazily, so one
+    invoke is made here). The file still runs on the builtin kernels with the default
+    delegate off, which is what a deployment has to do too: that is the interpreter
+    returned then.
     """
     try:
-        return _allocated(content, num_threads, batch, OpResolverType.AUTO), None
+        interp = _allocated(content, num_threads, batch, OpResolverType.AUTO)
+        interp.invoke()
+        return interp, None
     except RuntimeError as exc:
         refusal = " ".join(str(exc).split())[:300]
     resolver = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES

@@ -13,8 +13,10 @@ import tensorflow as tf
 from prunekit.evaluation import agreement
 from prunekit.formats import ModelFormat
 from prunekit.litert.convert import DENSE_FLOAT, convert, unsupported_ops
+from prunekit.litert.exports import _fidelity_warning, _not_faster
 from prunekit.losses import LossName, LossSpec
 from prunekit.metrics import litert as runtime
+from prunekit.metrics.timing import SideStats, Speedup
 from prunekit.model import LoadedModel, load_model
 from prunekit.pipeline import prune
 from prunekit.spec import PruneSpec
@@ -229,3 +231,38 @@ def test_pipeline_a_failed_export_leaves_the_job_and_names_the_op(
     assert "Erfinv" in record["error"]
     assert any("Erfinv" in note for note in result.notes)
     assert not (tmp_path / "out" / "model.tflite").exists()
+
+
+def test_a_file_that_computes_something_else_is_warned_about() -> None:
+    faithful_float = {"quantization": "none", "agreement_with_tf_pruned": {"relative_l2": 2e-7}}
+    drifted_float = {"quantization": "none", "agreement_with_tf_pruned": {"relative_l2": 0.02}}
+    int8_ok = {
+        "quantization": "full_integer",
+        "agreement_with_tf_pruned": {"top1": 0.99, "relative_l2": 0.3},
+    }
+    int8_wrong = {
+        "quantization": "full_integer",
+        "agreement_with_tf_pruned": {"top1": 0.59, "relative_l2": 0.9},
+    }
+    assert _fidelity_warning("tflite", faithful_float) is None
+    assert "relative L2 distance 0.02" in (_fidelity_warning("tflite", drifted_float) or "")
+    assert _fidelity_warning("tflite_int8", int8_ok) is None
+    assert "top-1 agreement 0.590" in (_fidelity_warning("tflite_int8", int8_wrong) or "")
+    assert _fidelity_warning("tflite", {"quantization": "none"}) is None  # no data: no check
+
+
+def _speedup(median: float, lo: float, hi: float) -> Speedup:
+    side = SideStats(1.0, 1.1, 9)
+    return Speedup(median, (lo, hi), 9, "interleaved", 0.01, True, side, side)
+
+
+def test_a_sparse_export_not_faster_somewhere_is_named_there() -> None:
+    pairs = {
+        "1thread": {"batch_1": _speedup(2.0, 1.9, 2.1), "batch_32": _speedup(0.9, 0.85, 1.02)},
+        "2threads": {"batch_1": _speedup(1.0, 0.97, 1.06), "batch_32": _speedup(1.5, 1.4, 1.6)},
+    }
+    warning = _not_faster("tflite", pairs, 0.9)
+    assert warning is not None and "90% sparse" in warning
+    assert "1thread batch 32 (0.90x, 95% CI 0.85-1.02)" in warning
+    assert "2threads batch 1" not in warning  # its interval reaches past 1.05
+    assert _not_faster("tflite", {"1thread": {"batch_1": _speedup(2.0, 1.9, 2.1)}}, 0.9) is None
