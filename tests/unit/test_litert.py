@@ -266,3 +266,15 @@ def test_a_sparse_export_not_faster_somewhere_is_named_there() -> None:
     assert "1thread batch 32 (0.90x, 95% CI 0.85-1.02)" in warning
     assert "2threads batch 1" not in warning  # its interval reaches past 1.05
     assert _not_faster("tflite", {"1thread": {"batch_1": _speedup(2.0, 1.9, 2.1)}}, 0.9) is None
+
+
+def test_a_saved_model_converts_through_its_signature(tmp_path: Path, models: dict) -> None:
+    keras_model = models["sparse"].keras_model
+    keras_model.export(str(tmp_path / "sm"), verbose=False)
+    model = load_model(tmp_path / "sm", ModelFormat.SAVED_MODEL)
+    conversion = convert(model, "tflite", [INPUTS])
+    assert conversion.content is not None
+    x = models["x"][:50]
+    np.testing.assert_allclose(
+        runtime.run(conversion.content, x), keras_model.predict(x, verbose=0), atol=1e-4, rtol=1e-4
+    )
