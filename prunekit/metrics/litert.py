@@ -17,7 +17,9 @@ The interpreter and numpy only; no TensorFlow import.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -30,6 +32,8 @@ BATCH_SIZES = (1, 32)
 RUN_BATCH = 256  # rows per invoke when computing outputs over a whole split
 # per (thread count, batch size) comparison: enough pairs for a usable interval, bounded time
 LITERT_TIMING = TimingConfig(warmup=2, min_pairs=7, max_pairs=200, budget_s=0.4)
+SLOW_RUN_S = 0.2  # a run this long (a big model at batch 32) gets the few-pairs config below
+SLOW_MIN_PAIRS = 3
 XNNPACK = "xnnpack"
 BUILTIN = "builtin"
 
@@ -204,10 +208,22 @@ class TimedInterpreter:
         rng = np.random.default_rng(seed)
         x = rng.normal(size=tuple(int(d) for d in inp["shape"])).astype(np.float32)
         self.interp.set_tensor(inp["index"], quantize(x, inp))
+        started = time.perf_counter()
+        self()
+        self.first_run_s = time.perf_counter() - started  # after the allocating invoke
 
     def __call__(self) -> np.ndarray:
         self.interp.invoke()
         return self.interp.get_tensor(self._out)
+
+
+def _bounded(cfg: TimingConfig, a: TimedInterpreter, b: TimedInterpreter) -> TimingConfig:
+    """``cfg``, or fewer warm-ups and minimum pairs when one run of either side takes longer
+    than :data:`SLOW_RUN_S`: the minimum pairs, not the budget, bound a big model's time."""
+    slowest = max(a.first_run_s, b.first_run_s)
+    if slowest <= SLOW_RUN_S:
+        return cfg
+    return replace(cfg, warmup=min(cfg.warmup, 1), min_pairs=min(cfg.min_pairs, SLOW_MIN_PAIRS))
 
 
 def litert_speedups(
@@ -226,6 +242,6 @@ def litert_speedups(
             a = TimedInterpreter(dense, n, batch)
             b = TimedInterpreter(export, n, batch)
             context = timing_context(runtime="litert", num_threads=n, batch=batch)
-            per_batch[f"batch_{batch}"] = interleaved_speedup(a, b, cfg, context)
+            per_batch[f"batch_{batch}"] = interleaved_speedup(a, b, _bounded(cfg, a, b), context)
         out[thread_label(n)] = per_batch
     return out

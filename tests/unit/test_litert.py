@@ -278,3 +278,14 @@ def test_a_saved_model_converts_through_its_signature(tmp_path: Path, models: di
     np.testing.assert_allclose(
         runtime.run(conversion.content, x), keras_model.predict(x, verbose=0), atol=1e-4, rtol=1e-4
     )
+
+
+def test_slow_models_are_timed_with_fewer_pairs(models: dict) -> None:
+    dense = convert(models["dense"], DENSE_FLOAT, [INPUTS]).content
+    assert dense is not None
+    a, b = runtime.TimedInterpreter(dense, 1, 1), runtime.TimedInterpreter(dense, 1, 1)
+    assert runtime._bounded(runtime.LITERT_TIMING, a, b) == runtime.LITERT_TIMING  # fast
+    b.first_run_s = 2 * runtime.SLOW_RUN_S
+    slow = runtime._bounded(runtime.LITERT_TIMING, a, b)
+    assert slow.min_pairs == runtime.SLOW_MIN_PAIRS and slow.warmup == 1
+    assert slow.budget_s == runtime.LITERT_TIMING.budget_s
