@@ -53,6 +53,7 @@ class Conversion:
     format: str  # "tflite", "tflite_int8" or DENSE_FLOAT
     content: bytes | None = None
     quantization: Literal["none", "full_integer", "dynamic_range"] = "none"
+    sparse_storage: bool = False  # converted with EXPERIMENTAL_SPARSITY
     seconds: float = 0.0
     note: str | None = None
     error: str | None = None
@@ -123,28 +124,28 @@ def convert(
     sample_shape: list[int],
     dtype: str = "float32",
     calibration: np.ndarray | None = None,
+    sparse: bool = True,
 ) -> Conversion:
     """Convert ``model`` to ``fmt`` ("tflite", "tflite_int8" or :data:`DENSE_FLOAT`).
 
     ``calibration`` (training inputs) makes ``tflite_int8`` full-integer; without it (or
-    for a non-float input) the int8 export is dynamic-range quantised. Never raises for a
+    for a non-float input) the int8 export is dynamic-range quantised. ``sparse=False``
+    leaves out ``EXPERIMENTAL_SPARSITY`` (every weight stored dense). Never raises for a
     model the converter refuses: the failure is in the returned record.
     """
     if fmt not in (*FILENAMES, DENSE_FLOAT):
         raise ValueError(f"unknown LiteRT format {fmt!r}")
     started = time.perf_counter()
-    result = Conversion(format=str(fmt))
+    result = Conversion(format=str(fmt), sparse_storage=sparse and fmt != DENSE_FLOAT)
+    sparsity = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if result.sparse_storage else []
     try:
         converter = tf.lite.TFLiteConverter.from_concrete_functions(
             [frozen_function(model, sample_shape, dtype)]
         )
         if fmt == "tflite":
-            converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
+            converter.optimizations = sparsity
         elif fmt == "tflite_int8":
-            converter.optimizations = [
-                tf.lite.Optimize.DEFAULT,
-                tf.lite.Optimize.EXPERIMENTAL_SPARSITY,
-            ]
+            converter.optimizations = [tf.lite.Optimize.DEFAULT, *sparsity]
             if calibration is not None and len(calibration) and tf.as_dtype(dtype).is_floating:
                 samples = np.asarray(calibration)
                 converter.representative_dataset = lambda: _calibration(samples)

@@ -266,6 +266,61 @@ def export_litert(
     return report
 
 
+def _runnable_conversion(
+    pruned: LoadedModel,
+    fmt: str,
+    reference: DenseReference,
+    calibration: np.ndarray | None,
+    problems: list[str],
+) -> tuple[Conversion, dict[str, Any] | None]:
+    """The conversion of ``fmt``, with its weights stored sparse unless that file is not
+    safe to ship while the same weights stored dense are:
+
+    - it does not run on the default LiteRT interpreter: XNNPACK claims a node and fails to
+      prepare it (int8 weights in 1x4 blocks), so a user loading it with default settings
+      gets an error (and XNNPACK's dense int8 kernels beat the builtin fallback anyway);
+    - it stores a weight in a layout seen to compute wrong outputs
+      (:func:`~prunekit.metrics.litert.wrong_output_hazards`).
+
+    Returns the conversion and, when the sparse one was dropped, its size and why.
+    """
+    assert reference.shape is not None
+    conversion = convert(pruned, fmt, reference.shape, reference.dtype, calibration)
+    if conversion.content is None:
+        return conversion, None
+    sparse_content = conversion.content
+    reasons = []
+    refusal = _attempt("XNNPACK check", lambda: runtime.load_reporting(sparse_content)[1], problems)
+    if refusal:
+        reasons.append(f"the default LiteRT interpreter fails on it (XNNPACK: {refusal})")
+    hazards = runtime.wrong_output_hazards(
+        _attempt("sparse layout", lambda: runtime.sparse_tensors(sparse_content), problems) or []
+    )
+    if hazards:
+        reasons.append(
+            "it stores weights in a layout that computed wrong outputs on LiteRT: "
+            + ", ".join(hazards)
+        )
+    if not reasons:
+        return conversion, None
+    stored_dense = convert(pruned, fmt, reference.shape, reference.dtype, calibration, False)
+    dense_content = stored_dense.content
+    if dense_content is None or runtime.load_reporting(dense_content)[1]:
+        return conversion, None  # no better file: keep the sparse one
+    reason = "; ".join(reasons)
+    stored_dense.note = " ".join(
+        part
+        for part in (
+            stored_dense.note and stored_dense.note + ";",
+            f"weights stored dense ({len(dense_content)} bytes), not sparse "
+            f"({len(sparse_content)} bytes): {reason}",
+        )
+        if part
+    )
+    stored_dense.seconds = round(stored_dense.seconds + conversion.seconds, 3)
+    return stored_dense, {"size_bytes": len(sparse_content), "reason": reason}
+
+
 def _export_one(
     pruned: LoadedModel,
     fmt: str,
@@ -278,11 +333,14 @@ def _export_one(
 ) -> dict[str, dict[str, Speedup]] | None:
     """Convert, write and measure one format into ``report``; the timed pairs, if any."""
     assert reference.shape is not None
-    conversion = convert(pruned, fmt, reference.shape, reference.dtype, calibration)
+    problems: list[str] = []
+    conversion, refused = _runnable_conversion(pruned, fmt, reference, calibration, problems)
     record: dict[str, Any] = {
         "status": "succeeded" if conversion.succeeded else "failed",
         "conversion_seconds": conversion.seconds,
     }
+    if refused is not None:
+        record["sparse_storage_dropped"] = refused
     report.exports[fmt] = record
     if conversion.content is None:
         record["error"] = conversion.error
@@ -293,12 +351,15 @@ def _export_one(
     content = conversion.content
     path = conversion.write(out_dir / FILENAMES[fmt])
     report.files[fmt] = path
-    problems: list[str] = []
     record.update(
         {
             "file": path.name,
             "size_bytes": len(content),
             "quantization": conversion.quantization,
+            "sparse_storage": conversion.sparse_storage,
+            "sparse_tensors": _attempt(
+                "sparse layout", lambda: runtime.sparse_tensors(content), problems
+            ),
             **({"note": conversion.note} if conversion.note else {}),
             **_file_metrics(content, held_out, problems),
         }

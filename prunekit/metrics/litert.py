@@ -189,6 +189,43 @@ def kernel_paths(content: bytes, num_threads: int = 1) -> dict[str, Any]:
     return {"ops": rows, "summary": kernel_summary(rows), "xnnpack_refused": refusal}
 
 
+def sparse_tensors(content: bytes) -> list[dict[str, Any]]:
+    """The weights the file stores sparse: tensor name, shape, dtype, and ``block``, the
+    number of consecutive elements along the blocked (input) dimension each stored entry
+    holds (1: plain CSR, unstructured)."""
+    interp = Interpreter(
+        model_content=content,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    rows = []
+    for t in interp.get_tensor_details():
+        params = t.get("sparsity_parameters")
+        if not params:
+            continue
+        dims = params["dim_metadata"]
+        blocked = len(params["block_map"]) > 0 and len(dims) > len(t["shape"])
+        rows.append(
+            {
+                "tensor": t["name"],
+                "shape": [int(d) for d in t["shape"]],
+                "dtype": np.dtype(t["dtype"]).name,
+                "block": int(dims[-1]["dense_size"]) if blocked else 1,
+            }
+        )
+    return rows
+
+
+def wrong_output_hazards(tensors: Sequence[dict[str, Any]]) -> list[str]:
+    """Sparse weights stored in a layout seen to compute wrong outputs on ai-edge-litert 2.3:
+    int8 in 1x16 blocks over an input dimension that is not a multiple of 16 (top-1
+    agreement with TF fell to 0.59 on LeNet-300-100's 300-input layer)."""
+    return [
+        f"{t['tensor']} ({t['shape'][-1]} inputs, int8 in 1x16 blocks)"
+        for t in tensors
+        if t["dtype"] == "int8" and t["block"] == 16 and t["shape"][-1] % 16
+    ]
+
+
 def kernel_summary(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
     """How many ops each kernel path runs, and how many read a sparse weight."""
     return {

@@ -13,7 +13,12 @@ import tensorflow as tf
 from prunekit.evaluation import agreement
 from prunekit.formats import ModelFormat
 from prunekit.litert.convert import DENSE_FLOAT, convert, unsupported_ops
-from prunekit.litert.exports import _fidelity_warning, _not_faster
+from prunekit.litert.exports import (
+    DenseReference,
+    _fidelity_warning,
+    _not_faster,
+    _runnable_conversion,
+)
 from prunekit.losses import LossName, LossSpec
 from prunekit.metrics import litert as runtime
 from prunekit.metrics.timing import SideStats, Speedup
@@ -27,12 +32,14 @@ LOGITS = LossSpec(LossName.SPARSE_CATEGORICAL, from_logits=True)
 
 def block_sparse(w: np.ndarray, k: int, sparsity: float, rng: np.random.Generator) -> np.ndarray:
     """``w`` (inputs, outputs) with exactly round(sparsity * blocks) 1xk blocks of k
-    consecutive inputs of one output set to zero."""
-    blocks = (w.shape[0] // k) * w.shape[1]
+    consecutive inputs of one output set to zero (inputs past the last whole block stay)."""
+    rows = (w.shape[0] // k) * k
+    blocks = rows // k * w.shape[1]
     drop = rng.permutation(blocks)[: round(sparsity * blocks)]
     keep = np.ones(blocks, bool)
     keep[drop] = False
-    mask = np.repeat(keep.reshape(w.shape[0] // k, w.shape[1]), k, axis=0)
+    mask = np.ones(w.shape, bool)
+    mask[:rows] = np.repeat(keep.reshape(rows // k, w.shape[1]), k, axis=0)
     return np.where(mask, w, 0).astype(w.dtype)
 
 
@@ -289,3 +296,70 @@ def test_slow_models_are_timed_with_fewer_pairs(models: dict) -> None:
     slow = runtime._bounded(runtime.LITERT_TIMING, a, b)
     assert slow.min_pairs == runtime.SLOW_MIN_PAIRS and slow.warmup == 1
     assert slow.budget_s == runtime.LITERT_TIMING.budget_s
+
+
+def test_an_int8_file_xnnpack_refuses_is_stored_dense_instead(models: dict) -> None:
+    """int8 weights in 1x4 blocks, stored sparse, make the default interpreter fail (XNNPACK
+    claims the layers and cannot prepare them); the export is then stored dense."""
+    calibration = models["x"][:100]
+    sparse = convert(models["sparse"], "tflite_int8", [INPUTS], calibration=calibration)
+    assert sparse.content is not None and sparse.sparse_storage
+    with pytest.raises(RuntimeError, match="failed to prepare"):
+        interp = runtime._allocated(sparse.content, 1, None, runtime.OpResolverType.AUTO)
+        interp.invoke()
+    reference = DenseReference(convert(models["dense"], DENSE_FLOAT, [INPUTS]), [INPUTS])
+    problems: list[str] = []
+    chosen, refused = _runnable_conversion(
+        models["sparse"], "tflite_int8", reference, calibration, problems
+    )
+    assert chosen.content is not None and not chosen.sparse_storage and problems == []
+    assert refused is not None and refused["size_bytes"] == len(sparse.content)
+    assert "failed to prepare" in refused["reason"]
+    assert chosen.note is not None and "weights stored dense" in chosen.note
+    kernels = runtime.kernel_paths(chosen.content)
+    assert kernels["xnnpack_refused"] is None
+    assert {op["kernel"] for op in kernels["ops"]} == {runtime.XNNPACK}
+
+
+def test_sparse_layouts_are_read_off_the_file_and_a_wrong_output_one_is_named(
+    models: dict,
+) -> None:
+    sparse = convert(models["sparse"], "tflite", [INPUTS]).content
+    assert sparse is not None
+    tensors = runtime.sparse_tensors(sparse)
+    assert sorted((t["shape"], t["block"], t["dtype"]) for t in tensors) == [
+        ([CLASSES, HIDDEN], 4, "float32"),
+        ([HIDDEN, INPUTS], 4, "float32"),
+    ]
+    assert runtime.wrong_output_hazards(tensors) == []
+    rows = [
+        {"tensor": "fc2", "shape": [100, 300], "dtype": "int8", "block": 16},
+        {"tensor": "fc1", "shape": [300, 784], "dtype": "int8", "block": 16},
+        {"tensor": "fc3", "shape": [10, 100], "dtype": "float32", "block": 16},
+    ]
+    assert runtime.wrong_output_hazards(rows) == ["fc2 (300 inputs, int8 in 1x16 blocks)"]
+
+
+def test_int8_blocks_over_inputs_that_do_not_tile_by_16_are_stored_dense() -> None:
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((64,), name="features")
+    hidden = keras.layers.Dense(100, activation="relu", name="hidden")(inp)
+    model = keras.Model(inp, keras.layers.Dense(CLASSES, name="logits")(hidden))
+    logits = model.get_layer("logits")
+    kernel, bias = logits.get_weights()  # (100 inputs, 10): blocks over the first 96
+    logits.set_weights([block_sparse(kernel, 16, 0.9, np.random.default_rng(5)), bias])
+    loaded = LoadedModel(ModelFormat.KERAS, keras_model=model)
+    x = np.random.default_rng(6).normal(size=(200, 64)).astype("float32")
+    sparse = convert(loaded, "tflite_int8", [64], calibration=x[:100])
+    assert sparse.content is not None
+    assert runtime.wrong_output_hazards(runtime.sparse_tensors(sparse.content))
+
+    reference = DenseReference(convert(loaded, DENSE_FLOAT, [64]), [64])
+    chosen, dropped = _runnable_conversion(loaded, "tflite_int8", reference, x[:100], [])
+    assert chosen.content is not None and not chosen.sparse_storage
+    assert dropped is not None and "100 inputs, int8 in 1x16 blocks" in dropped["reason"]
+    assert runtime.sparse_tensors(chosen.content) == []
+    top1 = agreement(
+        runtime.run(chosen.content, x[100:]), model.predict(x[100:], verbose=0), LOGITS
+    )
+    assert top1["top1"] >= 0.95
