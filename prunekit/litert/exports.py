@@ -7,8 +7,12 @@ latency against the dense original converted to plain float32 in the same job (i
 pairs, 1 thread and all cores, batch 1 and 32), and, with a dataset, quality and agreement of
 the file's own outputs on the held-out split. A failed conversion fails only that export.
 
-A sparse export that is not faster than the dense file where it runs gets a warning: pruning
-without a layout the runtime's sparse kernels use only shrinks the file.
+An export is stored sparse unless that file would not be safe to ship and the same weights
+stored dense would: one the default interpreter fails on, or one holding a layout seen to
+compute wrong outputs (see :func:`_runnable_conversion`). A sparse export that is not faster
+than the dense file where it runs gets a warning (pruning without a layout the runtime's
+sparse kernels use only shrinks the file), and so does a file whose outputs drift from the
+pruned TF model's.
 """
 
 from __future__ import annotations
@@ -305,7 +309,7 @@ def _runnable_conversion(
         return conversion, None
     stored_dense = convert(pruned, fmt, reference.shape, reference.dtype, calibration, False)
     dense_content = stored_dense.content
-    if dense_content is None or runtime.load_reporting(dense_content)[1]:
+    if dense_content is None or not _runs_on_default_interpreter(dense_content):
         return conversion, None  # no better file: keep the sparse one
     reason = "; ".join(reasons)
     stored_dense.note = " ".join(
@@ -319,6 +323,13 @@ def _runnable_conversion(
     )
     stored_dense.seconds = round(stored_dense.seconds + conversion.seconds, 3)
     return stored_dense, {"size_bytes": len(sparse_content), "reason": reason}
+
+
+def _runs_on_default_interpreter(content: bytes) -> bool:
+    try:
+        return runtime.load_reporting(content)[1] is None
+    except Exception:  # not even the builtin kernels run it
+        return False
 
 
 def _export_one(
