@@ -5,13 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from prunekit.eligibility import speedup_paths
 from prunekit.formats import ModelFormat
 from prunekit.metrics.sparsity import parameter_counts
 from prunekit.model import load_model
 
 
 def inspect_model(path: Path, fmt: ModelFormat | str) -> dict[str, Any]:
-    """Load the model and describe it: signatures, parameters, prunable weights, layers."""
+    """Load the model and describe it: signatures, parameters, prunable weights, layers, and
+    which layers pruning could make faster (``speedup_paths``, see :mod:`prunekit.eligibility`)."""
     model = load_model(path, fmt)
     weights = model.weights()
     prunable = model.prunable_weights()
@@ -33,4 +35,12 @@ def inspect_model(path: Path, fmt: ModelFormat | str) -> dict[str, Any]:
             {"name": layer.name, "class_name": type(layer).__name__}
             for layer in model.keras_model.layers
         ]
+    try:
+        info["speedup_paths"] = speedup_paths(model)
+    except Exception as exc:  # an analysis: it never makes the model unusable
+        info["speedup_paths"] = {
+            "layers": [],
+            "summary": {},
+            "notes": [f"not analysed: {type(exc).__name__}: {str(exc)[:300]}"],
+        }
     return info

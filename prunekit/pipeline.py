@@ -21,6 +21,7 @@ import numpy as np
 
 from prunekit.context import PruningContext
 from prunekit.data import Dataset, DatasetError, input_mismatch, load_npz
+from prunekit.eligibility import speedup_paths
 from prunekit.evaluation import (
     DEFAULT_MAX_SAMPLES,
     EvalSet,
@@ -30,6 +31,7 @@ from prunekit.evaluation import (
     quality,
 )
 from prunekit.formats import ModelFormat
+from prunekit.litert.exports import HeldOut, LiteRTReport, dense_reference, export_litert
 from prunekit.losses import LossSpec, resolve_loss
 from prunekit.metrics.flops import FlopsError, count_flops, sample_shape
 from prunekit.metrics.latency import measure_latency
@@ -204,6 +206,8 @@ def prune(
         reference = _predict(model, evaluation.x)
         check_labels(evaluation.y, reference, loss)
         before.update(_rounded(quality(reference, evaluation.y, loss)))
+    # the reference every LiteRT export is timed against, before the strategy changes model
+    dense_litert = dense_reference(model, data_shape) if spec.exports else None
     reporter.check_cancelled()
 
     reporter.phase("pruning", 0.2, strategy=params.name)
@@ -226,13 +230,30 @@ def prune(
     if pruned.format is ModelFormat.SAVED_MODEL:
         # the download is the zip we just wrote: report its real size, not a re-zip of it
         after["size_bytes"]["compressed"] = download.stat().st_size
+    held_out: HeldOut | None = None
     if evaluation is not None and loss is not None and reference is not None:
         outputs = _predict(pruned, evaluation.x)
         after.update(_rounded(quality(outputs, evaluation.y, loss)))
         after["agreement"] = _rounded(agreement(outputs, reference, loss))
-    notes = list(dict.fromkeys(model.notes + pruned.notes + notes + after_notes))
+        held_out = HeldOut(evaluation.x, evaluation.y, loss, reference, outputs)
+    litert = LiteRTReport()
+    if dense_litert is not None:
+        reporter.phase("exporting", 0.92, formats=list(spec.exports))
+        litert = export_litert(
+            pruned,
+            list(spec.exports),
+            Path(out_dir),
+            dense_litert,
+            train_x=dataset.train.x if dataset is not None else None,
+            held_out=held_out,
+            sparsity=sparsity_after["sparsity"],
+            seed=spec.seed or 0,
+        )
+    notes = list(dict.fromkeys(model.notes + pruned.notes + notes + after_notes + litert.notes))
     for note in notes:
         reporter.event(note)
+    for warning in litert.warnings:
+        reporter.event(warning, level="warning")
 
     reporter.phase("reporting", 0.95)
     rows_before = {row["name"]: row for row in sparsity_before["layers"]}
@@ -280,6 +301,14 @@ def prune(
     }
     if outcome.details:
         metrics["details"] = outcome.details
+    metrics["eligibility"] = _eligibility(pruned, spec)
+    if litert.before is not None:
+        metrics["exports"] = litert.exports
+        metrics.setdefault("speedup", {}).update(litert.speedup)
+        before["litert"] = litert.before
+        after["litert"] = litert.after
+    if litert.warnings:
+        metrics.setdefault("warnings", []).extend(litert.warnings)
     return PruneResult(
         download=download,
         model_path=model_path,
@@ -287,7 +316,21 @@ def prune(
         metrics=metrics,
         notes=notes,
         alternates=alternates,
+        exports=litert.files,
     )
+
+
+def _eligibility(model: LoadedModel, spec: PruneSpec) -> dict[str, Any]:
+    """:func:`~prunekit.eligibility.speedup_paths` of the pruned model; an analysis that
+    fails leaves a note instead of failing the job."""
+    try:
+        return speedup_paths(model, spec.exclude)
+    except Exception as exc:
+        return {
+            "layers": [],
+            "summary": {},
+            "notes": [f"not analysed: {type(exc).__name__}: {exc}"],
+        }
 
 
 def _layer_name(weight_name: str) -> str:

@@ -14,6 +14,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from prunekit.losses import LossName
 from prunekit.strategies import StrategyParams, parse_params
 
+LiteRTFormat = Literal["tflite", "tflite_int8"]
+
 
 class Distill(BaseModel):
     """Knowledge distillation from the model as uploaded (the teacher) while training."""
@@ -99,6 +101,15 @@ class PruneSpec(BaseModel):
         default=LossName.AUTO,
         description="auto: the model's compiled loss, else inferred from labels and outputs.",
     )
+    exports: list[LiteRTFormat] = Field(
+        default_factory=list,
+        description="LiteRT flatbuffers to write besides the model in its input format, each "
+        "measured on the LiteRT interpreter against the dense original converted the same "
+        "way: `tflite` (float32; sparse tensors stored sparse where that is smaller) and "
+        "`tflite_int8` (full-integer quantisation calibrated on samples of the job's training "
+        "split; dynamic-range quantisation, with a note, when the job has no dataset). A model "
+        "the converter cannot convert fails only that export, with a note naming the op.",
+    )
 
     @field_validator("exclude")
     @classmethod
@@ -108,6 +119,14 @@ class PruneSpec(BaseModel):
                 re.compile(pattern)
             except re.error as exc:
                 raise ValueError(f"exclude[{i}] is not a valid regular expression: {exc}") from exc
+        return v
+
+    @field_validator("exports")
+    @classmethod
+    def _exports_unique(cls, v: list[str]) -> list[str]:
+        repeated = sorted({f for f in v if v.count(f) > 1})
+        if repeated:
+            raise ValueError(f"exports lists {', '.join(repeated)} more than once")
         return v
 
     def strategy_params(self) -> StrategyParams:

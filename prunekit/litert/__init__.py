@@ -1,0 +1,1 @@
+"""LiteRT (TensorFlow Lite) flatbuffer exports of a pruned model, measured on the interpreter."""
