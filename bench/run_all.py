@@ -61,6 +61,8 @@ SUITES: dict[str, Suite] = {
     "compare_tfmot_vgg_small": Suite("compare_tfmot", ("--model", "vgg_small"), has_quick=False),
     # structured pruning of a VGG over channel ratios: accuracy, FLOPs and latency
     "structured_vgg": Suite("structured_vgg"),
+    # LiteRT exports (float32 sparse, int8) of a pruned LeNet-300-100, timed on the interpreter
+    "litert_export": Suite("litert_export"),
     "engine_overhead": Suite("engine_overhead"),
     "service_load": Suite("service_load"),
 }
