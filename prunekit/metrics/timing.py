@@ -40,6 +40,10 @@ class TimingConfig:
     min_pairs: int = 7
     max_pairs: int = 300
     budget_s: float = 3.0  # wall-clock time for the timed pairs (at least min_pairs are made)
+    # when set, a slow callable lowers min_pairs to what the budget holds (as the last
+    # warm-up round predicts), never below this: a big model gets fewer pairs and a wider
+    # interval instead of blowing the budget; None keeps min_pairs a hard minimum
+    floor_pairs: int | None = None
     target_rel_halfwidth: float = 0.05  # stop once the CI half-width / median is below this
     check_every: int = 4  # pairs between two interval checks
     seed: int = 0
@@ -141,6 +145,24 @@ def _clock(fn: Callable[[], object]) -> float:
     return time.perf_counter() - start
 
 
+def _warm_up(fns: tuple[Callable[[], object], ...], cfg: TimingConfig) -> float | None:
+    """Run each callable ``cfg.warmup`` times; the seconds its last round took (None
+    without warm-up)."""
+    last: float | None = None
+    for _ in range(cfg.warmup):
+        last = sum(_clock(fn) for fn in fns)
+    return last
+
+
+def _min_repeats(cfg: TimingConfig, round_s: float | None) -> int:
+    """``cfg.min_pairs``, lowered (to ``cfg.floor_pairs`` at the least) when rounds that
+    take ``round_s`` would not fit ``cfg.budget_s``."""
+    if cfg.floor_pairs is None or round_s is None or round_s <= 0:
+        return cfg.min_pairs
+    fit = int(cfg.budget_s / round_s)
+    return max(min(cfg.floor_pairs, cfg.min_pairs), min(cfg.min_pairs, fit))
+
+
 def interleaved_speedup(
     a: Callable[[], object],
     b: Callable[[], object],
@@ -154,9 +176,7 @@ def interleaved_speedup(
     cfg = cfg or TimingConfig()
     ctx = context if context is not None else timing_context()
     rng = np.random.default_rng(cfg.seed)
-    for _ in range(cfg.warmup):
-        a()
-        b()
+    min_pairs = _min_repeats(cfg, _warm_up((a, b), cfg))
     ta: list[float] = []
     tb: list[float] = []
     deadline = time.perf_counter() + cfg.budget_s
@@ -170,7 +190,7 @@ def interleaved_speedup(
             tb.append(_clock(b))
             ta.append(_clock(a))
         n = len(ta)
-        if n < cfg.min_pairs:
+        if n < min_pairs:
             continue
         if n % cfg.check_every == 0 or time.perf_counter() >= deadline:
             ratios = np.asarray(ta) / np.asarray(tb)
@@ -197,15 +217,13 @@ def interleaved_speedup(
 
 
 def time_runs(fn: Callable[[], object], cfg: TimingConfig | None = None) -> list[float]:
-    """Warm ``fn`` up, then time it ``min_pairs``..``max_pairs`` times within the budget."""
+    """Warm ``fn`` up, then time it ``min_pairs``..``max_pairs`` times within the budget
+    (``min_pairs`` lowered towards ``floor_pairs`` for a callable too slow for the budget)."""
     cfg = cfg or TimingConfig()
-    for _ in range(cfg.warmup):
-        fn()
+    min_runs = _min_repeats(cfg, _warm_up((fn,), cfg))
     runs: list[float] = []
     deadline = time.perf_counter() + cfg.budget_s
-    while len(runs) < cfg.max_pairs and (
-        len(runs) < cfg.min_pairs or time.perf_counter() < deadline
-    ):
+    while len(runs) < cfg.max_pairs and (len(runs) < min_runs or time.perf_counter() < deadline):
         runs.append(_clock(fn))
     return runs
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from prunekit.metrics.timing import (
@@ -75,3 +77,28 @@ def test_sequential_speedup_is_the_ratio_of_medians_with_a_wider_method_label() 
 def test_time_runs_makes_at_least_the_minimum() -> None:
     runs = time_runs(_work(1), TimingConfig(warmup=1, min_pairs=4, budget_s=0.0))
     assert len(runs) == 4 and all(r > 0 for r in runs)
+
+
+def _sleep(seconds: float):
+    def run() -> None:
+        time.sleep(seconds)
+
+    return run
+
+
+def test_too_slow_for_the_budget_means_fewer_pairs_and_not_converged() -> None:
+    cfg = TimingConfig(
+        warmup=1, min_pairs=10, budget_s=0.2, floor_pairs=3, target_rel_halfwidth=0.0
+    )
+    s = interleaved_speedup(_sleep(0.04), _sleep(0.04), cfg)
+    assert s.runs == 3 and not s.converged  # 0.2 s holds 2 pairs of 80 ms: the floor, not 10
+    assert s.ci95[0] <= s.median <= s.ci95[1]
+    runs = time_runs(
+        _sleep(0.04), TimingConfig(warmup=1, min_pairs=10, budget_s=0.1, floor_pairs=4)
+    )
+    assert len(runs) == 4  # 0.1 s holds 2 runs of 40 ms: the floor
+
+
+def test_without_a_floor_min_pairs_stays_a_hard_minimum() -> None:
+    cfg = TimingConfig(warmup=1, min_pairs=6, budget_s=0.0)
+    assert interleaved_speedup(_sleep(0.005), _sleep(0.005), cfg).runs >= 6
