@@ -234,10 +234,17 @@ def sample_shape(model: LoadedModel, data_shape: list[int] | None = None) -> tup
     return [int(d) for d in dims if d is not None], spec.dtype
 
 
+def count_concrete_flops(concrete: Any, dims: list[int]) -> FlopsReport:
+    """FLOPs of a forward pass already traced for one sample of shape ``dims`` (a
+    ``ConcreteFunction``, e.g. :meth:`prunekit.metrics.latency.ForwardPass.concrete` ``(1)``,
+    so the latency timing and the count share one trace), with its variables' current values."""
+    frozen = convert_variables_to_constants_v2(concrete)
+    return count_graph_flops(frozen.graph, dims)
+
+
 def count_flops(model: LoadedModel, data_shape: list[int] | None = None) -> FlopsReport:
     """FLOPs for one sample of ``model`` (its current weights), dense and non-zero."""
     dims, dtype = sample_shape(model, data_shape)
     spec = tf.TensorSpec([1, *dims], tf.as_dtype(dtype))
     concrete = tf.function(lambda x: model.call(x, training=False)).get_concrete_function(spec)
-    frozen = convert_variables_to_constants_v2(concrete)
-    return count_graph_flops(frozen.graph, dims)
+    return count_concrete_flops(concrete, dims)
