@@ -245,7 +245,7 @@ def prune(
     reporter.phase("measuring", 0.05)
     data_shape = list(dataset.train.x.shape[1:]) if dataset is not None else None
     measured_before = _measure(model, spec, source, data_shape, cached=cached_before(before))
-    before = measured_before.summary
+    before = measured_before.summary  # from here on, the report's "before" block
     sparsity_before, notes = measured_before.sparsity, measured_before.notes
     comparison: SpeedupMeasurement | None = None
     if measured_before.sample is not None:
