@@ -8,6 +8,10 @@ Pairs are added until the interval's half-width is within ``target_rel_halfwidth
 median, or the time budget or the pair cap is reached. Background load slows both sides of a
 pair alike, so a ratio from pairs moves far less than the ratio of two separate medians.
 
+With few pairs the percentile bootstrap of a median is too narrow (with 3 pairs its
+interval is their range: about 75% coverage, not 95%), so below :data:`SMALL_SAMPLE` pairs
+the interval is widened to hold the Student-t 95% interval of the mean log-ratio too.
+
 When both sides cannot be held at once, :func:`sequential_speedup` times them one after the
 other and bootstraps each side independently: the interval is wider, and says so
 (``method: "sequential"``).
@@ -31,6 +35,12 @@ from typing import Any
 import numpy as np
 
 BOOTSTRAP_SAMPLES = 2000
+SMALL_SAMPLE = 10  # below this many pairs (or runs per side) the t interval widens the bootstrap
+# Student-t 0.975 quantiles by degrees of freedom (no scipy); above the table, 1.96
+T_975 = {
+    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+    9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000,
+}  # fmt: skip
 LOADED_FRACTION = 0.75  # load average above this share of the logical CPUs flags a figure
 
 
@@ -135,6 +145,39 @@ def bootstrap_median_ci(
     return float(lo), float(hi)
 
 
+def t_quantile_975(df: float) -> float:
+    """The Student-t 0.975 quantile for ``df`` degrees of freedom, rounded down to the
+    table's nearest entry (a wider interval, never a narrower one)."""
+    known = [d for d in T_975 if d <= max(1.0, df)]
+    return T_975[max(known)] if df < 120 else 1.96
+
+
+def _hull(*intervals: tuple[float, float]) -> tuple[float, float]:
+    return min(i[0] for i in intervals), max(i[1] for i in intervals)
+
+
+def paired_t_interval(ratios: np.ndarray) -> tuple[float, float]:
+    """95% interval of the geometric-mean ratio (Student t on the log-ratios)."""
+    logs = np.log(np.asarray(ratios, dtype=np.float64))
+    half = t_quantile_975(logs.size - 1) * logs.std(ddof=1) / np.sqrt(logs.size)
+    return float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
+
+
+def welch_t_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """95% interval of the geometric-mean ratio of ``a`` over ``b`` from independent samples
+    (Welch's t on the log times)."""
+    la, lb = np.log(a), np.log(b)
+    va, vb = la.var(ddof=1) / la.size, lb.var(ddof=1) / lb.size
+    se = float(np.sqrt(va + vb))
+    if se == 0.0:
+        d = float(np.exp(la.mean() - lb.mean()))
+        return d, d
+    df = (va + vb) ** 2 / (va**2 / (la.size - 1) + vb**2 / (lb.size - 1))
+    half = t_quantile_975(df) * se
+    diff = float(la.mean() - lb.mean())
+    return float(np.exp(diff - half)), float(np.exp(diff + half))
+
+
 def _rel_halfwidth(ci: tuple[float, float], median: float) -> float:
     return (ci[1] - ci[0]) / 2.0 / median if median > 0 else float("inf")
 
@@ -161,6 +204,16 @@ def _min_repeats(cfg: TimingConfig, round_s: float | None) -> int:
         return cfg.min_pairs
     fit = int(cfg.budget_s / round_s)
     return max(min(cfg.floor_pairs, cfg.min_pairs), min(cfg.min_pairs, fit))
+
+
+def pairs_interval(ratios: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    """The bootstrap interval of the median ratio, widened by :func:`paired_t_interval` (and to
+    the median itself) below :data:`SMALL_SAMPLE` pairs."""
+    ci = bootstrap_median_ci(ratios, rng)
+    if 2 <= ratios.size < SMALL_SAMPLE:
+        med = float(np.median(ratios))
+        ci = _hull(ci, paired_t_interval(ratios), (med, med))
+    return ci
 
 
 def interleaved_speedup(
@@ -194,7 +247,7 @@ def interleaved_speedup(
             continue
         if n % cfg.check_every == 0 or time.perf_counter() >= deadline:
             ratios = np.asarray(ta) / np.asarray(tb)
-            ci = bootstrap_median_ci(ratios, rng)
+            ci = pairs_interval(ratios, rng)
             if _rel_halfwidth(ci, float(np.median(ratios))) <= cfg.target_rel_halfwidth:
                 converged = True
                 break
@@ -202,7 +255,7 @@ def interleaved_speedup(
                 break
     ratios = np.asarray(ta) / np.asarray(tb)
     med = float(np.median(ratios))
-    ci = bootstrap_median_ci(ratios, rng)
+    ci = pairs_interval(ratios, rng)
     return Speedup(
         median=med,
         ci95=ci,
@@ -248,6 +301,8 @@ def sequential_speedup(
     ratios = np.median(a[ia], axis=1) / np.median(b[ib], axis=1)
     lo, hi = np.percentile(ratios, [2.5, 97.5])
     ci = (float(lo), float(hi))
+    if min(a.size, b.size) < SMALL_SAMPLE and min(a.size, b.size) >= 2:
+        ci = _hull(ci, welch_t_interval(a, b), (med, med))
     return Speedup(
         median=med,
         ci95=ci,
