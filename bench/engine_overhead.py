@@ -6,18 +6,23 @@ with random weights, 25.6 M parameters, exported with ``model.export`` and cache
 ``bench/work/``) against ``tf.saved_model.load`` + ``tf.saved_model.save`` of the same
 directory. Each measurement runs in a fresh child process (the engine and TF keep memory per
 process), which reports the wall time of the operation after its imports, its peak RSS
-(``ru_maxrss``) and its RSS right after the imports. ``prune`` also measures the model
-before and after (FLOPs, latency at batch 1 and 32, sizes), as every service job does: the
-engine's phases are timed separately, so the table shows what pruning itself costs and what
-the honest metrics cost; a separate child times each data-free metric of the original model
-(compressed size, FLOPs, latency) to show where the measuring goes. Quick mode prunes a
-5.8 M-parameter MLP (784-2048-2048-10) once and skips that breakdown.
+(``ru_maxrss``) and its RSS right after the imports. The prune child does what the service
+does: ``prunekit.inspection.inspect_model`` first (at upload; it measures the original's
+size and FLOPs once, timed apart as ``inspect_s``), then the job, ``prune(...,
+before=inspection["before"])``, which reports the full metrics: the pruned model's sizes
+and FLOPs, and latency at batch 1 and 32 timed interleaved against a reloaded, untouched
+original (``metrics["speedup"]["tf"]``, with its interval). The engine's phases are timed
+separately, so the table shows what pruning itself costs and what the honest metrics cost;
+a separate child times each data-free metric of the original model (compressed size, FLOPs,
+latency) to show where the measuring goes. Quick mode prunes a 5.8 M-parameter MLP
+(784-2048-2048-10) once and skips that breakdown.
 
 (b) **Masked fine-tune step vs dense step.** A dense ``tf.function`` train step
 (forward, loss, gradients, ``apply_gradients``) against the same step followed by
 re-applying 90 % magnitude masks (``w.assign(w * mask)``) to every kernel, on LeNet-300-100
-and a small CNN, batch 128 of MNIST, interleaved step by step after a warm-up; the median
-step time of each and their ratio.
+and a small CNN, batch 128 of MNIST, interleaved step by step after a warm-up
+(``prunekit.metrics.timing.interleaved_speedup``): the median step time of each and the
+median of the per-pair ratios, with its bootstrap 95% interval.
 
 Run: ``python -m bench.run_all --only engine_overhead [--quick]``.
 """
@@ -25,6 +30,7 @@ Run: ``python -m bench.run_all --only engine_overhead [--quick]``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import resource
@@ -45,6 +51,7 @@ from bench.common import (
     ratio,
     write_result,
 )
+from prunekit.metrics.timing import TimingConfig, interleaved_speedup, timing_context
 
 SUITE = "engine_overhead"
 SPARSITY = 0.9
@@ -82,6 +89,7 @@ def _child_bare(model: Path, out: Path) -> dict[str, Any]:
 
 
 def _child_prune(model: Path, out: Path) -> dict[str, Any]:
+    from prunekit.inspection import inspect_model
     from prunekit.pipeline import prune
     from prunekit.progress import NullReporter
     from prunekit.spec import PruneSpec
@@ -96,18 +104,24 @@ def _child_prune(model: Path, out: Path) -> dict[str, Any]:
     after_import = _rss_mib()
     clock = PhaseClock()
     spec = PruneSpec(strategy={"name": "magnitude", "sparsity": SPARSITY, "scope": "global"})
+    inspect_start = time.perf_counter()
+    inspection = inspect_model(model, "saved_model")  # at upload, as the service does
     start = time.perf_counter()
-    result = prune(model, "saved_model", spec, out, reporter=clock)
+    result = prune(model, "saved_model", spec, out, reporter=clock, before=inspection["before"])
     end = time.perf_counter()
     marks = [*clock.marks, ("end", end)]
     phases = {name: marks[i + 1][1] - t for i, (name, t) in enumerate(marks[:-1])}
     return {
         "seconds": end - start,
+        "inspect_s": start - inspect_start,
         "rss_after_import_mib": after_import,
         "phases": phases,
         "sparsity": result.metrics["sparsity"],
         "parameters": result.metrics["parameters"]["total"],
         "latency_device": (result.metrics["after"].get("latency") or {}).get("device_name"),
+        "speedup_tf": (result.metrics.get("speedup") or {}).get("tf"),
+        "size_codec": result.metrics["size_bytes"]["codec"],
+        "notes": result.notes,
     }
 
 
@@ -200,6 +214,7 @@ def prune_vs_bare(
     prune_s = median(p["seconds"] for p in pruned)
     bare_rss = median(b["peak_rss_mib"] for b in bare)
     prune_rss = median(p["peak_rss_mib"] for p in pruned)
+    inspect_s = median(p["inspect_s"] for p in pruned)
     return {
         "model": name,
         "parameters": pruned[0]["parameters"],
@@ -207,6 +222,8 @@ def prune_vs_bare(
         "bare_s": round(bare_s, 2),
         "prune_s": round(prune_s, 2),
         "time_ratio": round(ratio(prune_s, bare_s), 2),
+        "inspect_s": round(inspect_s, 2),
+        "inspect_plus_prune_ratio": round(ratio(inspect_s + prune_s, bare_s), 2),
         "prune_core_s": round(engine_core, 2),
         "core_ratio": round(ratio(engine_core, bare_s), 2),
         "measure_s": round(phases.get("measuring", 0.0) + phases.get("evaluating", 0.0), 2),
@@ -217,6 +234,8 @@ def prune_vs_bare(
         "prune_rss_after_import_mib": round(median(p["rss_after_import_mib"] for p in pruned)),
         "sparsity": round(pruned[0]["sparsity"], 4),
         "latency_device": pruned[0].get("latency_device"),
+        "speedup_tf": pruned[-1].get("speedup_tf"),  # the job's own figure, last repeat
+        "size_codec": pruned[0].get("size_codec"),
         "metric_seconds_original": metrics_s,
         "_samples": {"bare": bare, "prune": pruned, "phases_median_s": phases},
     }
@@ -315,8 +334,10 @@ def step_overhead(
 ) -> dict[str, Any]:
     """Median step time of a dense and a masked train step on two copies of one model.
 
-    The two steps are timed alternately (dense, masked, dense, ...) so that load from other
-    processes hits both alike. Masks are the engine's global magnitude masks at 90 %.
+    The two steps are timed in alternating pairs (``interleaved_speedup``: ``steps`` pairs,
+    the order inside a pair alternating) so that load from other processes hits both alike;
+    pair ``i`` runs both steps on the same batch. Masks are the engine's global magnitude
+    masks at 90 %. ``step_ratio`` is masked / dense, the median of the per-pair ratios.
     """
     import keras
 
@@ -333,25 +354,30 @@ def step_overhead(
         masked_model, keras.optimizers.Adam(1e-3), loss_fn, [(v, masks[v.path]) for v in kernels]
     )
     batches = _mnist_batches(batch, 8)
-    times: dict[str, list[float]] = {"dense": [], "masked": []}
-    for i in range(warmup + steps):
-        x, y = batches[i % len(batches)]
-        for name, fn in (("dense", dense), ("masked", masked)):
-            start = time.perf_counter()
-            float(fn(x, y))  # fetching the loss waits for the step to finish
-            if i >= warmup:
-                times[name].append(time.perf_counter() - start)
+
+    def cycling(step: StepFn) -> Callable[[], object]:
+        seen = itertools.count()
+
+        def run() -> object:
+            x, y = batches[next(seen) % len(batches)]
+            return float(step(x, y))  # fetching the loss waits for the step to finish
+
+        return run
+
+    cfg = TimingConfig(warmup=warmup, min_pairs=steps, max_pairs=steps, budget_s=0.0)
+    timed = interleaved_speedup(cycling(masked), cycling(dense), cfg, timing_context(batch=batch))
     zeros = sum(int((v.numpy() == 0).sum()) for v in kernels)
     total = sum(int(v.numpy().size) for v in kernels)
-    dense_ms, masked_ms = median(times["dense"]) * 1e3, median(times["masked"]) * 1e3
     return {
         "model": dense_model.name,
         "parameters": int(dense_model.count_params()),
         "batch": batch,
         "steps": steps,
-        "dense_step_ms": round(dense_ms, 3),
-        "masked_step_ms": round(masked_ms, 3),
-        "step_ratio": round(ratio(masked_ms, dense_ms), 3),
+        "dense_step_ms": round(timed.b.median_ms, 3),
+        "masked_step_ms": round(timed.a.median_ms, 3),
+        "step_ratio": round(timed.median, 3),
+        "step_ratio_ci95": [round(v, 3) for v in timed.ci95],
+        "timing": timed.as_dict(),
         "kernel_sparsity_after": round(zeros / total, 4),
     }
 
@@ -373,6 +399,7 @@ def main(quick: bool = False) -> Path:
             "baseline": f"{prune_row['bare_s']} s, {prune_row['bare_peak_rss_mib']} MiB",
             "prunekit": f"{prune_row['prune_s']} s, {prune_row['prune_peak_rss_mib']} MiB",
             "time_ratio": prune_row["time_ratio"],
+            "time_ratio_ci95": None,
             "memory_ratio": prune_row["rss_ratio"],
         },
         *(
@@ -383,6 +410,7 @@ def main(quick: bool = False) -> Path:
                 "baseline": f"{r['dense_step_ms']} ms",
                 "prunekit": f"{r['masked_step_ms']} ms",
                 "time_ratio": r["step_ratio"],
+                "time_ratio_ci95": r["step_ratio_ci95"],
                 "memory_ratio": None,
             }
             for r in step_rows
@@ -392,27 +420,47 @@ def main(quick: bool = False) -> Path:
     notes = [
         "Ratios are prunekit / baseline, measured in the same run; times are medians.",
         f"Prune vs load+save: each repeat is one child process per side; `prunekit` is the "
-        f"whole `prunekit.pipeline.prune` call (global magnitude, sparsity {SPARSITY}), which "
-        f"also measures the model before and after (FLOPs, latency at batch 1 and 32 on this "
-        f"machine's {prune_row['latency_device'] or 'device'}, sizes): "
-        f"{prune_row['measure_s']} s of it. Loading + pruning + saving alone took {core} s "
-        f"({prune_row['core_ratio']}x the bare load+save). Peak RSS right after imports: "
+        f"whole `prunekit.pipeline.prune` call (global magnitude, sparsity {SPARSITY}) with "
+        f"the original's size and FLOPs cached by `inspect_model` at upload (inspection took "
+        f"{prune_row['inspect_s']} s; inspection + job = "
+        f"{prune_row['inspect_plus_prune_ratio']}x the bare load+save). The job measures the "
+        f"pruned model (sizes, {prune_row['size_codec']}; FLOPs) and times it against a "
+        f"reloaded original, interleaved, at batch 1 and 32 on "
+        f"this machine's {prune_row['latency_device'] or 'device'}: {prune_row['measure_s']} s "
+        f"of it. Loading + pruning + saving alone took {core} s ({prune_row['core_ratio']}x "
+        f"the bare load+save). Peak RSS right after imports: "
         f"{prune_row['bare_rss_after_import_mib']} MiB (TF) vs "
         f"{prune_row['prune_rss_after_import_mib']} MiB (prunekit, with Keras).",
+        *(
+            [
+                "The job's own TF speed-up (pruned over original, last repeat): "
+                + "; ".join(
+                    f"{b.replace('_', ' ')} {row['median']}x, 95% CI {row['ci95']}, "
+                    f"{row['runs']} pairs, converged {row['converged']}, load average "
+                    f"{row['context']['load_avg_1m_start']}-{row['context']['load_avg_1m_end']}"
+                    for b, row in prune_row["speedup_tf"].items()
+                )
+                + "."
+            ]
+            if prune_row.get("speedup_tf")
+            else []
+        ),
         *(
             [
                 "Measuring the original model once, alone: "
                 + ", ".join(
                     f"{k} {v:.1f} s" for k, v in prune_row["metric_seconds_original"].items()
                 )
-                + " (the compressed size DEFLATEs the whole artifact; FLOPs freeze the graph)."
+                + " (the compressed size DEFLATEs the whole artifact; FLOPs freeze the graph;"
+                " latency times the model alone at batch 1 and 32)."
             ]
             if prune_row["metric_seconds_original"]
             else []
         ),
         "Masked step: the engine's own `prunekit.training.Trainer` step (gradients of pruned "
         "weights zeroed, weights re-masked after `apply_gradients`) against a plain "
-        "`tf.function` step; steps timed alternately.",
+        "`tf.function` step; steps timed in alternating pairs, the ratio is the median of the "
+        "per-pair ratios with its bootstrap 95% interval.",
     ]
     headline = [
         {

@@ -1,4 +1,10 @@
-"""What a worker learns about an uploaded model by loading it (the API never loads models)."""
+"""What a worker learns about an uploaded model by loading it (the API never loads models).
+
+It also measures, once, the data-free figures every job on the model reports for "before"
+(``before``: size raw and compressed, FLOPs per sample when the input shape is known), so
+that jobs pass them to :func:`prunekit.pipeline.prune` (``before=``) instead of measuring
+the same file again.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +13,26 @@ from typing import Any
 
 from prunekit.eligibility import speedup_paths
 from prunekit.formats import ModelFormat
+from prunekit.metrics.flops import FlopsError, count_flops, sample_shape
+from prunekit.metrics.size import artifact_size
 from prunekit.metrics.sparsity import parameter_counts
-from prunekit.model import load_model
+from prunekit.model import LoadedModel, load_model
+
+
+def before_figures(model: LoadedModel, path: Path) -> dict[str, Any]:
+    """Size of the file at ``path`` and FLOPs per sample of ``model`` (with the sample shape
+    they were counted for; absent when the signature leaves a dimension open, or the graph
+    cannot be counted: ``flops_error`` says why)."""
+    out: dict[str, Any] = {"size_bytes": artifact_size(path).as_dict()}
+    try:
+        shape, _ = sample_shape(model)
+        out["flops"] = count_flops(model, shape).summary()
+        out["flops_sample_shape"] = shape
+    except FlopsError as exc:
+        out["flops_error"] = str(exc)
+    except Exception as exc:  # a graph the counter cannot handle: the job will say so too
+        out["flops_error"] = f"{type(exc).__name__}: {str(exc)[:300]}"
+    return out
 
 
 def inspect_model(path: Path, fmt: ModelFormat | str) -> dict[str, Any]:
@@ -29,6 +53,7 @@ def inspect_model(path: Path, fmt: ModelFormat | str) -> dict[str, Any]:
             {"name": w.name, "layer": w.layer, "shape": list(w.shape)} for w in prunable
         ],
         "has_keras_graph": model.keras_model is not None,
+        "before": before_figures(model, path),
     }
     if model.keras_model is not None:
         info["layers"] = [

@@ -4,14 +4,19 @@ This is the engine's front door: the worker calls it for every job, a CLI or not
 call it the same way. Phases are reported through a :class:`~prunekit.progress.Reporter`.
 
 The original model is measured before the strategy touches it and the result after: the
-data-free metrics always (parameters, sparsity, sizes, FLOPs per sample, latency on this
-device) and, with a dataset, quality on its held-out split (capped at ``max_eval_samples``)
-and agreement with the original model's outputs on the same samples.
+data-free metrics always (parameters, sparsity, sizes, FLOPs per sample) and, with a
+dataset, quality on its held-out split (capped at ``max_eval_samples``) and agreement with
+the original model's outputs on the same samples. Size and FLOPs of the original can come
+from a cache (``before=``, what :func:`prunekit.inspection.inspect_model` measured once).
+Latency is a comparison (:mod:`prunekit.speedup`): the original and the pruned model timed
+interleaved in this process, giving ``metrics["speedup"]["tf"]["batch_N"]`` with its
+interval and each side's median/p90 in ``before/after["latency"]``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +38,14 @@ from prunekit.evaluation import (
 from prunekit.formats import ModelFormat
 from prunekit.litert.exports import HeldOut, LiteRTReport, dense_reference, export_litert
 from prunekit.losses import LossSpec, resolve_loss
-from prunekit.metrics.flops import FlopsError, count_flops, sample_shape
-from prunekit.metrics.latency import measure_latency
-from prunekit.metrics.size import artifact_size, zip_directory
+from prunekit.metrics.flops import FlopsError, count_concrete_flops, count_flops, sample_shape
+from prunekit.metrics.latency import ForwardPass
+from prunekit.metrics.size import CODEC, compressed_size, raw_size, zip_directory
 from prunekit.metrics.sparsity import parameter_counts, sparsity_report
 from prunekit.model import LoadedModel, load_model
 from prunekit.progress import NullReporter, Reporter
 from prunekit.spec import PruneSpec
+from prunekit.speedup import SpeedupConfig, SpeedupMeasurement
 from prunekit.strategies import build
 from prunekit.structured.export import save_other_formats
 
@@ -59,10 +65,11 @@ class PruneResult:
     exports: dict[str, Path] = field(default_factory=dict)  # LiteRT files the spec asked for
 
 
-def _model_stats(model: LoadedModel, spec: PruneSpec) -> tuple[dict[str, int], dict[str, Any]]:
+def _model_stats(model: LoadedModel, spec: PruneSpec) -> tuple[dict[str, int], dict[str, Any], int]:
+    """(parameter counts, sparsity report, bytes of all weights)."""
     arrays = [w.numpy() for w in model.weights()]
     prunable = {w.name: w.numpy() for w in model.prunable_weights(spec.exclude)}
-    return parameter_counts(arrays), sparsity_report(prunable)
+    return parameter_counts(arrays), sparsity_report(prunable), sum(a.nbytes for a in arrays)
 
 
 def save_for_download(model: LoadedModel, out_dir: Path) -> tuple[Path, Path]:
@@ -101,17 +108,59 @@ def _compiled_loss(model: LoadedModel) -> object | None:
     return getattr(model.keras_model, "loss", None) if model.keras_model is not None else None
 
 
+@dataclass
+class _Measured:
+    """Data-free metrics of one model, and what the latency comparison needs of it."""
+
+    summary: dict[str, Any]
+    sparsity: dict[str, Any]
+    weight_bytes: int
+    sample: tuple[list[int], str] | None  # sample shape and dtype; None: no latency/FLOPs
+    notes: list[str]
+
+
+def cached_before(details: dict[str, Any] | None) -> dict[str, Any]:
+    """The usable part of cached "before" figures (``inspect_model(...)["before"]``): the size
+    when it was compressed with today's codec, the FLOPs with the shape they were counted for."""
+    if not details:
+        return {}
+    out: dict[str, Any] = {}
+    size = details.get("size_bytes")
+    if isinstance(size, dict) and size.get("codec") == CODEC:
+        out["size_bytes"] = size
+    if details.get("flops") is not None and details.get("flops_sample_shape") is not None:
+        out["flops"] = details["flops"]
+        out["flops_sample_shape"] = list(details["flops_sample_shape"])
+    return out
+
+
 def _measure(
-    model: LoadedModel, spec: PruneSpec, artifact: Path, data_shape: list[int] | None
-) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
-    """Data-free metrics of ``model``: (summary, sparsity report, notes)."""
+    model: LoadedModel,
+    spec: PruneSpec,
+    artifact: Path,
+    data_shape: list[int] | None,
+    cached: dict[str, Any] | None = None,
+    compressed: int | None = None,
+    forward: Callable[[list[int], str], ForwardPass] | None = None,
+) -> _Measured:
+    """Data-free metrics of ``model`` but latency (the comparison fills it).
+
+    ``cached``: :func:`cached_before` figures used instead of measuring again;
+    ``compressed``: the artifact's compressed size when already known (the download zip);
+    ``forward``: builds the forward pass FLOPs are counted on, so the latency timing reuses
+    its batch-1 trace (default: a trace of its own)."""
+    cached = cached or {}
     notes: list[str] = []
-    params, sparsity = _model_stats(model, spec)
-    size = artifact_size(artifact)
+    params, sparsity, weight_bytes = _model_stats(model, spec)
+    size = cached.get("size_bytes") or {
+        "raw": raw_size(artifact),
+        "compressed": compressed if compressed is not None else compressed_size(artifact),
+        "codec": CODEC,
+    }
     out: dict[str, Any] = {
         "parameters": params,
         "sparsity": sparsity["sparsity"],
-        "size_bytes": {"raw": size.raw, "compressed": size.compressed},
+        "size_bytes": dict(size),
         "flops": None,
         "latency": None,
     }
@@ -119,17 +168,21 @@ def _measure(
         shape, dtype = sample_shape(model, data_shape)
     except FlopsError as exc:
         notes.append(f"FLOPs and latency not measured: {exc}")
-        return out, sparsity, notes
-    # secondary metrics: a graph the counter or the timer cannot handle must not fail the job
-    try:
-        out["flops"] = count_flops(model, shape).summary()
-    except Exception as exc:
-        notes.append(f"FLOPs not counted: {type(exc).__name__}: {str(exc)[:300]}")
-    try:
-        out["latency"] = measure_latency(model, shape, dtype)
-    except Exception as exc:
-        notes.append(f"latency not measured: {type(exc).__name__}: {str(exc)[:300]}")
-    return out, sparsity, notes
+        return _Measured(out, sparsity, weight_bytes, None, notes)
+    # secondary metrics: a graph the counter cannot handle must not fail the job
+    if cached.get("flops") is not None and cached.get("flops_sample_shape") == shape:
+        out["flops"] = cached["flops"]
+    else:
+        try:
+            if forward is not None:
+                out["flops"] = count_concrete_flops(
+                    forward(shape, dtype).concrete(1), shape
+                ).summary()
+            else:
+                out["flops"] = count_flops(model, shape).summary()
+        except Exception as exc:
+            notes.append(f"FLOPs not counted: {type(exc).__name__}: {str(exc)[:300]}")
+    return _Measured(out, sparsity, weight_bytes, (shape, dtype), notes)
 
 
 def _predict(model: LoadedModel, x: np.ndarray) -> np.ndarray:
@@ -169,9 +222,15 @@ def prune(
     reporter: Reporter | None = None,
     data: Dataset | Path | str | None = None,
     max_eval_samples: int = DEFAULT_MAX_SAMPLES,
+    before: dict[str, Any] | None = None,
+    timing: SpeedupConfig | None = None,
 ) -> PruneResult:
     """Prune ``source`` per ``spec``; ``data`` is a dataset ``.npz`` path (loaded with the
-    spec's preprocessing) or an already preprocessed :class:`~prunekit.data.Dataset`."""
+    spec's preprocessing) or an already preprocessed :class:`~prunekit.data.Dataset`.
+
+    ``before``: figures of the original already measured (the ``before`` block of
+    :func:`~prunekit.inspection.inspect_model`'s answer): its size and FLOPs are not measured
+    again. ``timing``: bounds and memory rules of the latency comparison."""
     reporter = reporter or NullReporter()
     fmt = ModelFormat(fmt)
     params = spec.strategy_params()
@@ -188,7 +247,17 @@ def prune(
 
     reporter.phase("measuring", 0.05)
     data_shape = list(dataset.train.x.shape[1:]) if dataset is not None else None
-    before, sparsity_before, notes = _measure(model, spec, source, data_shape)
+    measured_before = _measure(model, spec, source, data_shape, cached=cached_before(before))
+    before = measured_before.summary  # from here on, the report's "before" block
+    sparsity_before, notes = measured_before.sparsity, measured_before.notes
+    comparison: SpeedupMeasurement | None = None
+    if measured_before.sample is not None:
+        try:
+            comparison = SpeedupMeasurement.start(
+                model, *measured_before.sample, measured_before.weight_bytes, timing
+            )
+        except Exception as exc:
+            notes.append(f"latency not measured: {type(exc).__name__}: {str(exc)[:300]}")
     loss: LossSpec | None = None
     evaluation: EvalSet | None = None
     reference: np.ndarray | None = None
@@ -226,10 +295,40 @@ def prune(
     alternates = save_other_formats(outcome.model, Path(out_dir))  # structured: both formats
 
     reporter.phase("evaluating", 0.9)
-    after, sparsity_after, after_notes = _measure(pruned, spec, model_path, data_shape)
-    if pruned.format is ModelFormat.SAVED_MODEL:
-        # the download is the zip we just wrote: report its real size, not a re-zip of it
-        after["size_bytes"]["compressed"] = download.stat().st_size
+    passes: dict[str, ForwardPass] = {}
+
+    def forward(shape: list[int], dtype: str) -> ForwardPass:
+        if "pruned" not in passes:  # one trace for the FLOPs count and the latency timing
+            passes["pruned"] = ForwardPass(pruned, shape, dtype)
+        return passes["pruned"]
+
+    measured_after = _measure(
+        pruned,
+        spec,
+        model_path,
+        data_shape,
+        # a SavedModel's download is the zip just written, with the codec of every
+        # compressed figure: report its real size, not a re-zip of it
+        compressed=download.stat().st_size if download != model_path else None,
+        forward=forward,
+    )
+    after, sparsity_after, after_notes = (
+        measured_after.summary,
+        measured_after.sparsity,
+        measured_after.notes,
+    )
+    speedup: dict[str, Any] = {}
+    if comparison is not None and measured_after.sample is not None:
+        try:
+            result = comparison.finish(
+                forward(*measured_after.sample),
+                lambda: teacher if teacher is not None else load_model(source, fmt),
+            )
+            speedup["tf"] = result.speedup
+            before["latency"], after["latency"] = result.before_latency, result.after_latency
+        except Exception as exc:
+            after_notes.append(f"latency not measured: {type(exc).__name__}: {str(exc)[:300]}")
+        after_notes.extend(comparison.notes)
     held_out: HeldOut | None = None
     if evaluation is not None and loss is not None and reference is not None:
         outputs = _predict(pruned, evaluation.x)
@@ -285,6 +384,7 @@ def prune(
             "pruned": after["size_bytes"]["raw"],
             "original_compressed": before["size_bytes"]["compressed"],
             "pruned_compressed": after["size_bytes"]["compressed"],
+            "codec": after["size_bytes"]["codec"],
         },
         "evaluation": (
             {
@@ -297,6 +397,8 @@ def prune(
         "before": before,
         "after": after,
         "delta": _delta(before, after),
+        # runtime -> batch_N -> Speedup.as_dict(); other runtimes (LiteRT exports) add theirs
+        "speedup": speedup,
         "wall_seconds": round(time.perf_counter() - started, 3),
     }
     if outcome.details:

@@ -158,6 +158,8 @@ def _run(job_id: str, job: dict[str, Any]) -> None:
             scratch / "out",
             reporter=reporter,
             data=data,
+            # the original's size and FLOPs, measured once when the model was inspected
+            before=((model.get("inspection") or {}).get("details") or {}).get("before"),
         )
         reporter.check_cancelled()
         final = storage.publish(scratch / "out", storage.job_dir(job_id))

@@ -90,6 +90,12 @@ class JobReport(BaseModel):
     after: dict[str, Any] = Field(description="as `before`, plus `agreement` with the original")
     delta: dict[str, Any] = Field(description="after - before for every number both have")
     layers: list[dict[str, Any]]
+    speedup: dict[str, Any] | None = Field(
+        default=None,
+        description="latency speed-up of the pruned model over the original, per runtime and "
+        "batch size (`tf` -> `batch_1`...): median of interleaved pairs, `ci95`, `runs`, "
+        "`method`, per-side median/p90 (`a`: original, `b`: pruned) and the load context",
+    )
     wall_seconds: float | None = None
 
 

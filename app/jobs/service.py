@@ -184,6 +184,7 @@ def report(job_id: str, tenant: str) -> dict[str, Any]:
         "after": metrics["after"],
         "delta": metrics["delta"],
         "layers": metrics.get("layers", []),
+        "speedup": metrics.get("speedup"),
         "wall_seconds": metrics.get("wall_seconds"),
     }
 

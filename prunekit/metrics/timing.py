@@ -8,6 +8,10 @@ Pairs are added until the interval's half-width is within ``target_rel_halfwidth
 median, or the time budget or the pair cap is reached. Background load slows both sides of a
 pair alike, so a ratio from pairs moves far less than the ratio of two separate medians.
 
+With few pairs the percentile bootstrap of a median is too narrow (with 3 pairs its
+interval is their range: about 75% coverage, not 95%), so below :data:`SMALL_SAMPLE` pairs
+the interval is widened to hold the Student-t 95% interval of the mean log-ratio too.
+
 When both sides cannot be held at once, :func:`sequential_speedup` times them one after the
 other and bootstraps each side independently: the interval is wider, and says so
 (``method: "sequential"``).
@@ -31,6 +35,12 @@ from typing import Any
 import numpy as np
 
 BOOTSTRAP_SAMPLES = 2000
+SMALL_SAMPLE = 10  # below this many pairs (or runs per side) the t interval widens the bootstrap
+# Student-t 0.975 quantiles by degrees of freedom (no scipy); above the table, 1.96
+T_975 = {
+    1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306,
+    9: 2.262, 10: 2.228, 12: 2.179, 15: 2.131, 20: 2.086, 30: 2.042, 60: 2.000,
+}  # fmt: skip
 LOADED_FRACTION = 0.75  # load average above this share of the logical CPUs flags a figure
 
 
@@ -40,6 +50,10 @@ class TimingConfig:
     min_pairs: int = 7
     max_pairs: int = 300
     budget_s: float = 3.0  # wall-clock time for the timed pairs (at least min_pairs are made)
+    # when set, a slow callable lowers min_pairs to what the budget holds (as the last
+    # warm-up round predicts), never below this: a big model gets fewer pairs and a wider
+    # interval instead of blowing the budget; None keeps min_pairs a hard minimum
+    floor_pairs: int | None = None
     target_rel_halfwidth: float = 0.05  # stop once the CI half-width / median is below this
     check_every: int = 4  # pairs between two interval checks
     seed: int = 0
@@ -131,6 +145,39 @@ def bootstrap_median_ci(
     return float(lo), float(hi)
 
 
+def t_quantile_975(df: float) -> float:
+    """The Student-t 0.975 quantile for ``df`` degrees of freedom, rounded down to the
+    table's nearest entry (a wider interval, never a narrower one)."""
+    known = [d for d in T_975 if d <= max(1.0, df)]
+    return T_975[max(known)] if df < 120 else 1.96
+
+
+def _hull(*intervals: tuple[float, float]) -> tuple[float, float]:
+    return min(i[0] for i in intervals), max(i[1] for i in intervals)
+
+
+def paired_t_interval(ratios: np.ndarray) -> tuple[float, float]:
+    """95% interval of the geometric-mean ratio (Student t on the log-ratios)."""
+    logs = np.log(np.asarray(ratios, dtype=np.float64))
+    half = t_quantile_975(logs.size - 1) * logs.std(ddof=1) / np.sqrt(logs.size)
+    return float(np.exp(logs.mean() - half)), float(np.exp(logs.mean() + half))
+
+
+def welch_t_interval(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    """95% interval of the geometric-mean ratio of ``a`` over ``b`` from independent samples
+    (Welch's t on the log times)."""
+    la, lb = np.log(a), np.log(b)
+    va, vb = la.var(ddof=1) / la.size, lb.var(ddof=1) / lb.size
+    se = float(np.sqrt(va + vb))
+    if se == 0.0:
+        d = float(np.exp(la.mean() - lb.mean()))
+        return d, d
+    df = (va + vb) ** 2 / (va**2 / (la.size - 1) + vb**2 / (lb.size - 1))
+    half = t_quantile_975(df) * se
+    diff = float(la.mean() - lb.mean())
+    return float(np.exp(diff - half)), float(np.exp(diff + half))
+
+
 def _rel_halfwidth(ci: tuple[float, float], median: float) -> float:
     return (ci[1] - ci[0]) / 2.0 / median if median > 0 else float("inf")
 
@@ -139,6 +186,34 @@ def _clock(fn: Callable[[], object]) -> float:
     start = time.perf_counter()
     fn()
     return time.perf_counter() - start
+
+
+def _warm_up(fns: tuple[Callable[[], object], ...], cfg: TimingConfig) -> float | None:
+    """Run each callable ``cfg.warmup`` times; the seconds its last round took (None
+    without warm-up)."""
+    last: float | None = None
+    for _ in range(cfg.warmup):
+        last = sum(_clock(fn) for fn in fns)
+    return last
+
+
+def _min_repeats(cfg: TimingConfig, round_s: float | None) -> int:
+    """``cfg.min_pairs``, lowered (to ``cfg.floor_pairs`` at the least) when rounds that
+    take ``round_s`` would not fit ``cfg.budget_s``."""
+    if cfg.floor_pairs is None or round_s is None or round_s <= 0:
+        return cfg.min_pairs
+    fit = int(cfg.budget_s / round_s)
+    return max(min(cfg.floor_pairs, cfg.min_pairs), min(cfg.min_pairs, fit))
+
+
+def pairs_interval(ratios: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
+    """The bootstrap interval of the median ratio, widened by :func:`paired_t_interval` (and to
+    the median itself) below :data:`SMALL_SAMPLE` pairs."""
+    ci = bootstrap_median_ci(ratios, rng)
+    if 2 <= ratios.size < SMALL_SAMPLE:
+        med = float(np.median(ratios))
+        ci = _hull(ci, paired_t_interval(ratios), (med, med))
+    return ci
 
 
 def interleaved_speedup(
@@ -154,9 +229,7 @@ def interleaved_speedup(
     cfg = cfg or TimingConfig()
     ctx = context if context is not None else timing_context()
     rng = np.random.default_rng(cfg.seed)
-    for _ in range(cfg.warmup):
-        a()
-        b()
+    min_pairs = _min_repeats(cfg, _warm_up((a, b), cfg))
     ta: list[float] = []
     tb: list[float] = []
     deadline = time.perf_counter() + cfg.budget_s
@@ -170,11 +243,11 @@ def interleaved_speedup(
             tb.append(_clock(b))
             ta.append(_clock(a))
         n = len(ta)
-        if n < cfg.min_pairs:
+        if n < min_pairs:
             continue
         if n % cfg.check_every == 0 or time.perf_counter() >= deadline:
             ratios = np.asarray(ta) / np.asarray(tb)
-            ci = bootstrap_median_ci(ratios, rng)
+            ci = pairs_interval(ratios, rng)
             if _rel_halfwidth(ci, float(np.median(ratios))) <= cfg.target_rel_halfwidth:
                 converged = True
                 break
@@ -182,7 +255,7 @@ def interleaved_speedup(
                 break
     ratios = np.asarray(ta) / np.asarray(tb)
     med = float(np.median(ratios))
-    ci = bootstrap_median_ci(ratios, rng)
+    ci = pairs_interval(ratios, rng)
     return Speedup(
         median=med,
         ci95=ci,
@@ -197,15 +270,13 @@ def interleaved_speedup(
 
 
 def time_runs(fn: Callable[[], object], cfg: TimingConfig | None = None) -> list[float]:
-    """Warm ``fn`` up, then time it ``min_pairs``..``max_pairs`` times within the budget."""
+    """Warm ``fn`` up, then time it ``min_pairs``..``max_pairs`` times within the budget
+    (``min_pairs`` lowered towards ``floor_pairs`` for a callable too slow for the budget)."""
     cfg = cfg or TimingConfig()
-    for _ in range(cfg.warmup):
-        fn()
+    min_runs = _min_repeats(cfg, _warm_up((fn,), cfg))
     runs: list[float] = []
     deadline = time.perf_counter() + cfg.budget_s
-    while len(runs) < cfg.max_pairs and (
-        len(runs) < cfg.min_pairs or time.perf_counter() < deadline
-    ):
+    while len(runs) < cfg.max_pairs and (len(runs) < min_runs or time.perf_counter() < deadline):
         runs.append(_clock(fn))
     return runs
 
@@ -230,6 +301,8 @@ def sequential_speedup(
     ratios = np.median(a[ia], axis=1) / np.median(b[ib], axis=1)
     lo, hi = np.percentile(ratios, [2.5, 97.5])
     ci = (float(lo), float(hi))
+    if min(a.size, b.size) < SMALL_SAMPLE and min(a.size, b.size) >= 2:
+        ci = _hull(ci, welch_t_interval(a, b), (med, med))
     return Speedup(
         median=med,
         ci95=ci,

@@ -120,6 +120,12 @@ def test_job_with_dataset_reports_before_and_after(service: Service, digits: dic
     assert (r["job_id"], r["model_id"], r["dataset_id"]) == (job["id"], model_id, ds["id"])
     assert r["strategy"]["name"] == "magnitude"
     assert r["before"] == before and r["after"] == after and r["delta"] == m["delta"]
+    assert r["speedup"] == m["speedup"]
+    for batch in (1, 32):  # the report's speed-up: an interleaved ratio with its interval
+        row = r["speedup"]["tf"][f"batch_{batch}"]
+        assert row["method"] == "interleaved" and row["context"]["batch_size"] == batch
+        assert row["ci95"][0] <= row["median"] <= row["ci95"][1]
+        assert after["latency"][f"batch_{batch}"] == row["b"]
     assert {row["layer"] for row in r["layers"]} == {"hidden", "logits"}
     assert all(row["sparsity_before"] == 0 for row in r["layers"])
 

@@ -26,6 +26,7 @@ from prunekit.evaluation import (
 from prunekit.formats import ModelFormat
 from prunekit.losses import LossName, LossSpec, keras_loss
 from prunekit.metrics.latency import LatencyConfig, measure_latency
+from prunekit.metrics.timing import TimingConfig
 from prunekit.model import LoadedModel
 from prunekit.pipeline import prune
 from prunekit.spec import PruneSpec
@@ -121,7 +122,9 @@ def test_eval_set_caps_samples() -> None:
 
 def test_latency_positive_medians() -> None:
     model = LoadedModel(ModelFormat.KERAS, keras_model=tiny_models.mlp())
-    cfg = LatencyConfig(batch_sizes=(1, 4), warmup=1, repeats=5, budget_s=0.2)
+    cfg = LatencyConfig(
+        batch_sizes=(1, 4), timing=TimingConfig(warmup=1, min_pairs=5, budget_s=0.2)
+    )
     out = measure_latency(model, [8], "float32", cfg)
     assert out["device"].endswith("CPU:0") or "GPU" in out["device"]
     for batch in (1, 4):

@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import math
+import time
+
 import numpy as np
+import pytest
 
 from prunekit.metrics.timing import (
     TimingConfig,
     bootstrap_median_ci,
     interleaved_speedup,
+    paired_t_interval,
+    pairs_interval,
     sequential_speedup,
     time_runs,
+    welch_t_interval,
 )
 
 RNG = np.random.default_rng(0)
@@ -75,3 +82,64 @@ def test_sequential_speedup_is_the_ratio_of_medians_with_a_wider_method_label() 
 def test_time_runs_makes_at_least_the_minimum() -> None:
     runs = time_runs(_work(1), TimingConfig(warmup=1, min_pairs=4, budget_s=0.0))
     assert len(runs) == 4 and all(r > 0 for r in runs)
+
+
+def _sleep(seconds: float):
+    def run() -> None:
+        time.sleep(seconds)
+
+    return run
+
+
+def test_too_slow_for_the_budget_means_fewer_pairs_and_not_converged() -> None:
+    cfg = TimingConfig(
+        warmup=1, min_pairs=10, budget_s=0.2, floor_pairs=3, target_rel_halfwidth=0.0
+    )
+    s = interleaved_speedup(_sleep(0.04), _sleep(0.04), cfg)
+    assert s.runs == 3 and not s.converged  # 0.2 s holds 2 pairs of 80 ms: the floor, not 10
+    assert s.ci95[0] <= s.median <= s.ci95[1]
+    runs = time_runs(
+        _sleep(0.04), TimingConfig(warmup=1, min_pairs=10, budget_s=0.1, floor_pairs=4)
+    )
+    assert len(runs) == 4  # 0.1 s holds 2 runs of 40 ms: the floor
+
+
+def test_without_a_floor_min_pairs_stays_a_hard_minimum() -> None:
+    cfg = TimingConfig(warmup=1, min_pairs=6, budget_s=0.0)
+    assert interleaved_speedup(_sleep(0.005), _sleep(0.005), cfg).runs >= 6
+
+
+def test_paired_t_interval_by_hand() -> None:
+    # log-ratios ln2 + (0, 0.1, -0.1): mean ln2, sd 0.1, n 3, t(2) = 4.303
+    ratios = 2.0 * np.exp(np.array([0.0, 0.1, -0.1]))
+    half = 4.303 * 0.1 / math.sqrt(3)
+    lo, hi = paired_t_interval(ratios)
+    assert lo == pytest.approx(2.0 * math.exp(-half)) and hi == pytest.approx(2.0 * math.exp(half))
+
+
+def test_welch_t_interval_by_hand() -> None:
+    a = np.exp(np.array([1.0, 1.2, 0.8, 1.0]))  # log mean 1.0, variance 0.08/3
+    b = np.exp(np.array([0.5, 0.5, 0.6, 0.4]))  # log mean 0.5, variance 0.02/3
+    va, vb = 0.08 / 3 / 4, 0.02 / 3 / 4
+    df = (va + vb) ** 2 / (va**2 / 3 + vb**2 / 3)  # 4.41: the table's df 4 entry, 2.776
+    assert 4 < df < 5
+    half = 2.776 * math.sqrt(va + vb)
+    lo, hi = welch_t_interval(a, b)
+    assert lo == pytest.approx(math.exp(0.5 - half)) and hi == pytest.approx(math.exp(0.5 + half))
+
+
+def test_few_pairs_get_the_wider_t_interval_not_the_bootstrap_range() -> None:
+    few = np.array([1.0, 1.2, 1.4])  # the bootstrap's interval would be their range
+    assert pairs_interval(few, np.random.default_rng(0)) == pytest.approx(paired_t_interval(few))
+    lo, hi = paired_t_interval(few)
+    assert lo < 0.8 and hi > 1.8  # t(2) = 4.303 on 3 log-ratios
+    many = np.linspace(0.9, 1.1, 12)  # enough pairs: the bootstrap alone
+    rng_a, rng_b = np.random.default_rng(1), np.random.default_rng(1)
+    assert pairs_interval(many, rng_a) == bootstrap_median_ci(many, rng_b)
+
+
+def test_sequential_with_few_runs_is_widened_to_welch() -> None:
+    a, b = [2.0, 2.2, 1.8, 2.0, 2.1], [1.0, 1.1, 0.9, 1.0, 1.0]
+    s = sequential_speedup(a, b)
+    w_lo, w_hi = welch_t_interval(np.array(a), np.array(b))
+    assert s.ci95[0] <= w_lo and s.ci95[1] >= w_hi
