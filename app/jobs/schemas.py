@@ -94,7 +94,24 @@ class JobReport(BaseModel):
         default=None,
         description="latency speed-up of the pruned model over the original, per runtime and "
         "batch size (`tf` -> `batch_1`...): median of interleaved pairs, `ci95`, `runs`, "
-        "`method`, per-side median/p90 (`a`: original, `b`: pruned) and the load context",
+        "`method`, per-side median/p90 (`a`: original, `b`: pruned) and the load context; "
+        "`litert_<format>_<n>thread(s)`: the dense float32 LiteRT file against each export",
+    )
+    exports: dict[str, Any] | None = Field(
+        default=None,
+        description="per LiteRT export the spec asked for: status, size, quantisation, sparse "
+        "tensors, kernels (XNNPACK or builtin per op), the file's own quality and agreement "
+        "run in the interpreter; null when the job asked for none",
+    )
+    eligibility: dict[str, Any] | None = Field(
+        default=None,
+        description="per prunable layer of the pruned model: which path can turn its sparsity "
+        "into speed (block-sparse FC kernels, sparse 1x1 convolutions, channel removal, 2:4)",
+    )
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="results a user should not ship blind: a sparse export that is not faster "
+        "than dense on its runtime, a file whose outputs drift from the pruned TF model",
     )
     wall_seconds: float | None = None
 

@@ -185,6 +185,9 @@ def report(job_id: str, tenant: str) -> dict[str, Any]:
         "delta": metrics["delta"],
         "layers": metrics.get("layers", []),
         "speedup": metrics.get("speedup"),
+        "exports": metrics.get("exports"),
+        "eligibility": metrics.get("eligibility"),
+        "warnings": metrics.get("warnings", []),
         "wall_seconds": metrics.get("wall_seconds"),
     }
 

@@ -110,6 +110,8 @@ def test_a_job_exports_litert_files_that_run_in_the_interpreter(
     report = service.client.get(f"/v1/jobs/{job['id']}/report").json()
     exports = job["metrics"]["exports"]
     assert exports["tflite"]["status"] == exports["tflite_int8"]["status"] == "succeeded"
+    assert report["exports"]["tflite"]["size_bytes"] < report["before"]["litert"]["size_bytes"]
+    assert {row["layer"] for row in report["eligibility"]["layers"]} >= {"hidden", "logits"}
     litert = [k for k in report["speedup"] if k.startswith("litert")]
     assert litert, report["speedup"]
     for runtime in litert:
