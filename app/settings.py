@@ -40,6 +40,7 @@ class Settings:
     reconcile_interval: float = 30
     lease_ttl: float = 30
     allow_h5: bool = False
+    max_json_bytes: int = 1024 * 1024
 
     def __post_init__(self) -> None:
         if not 0 < self.task_soft_time_limit < self.task_time_limit < self.visibility_timeout:
@@ -80,6 +81,7 @@ class Settings:
             reconcile_interval=_float("PRUNEKIT_RECONCILE_INTERVAL", 30),
             lease_ttl=_float("PRUNEKIT_LEASE_TTL", 30),
             allow_h5=os.environ.get("PRUNEKIT_ALLOW_H5", "") in ("1", "true", "yes"),
+            max_json_bytes=_int("PRUNEKIT_MAX_JSON_BYTES", 1024 * 1024),
         )
 
     @property

@@ -9,6 +9,7 @@ worker loads it.
 
 from __future__ import annotations
 
+import math
 import shutil
 import zipfile
 from pathlib import Path
@@ -45,6 +46,12 @@ def invalid(detail: str, rule: str = "invalid_dataset") -> Problem:
     return Problem(422, "invalid-dataset", "Dataset refused", detail, reason=rule)
 
 
+def declared_bytes(arrays: dict[str, ArrayInfo]) -> int:
+    """What the arrays take in memory as their headers declare them, in Python integers
+    (numpy's int64 would wrap: a dimension of 2**64 must not come out small or negative)."""
+    return sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in arrays.values())
+
+
 def _check(path: Path, head: bytes) -> dict[str, ArrayInfo]:
     if not head.startswith(ZIP_MAGIC):
         raise not_npz("the file is not a zip archive, so not an .npz")
@@ -58,9 +65,14 @@ def _check(path: Path, head: bytes) -> dict[str, ArrayInfo]:
         arrays = npz_header(path)
     except DatasetError as exc:
         raise invalid(str(exc), exc.reason) from exc
-    declared = sum(
-        int(np.prod(a.shape, dtype=np.int64)) * np.dtype(a.dtype).itemsize for a in arrays.values()
-    )
+    negative = [name for name, a in arrays.items() if any(d < 0 for d in a.shape)]
+    if negative:
+        raise invalid(
+            f"array {negative[0]!r} declares a negative dimension "
+            f"{list(arrays[negative[0]].shape)}",
+            "bad_shape",
+        )
+    declared = declared_bytes(arrays)
     limit = get_settings().max_extracted_bytes
     if declared > limit:
         raise invalid(

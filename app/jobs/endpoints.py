@@ -10,9 +10,10 @@ from fastapi.responses import FileResponse
 from app.auth.tenancy import Principal, current_principal
 from app.jobs import service
 from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport
+from app.json_body import JSONBodyRoute
 from prunekit.formats import ArtifactFormat
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", route_class=JSONBodyRoute, tags=["jobs"])
 
 
 def _out(record: dict[str, Any]) -> JobOut:
@@ -81,7 +82,9 @@ def delete_job(job_id: str, principal: Principal = Depends(current_principal)) -
 @router.get("/{job_id}/events", response_model=JobEvents)
 def job_events(
     job_id: str,
-    start: int = Query(default=0, ge=0),
+    start: int = Query(
+        default=0, ge=0, le=2**31, description="skip this many events (those already seen)"
+    ),
     principal: Principal = Depends(current_principal),
 ) -> JobEvents:
     """The job's ordered log: status changes, phases, messages (``start`` skips seen ones)."""

@@ -127,6 +127,20 @@ def stop(*procs: subprocess.Popen[bytes]) -> None:
             proc.wait(5)
 
 
+def api_without_worker(logs: Path, queue_suffix: str, env: dict[str, str]) -> Iterator[Service]:
+    """An API on the tests' Redis, key space and store, with its own queue and no worker on
+    it (jobs stay queued); ``env`` adds settings. Use as a fixture body (``yield from``)."""
+    port = free_port()
+    full_env = {"PRUNEKIT_QUEUE": f"{os.environ['PRUNEKIT_QUEUE']}-{queue_suffix}", **env}
+    api = spawn_api(logs, port, full_env)
+    svc = Service(f"http://127.0.0.1:{port}", logs)
+    try:
+        wait_ready(svc, [api], path="/healthz")
+        yield svc
+    finally:
+        stop(api)
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     logs = tmp_path_factory.mktemp("service-logs")

@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from app import storage
-from tests.e2e.conftest import Service, free_port, new_key, spawn_api, stop, wait_ready
+from tests.e2e.conftest import Service, api_without_worker, new_key
 
 pytestmark = pytest.mark.e2e
 
@@ -24,19 +24,8 @@ CAP = 100_000
 @pytest.fixture(scope="module")
 def idle_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """Same Redis, key space and store as the tests, but its own queue, no worker on it."""
-    logs = tmp_path_factory.mktemp("idle-api")
-    port = free_port()
-    env = {
-        "PRUNEKIT_MAX_UPLOAD_BYTES": str(CAP),
-        "PRUNEKIT_QUEUE": f"{os.environ['PRUNEKIT_QUEUE']}-idle",
-    }
-    api = spawn_api(logs, port, env)
-    svc = Service(f"http://127.0.0.1:{port}", logs)
-    try:
-        wait_ready(svc, [api], path="/healthz")
-        yield svc
-    finally:
-        stop(api)
+    env = {"PRUNEKIT_MAX_UPLOAD_BYTES": str(CAP)}
+    yield from api_without_worker(tmp_path_factory.mktemp("idle-api"), "idle", env)
 
 
 def _scratch() -> list[Path]:
