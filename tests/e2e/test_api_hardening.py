@@ -6,17 +6,22 @@ that overflow, non-finite JSON numbers. An API of its own, with no worker on its
 
 from __future__ import annotations
 
+import hashlib
 import io
+import shutil
 import struct
 import uuid
 import zipfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.conftest import Service, api_without_worker, new_key
+from app import storage
+from tests.e2e.conftest import REPO, Service, api_without_worker, new_key
+from tests.tiny_models import zip_dir
 
 pytestmark = pytest.mark.e2e
 
@@ -190,3 +195,58 @@ def test_strategy_numbers_have_upper_bounds(
 ) -> None:
     resp = lone_api.client.post("/v1/jobs", json={"model_id": "m-none", "strategy": strategy})
     assert error_fields(resp) == [f"body.strategy.{field}"]
+
+
+# ---------------------------------------------------------------- with a real worker
+def test_downloads_follow_rfc_9110(service: Service, model_files: dict[str, Path]) -> None:
+    model = service.upload(model_files["keras"])
+    job = service.client.post(
+        "/v1/jobs",
+        json={"model_id": model["id"], "strategy": {"name": "magnitude", "sparsity": 0.5}},
+    ).json()
+    assert service.wait_job(job["id"])["status"] == "succeeded"
+    url = f"/v1/jobs/{job['id']}/model"
+    full = service.client.get(url)
+    assert full.status_code == 200
+    etag, size = full.headers["etag"], len(full.content)
+    assert etag == f'"{hashlib.sha256(full.content).hexdigest()}"'
+
+    for header in ("*", etag, f"W/{etag}", f'"stale", W/{etag}', f'"x" ,{etag}'):
+        resp = service.client.get(url, headers={"If-None-Match": header})
+        assert resp.status_code == 304 and resp.headers["etag"] == etag, header
+        assert resp.content == b""
+    for header in ('"stale"', 'W/"stale"', etag[:-2] + '"'):
+        assert service.client.get(url, headers={"If-None-Match": header}).status_code == 200
+
+    part = service.client.get(url, headers={"Range": "bytes=0-9"})
+    assert part.status_code == 206 and part.content == full.content[:10]
+    resp = service.client.get(url, headers={"Range": f"bytes={size}-{size + 10}"})
+    problem = assert_problem(resp, 416)
+    assert resp.headers["content-range"] == f"bytes */{size}"
+    assert problem["type"].endswith("range-not-satisfiable") and problem["size_bytes"] == size
+    for bad in ("bytes=abc", "items=0-1", "bytes=9-2", "bytes"):
+        resp = service.client.get(url, headers={"Range": bad})
+        assert assert_problem(resp, 400)["type"].endswith("malformed-range"), bad
+    # If-Range naming another version: the whole file, whatever the range says
+    whole = service.client.get(url, headers={"Range": f"bytes={size}-", "If-Range": '"old"'})
+    assert whole.status_code == 200 and whole.content == full.content
+
+
+def test_server_paths_never_reach_clients(
+    service: Service, model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    sm = tmp_path / "sm"
+    shutil.copytree(model_files["saved_model_dir"], sm)
+    shutil.rmtree(sm / "variables")  # TensorFlow's error names the file it looked for
+    model = service.upload(zip_dir(sm, tmp_path / "no_variables.zip", top="m"))
+    inspected = service.wait_inspection(model["id"])
+    message = inspected["inspection"]["error"]["message"]
+    resp = service.client.post(
+        "/v1/jobs",
+        json={"model_id": model["id"], "strategy": {"name": "magnitude", "sparsity": 0.5}},
+    )
+    detail = assert_problem(resp, 422)["detail"]
+    home = str(storage.artifacts_root().parent)
+    for text in (message, detail, resp.text):
+        assert home not in text and str(REPO) not in text, text
+        assert "$PRUNEKIT_HOME/artifacts/models/" in text, text  # where it was, relatively
