@@ -16,6 +16,7 @@ from pathlib import Path
 
 from app.auth.local_key import ensure_local_key
 from app.embedded_redis import resolve
+from app.serve import uvicorn_command
 from app.settings import Settings
 
 
@@ -62,10 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             ],
             env=env,
         ),
-        subprocess.Popen(
-            [py, "-m", "uvicorn", "app.main:app", "--host", args.host, "--port", str(args.port)],
-            env=env,
-        ),
+        subprocess.Popen(uvicorn_command(args.host, args.port, settings), env=env),
     ]
     print(
         f"prunekit: API on http://{args.host}:{args.port} (docs at /docs); Ctrl-C stops", flush=True

@@ -41,6 +41,11 @@ class Settings:
     lease_ttl: float = 30
     allow_h5: bool = False
     max_json_bytes: int = 1024 * 1024
+    upload_check_threads: int = 4
+    header_timeout: float = 10
+    body_timeout: float = 30
+    keep_alive_timeout: int = 5
+    max_connections: int = 256
 
     def __post_init__(self) -> None:
         if not 0 < self.task_soft_time_limit < self.task_time_limit < self.visibility_timeout:
@@ -82,6 +87,11 @@ class Settings:
             lease_ttl=_float("PRUNEKIT_LEASE_TTL", 30),
             allow_h5=os.environ.get("PRUNEKIT_ALLOW_H5", "") in ("1", "true", "yes"),
             max_json_bytes=_int("PRUNEKIT_MAX_JSON_BYTES", 1024 * 1024),
+            upload_check_threads=_int("PRUNEKIT_UPLOAD_CHECK_THREADS", 4),
+            header_timeout=_float("PRUNEKIT_HEADER_TIMEOUT", 10),
+            body_timeout=_float("PRUNEKIT_BODY_TIMEOUT", 30),
+            keep_alive_timeout=_int("PRUNEKIT_KEEP_ALIVE_TIMEOUT", 5),
+            max_connections=_int("PRUNEKIT_MAX_CONNECTIONS", 256),
         )
 
     @property

@@ -21,10 +21,11 @@ from fastapi import Request
 from app import storage
 from app.auth.tenancy import owned_or_404
 from app.datasets import store
+from app.offload import off_loop
 from app.problems import Problem
 from app.records import load_page, new_id, now_iso
 from app.settings import get_settings
-from app.uploads import receive_file
+from app.uploads import ReceivedFile, receive_file
 from prunekit.data import ArrayInfo, DatasetError, describe, input_mismatch, npz_header
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -84,20 +85,24 @@ def _check(path: Path, head: bytes) -> dict[str, ArrayInfo]:
 
 
 async def upload(request: Request, tenant: str) -> dict[str, Any]:
-    settings = get_settings()
+    """Stream the body to disk, then check and record it off the event loop."""
     dataset_id = new_id()
     scratch = storage.scratch_dir(f"dataset-{dataset_id}-")
     try:
         received = await receive_file(
-            request, scratch / "upload", "file", settings.max_upload_bytes
+            request, scratch / "upload", "file", get_settings().max_upload_bytes
         )
-        arrays = _check(received.path, received.head)
-        staged = scratch / "dataset"
-        staged.mkdir()
-        received.path.replace(staged / DATASET_FILE)
-        storage.publish(staged, storage.dataset_dir(dataset_id))
+        return await off_loop(_accept, dataset_id, tenant, received, scratch)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        await off_loop(shutil.rmtree, scratch, True)
+
+
+def _accept(dataset_id: str, tenant: str, received: ReceivedFile, scratch: Path) -> dict[str, Any]:
+    arrays = _check(received.path, received.head)
+    staged = scratch / "dataset"
+    staged.mkdir()
+    received.path.replace(staged / DATASET_FILE)
+    storage.publish(staged, storage.dataset_dir(dataset_id))
     record = {
         "id": dataset_id,
         "tenant": tenant,

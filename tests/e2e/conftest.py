@@ -91,12 +91,15 @@ def spawn_worker(
 
 
 def spawn_api(logs: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return spawn(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-         "--port", str(port)],
-        logs / "api.log",
-        env,
-    )  # fmt: skip
+    """uvicorn as ``make run`` starts it (read deadlines, connection limit), with ``env``."""
+    from app.serve import uvicorn_command
+    from app.settings import Settings
+
+    with pytest.MonkeyPatch.context() as mp:  # the API's settings, as its process reads them
+        for name, value in (env or {}).items():
+            mp.setenv(name, value)
+        settings = Settings.from_env()
+    return spawn(uvicorn_command("127.0.0.1", port, settings), logs / "api.log", env)
 
 
 def wait_ready(

@@ -9,9 +9,14 @@ from __future__ import annotations
 import hashlib
 import io
 import shutil
+import socket
 import struct
+import tarfile
+import threading
+import time
 import uuid
 import zipfile
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -250,3 +255,161 @@ def test_server_paths_never_reach_clients(
     for text in (message, detail, resp.text):
         assert home not in text and str(REPO) not in text, text
         assert "$PRUNEKIT_HOME/artifacts/models/" in text, text  # where it was, relatively
+
+
+# ---------------------------------------------------------------- a responsive API
+def test_json_bodies_over_the_cap_are_413(lone_api: Service) -> None:
+    body = {**_job_body(), "exclude": ["x" * 1000] * (JSON_CAP // 1000 + 10)}
+    resp = lone_api.client.post("/v1/jobs", json=body)
+    problem = assert_problem(resp, 413)
+    assert problem["limit_bytes"] == JSON_CAP and problem["setting"] == "PRUNEKIT_MAX_JSON_BYTES"
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: counted while it streams
+        yield b'{"model_id": "m-none", "exclude": ['
+        for _ in range(JSON_CAP // 1000 + 10):
+            yield b'"' + b"x" * 1000 + b'",'
+        yield b'"x"]}'
+
+    resp = lone_api.client.post(
+        "/v1/jobs", content=chunks(), headers={"content-type": "application/json"}
+    )
+    assert assert_problem(resp, 413)["limit_bytes"] == JSON_CAP
+
+
+def gzip_bomb_tar(mib: int) -> bytes:
+    """A .tar.gz SavedModel with one member of ``mib`` MiB of zeros (about 1000x)."""
+    pb = tarfile.TarInfo("m/saved_model.pb")
+    pb.size = len(PB)
+    data = tarfile.TarInfo("m/variables/variables.data-00000-of-00001")
+    data.size = mib << 20
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip framing
+    out = [deflate.compress(pb.tobuf() + PB.ljust(512, b"\0") + data.tobuf())]
+    zeros = b"\0" * (1 << 20)
+    out += [deflate.compress(zeros) for _ in range(mib)]
+    return b"".join([*out, deflate.compress(b"\0" * 1024), deflate.flush()])
+
+
+def pax_header_bomb(mib: int) -> bytes:
+    """A .tar.gz whose first block is a pax extended header of ``mib`` MiB: that size is not
+    a member's, so only counting the inflated bytes as they come can stop it."""
+    info = tarfile.TarInfo("././@PaxHeader")
+    info.type = tarfile.XHDTYPE
+    info.size = mib << 20
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)
+    record = b"9 a=bcde\n" * ((1 << 20) // 9) + b"\n" * ((1 << 20) % 9)
+    out = [deflate.compress(info.tobuf(tarfile.USTAR_FORMAT))]
+    out += [deflate.compress(record) for _ in range(mib)]
+    return b"".join([*out, deflate.flush()])
+
+
+def many_entries_zip(entries: int) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+        zf.writestr("m/saved_model.pb", PB)
+        for i in range(entries):
+            zf.writestr(f"m/assets/{i}", b"")
+    return buf.getvalue()
+
+
+def test_healthz_answers_within_200ms_while_bombs_are_refused(lone_api: Service) -> None:
+    bombs = {
+        "tar.gz of zeros": (gzip_bomb_tar(400), "compression_ratio"),
+        "pax header": (pax_header_bomb(300), "compression_ratio"),
+        "150k zip entries": (many_entries_zip(150_000), "too_many_members"),
+    }
+    refusals: list[tuple[str, int, str | None]] = []
+
+    def upload(name: str, data: bytes, rounds: int = 3) -> None:
+        with httpx.Client(base_url=lone_api.base_url, timeout=60) as client:
+            for _ in range(rounds):
+                resp = client.post(
+                    "/v1/models",
+                    files={"file": ("bomb", data)},
+                    headers={"Authorization": f"Bearer {lone_api.api_key}"},
+                )
+                refusals.append((name, resp.status_code, resp.json().get("rule")))
+
+    threads = [threading.Thread(target=upload, args=(n, d)) for n, (d, _) in bombs.items()]
+    latencies = []
+    with httpx.Client(base_url=lone_api.base_url, timeout=10) as probe:
+        probe.get("/healthz")  # connected before the clock starts
+        for t in threads:
+            t.start()
+        while any(t.is_alive() for t in threads):
+            started = time.perf_counter()
+            assert probe.get("/healthz").status_code == 200
+            latencies.append(time.perf_counter() - started)
+            time.sleep(0.02)
+    for t in threads:
+        t.join()
+    assert len(latencies) >= 5 and max(latencies) < 0.2, sorted(latencies)[-5:]
+    expected = {(name, 422, rule) for name, (_, rule) in bombs.items()}
+    assert set(refusals) == expected and len(refusals) == 3 * len(bombs), refusals
+
+
+@pytest.fixture(scope="module")
+def guarded_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    """An API with short read deadlines and a small connection limit."""
+    env = {
+        "PRUNEKIT_HEADER_TIMEOUT": "1",
+        "PRUNEKIT_BODY_TIMEOUT": "1",
+        "PRUNEKIT_MAX_CONNECTIONS": "4",
+    }
+    yield from api_without_worker(tmp_path_factory.mktemp("guarded-api"), "guarded", env)
+
+
+def _open(svc: Service) -> socket.socket:
+    host, port = svc.base_url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=5)
+    return sock
+
+
+def _seconds_until_closed(sock: socket.socket, drip: bytes | None, limit: float = 8) -> float:
+    """Keep sending ``drip`` every 0.2 s (if any) until the server closes the connection."""
+    started = time.monotonic()
+    sock.settimeout(0.2)
+    while time.monotonic() - started < limit:
+        try:
+            if sock.recv(4096) == b"":
+                return time.monotonic() - started
+        except TimeoutError:
+            pass
+        except OSError:
+            return time.monotonic() - started
+        if drip:
+            try:
+                sock.sendall(drip)
+            except OSError:
+                return time.monotonic() - started
+    return float("inf")
+
+
+def test_slow_clients_are_cut_off(guarded_api: Service) -> None:
+    with _open(guarded_api) as sock:  # headers that never end, one more every 0.2 s
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n")
+        assert _seconds_until_closed(sock, b"X-Slow: 1\r\n") < 2.5
+    with _open(guarded_api) as sock:  # a declared body of 1 MB, 100 bytes sent
+        sock.sendall(
+            b"POST /v1/models HTTP/1.1\r\nHost: x\r\n"
+            + f"Authorization: Bearer {guarded_api.api_key}\r\n".encode()
+            + b"Content-Type: multipart/form-data; boundary=b\r\n"
+            + b"Content-Length: 1000000\r\n\r\n"
+            + b"--b\r\n".ljust(100, b"x")
+        )
+        assert _seconds_until_closed(sock, None) < 2.5
+    assert guarded_api.client.get("/healthz").status_code == 200  # and it still serves
+
+
+def test_connections_beyond_the_limit_get_503(guarded_api: Service) -> None:
+    idle = [_open(guarded_api) for _ in range(4)]
+    try:
+        for sock in idle:
+            sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # holding a connection each
+        time.sleep(0.2)
+        with httpx.Client(base_url=guarded_api.base_url, timeout=5) as fresh:
+            assert fresh.get("/healthz").status_code == 503
+            time.sleep(1.5)  # their header deadline passes: they are closed
+            assert fresh.get("/healthz").status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
