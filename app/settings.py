@@ -46,6 +46,8 @@ class Settings:
     body_timeout: float = 30
     keep_alive_timeout: int = 5
     max_connections: int = 256
+    tenant_max_active_jobs: int = 50  # 0: no limit
+    tenant_max_stored_bytes: int = 50 * 1024**3  # 0: no limit
 
     def __post_init__(self) -> None:
         if not 0 < self.task_soft_time_limit < self.task_time_limit < self.visibility_timeout:
@@ -92,6 +94,8 @@ class Settings:
             body_timeout=_float("PRUNEKIT_BODY_TIMEOUT", 30),
             keep_alive_timeout=_int("PRUNEKIT_KEEP_ALIVE_TIMEOUT", 5),
             max_connections=_int("PRUNEKIT_MAX_CONNECTIONS", 256),
+            tenant_max_active_jobs=_int("PRUNEKIT_TENANT_MAX_ACTIVE_JOBS", 50),
+            tenant_max_stored_bytes=_int("PRUNEKIT_TENANT_MAX_STORED_BYTES", 50 * 1024**3),
         )
 
     @property

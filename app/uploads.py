@@ -132,8 +132,16 @@ class _Receiver:
             self.file.close()
 
 
-async def receive_file(request: Request, dest: Path, field: str, max_bytes: int) -> ReceivedFile:
-    """Stream the multipart field ``field`` of ``request`` into ``dest``."""
+async def receive_file(
+    request: Request,
+    dest: Path,
+    field: str,
+    max_bytes: int,
+    over_limit: Problem | None = None,
+) -> ReceivedFile:
+    """Stream the multipart field ``field`` of ``request`` into ``dest``; more than
+    ``max_bytes`` is refused with ``over_limit`` (default: the upload cap's 413)."""
+    refusal = over_limit or too_large(max_bytes)
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or b"boundary" not in params:
         raise Problem(
@@ -152,7 +160,7 @@ async def receive_file(request: Request, dest: Path, field: str, max_bytes: int)
         )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + BODY_SLACK:
-        raise too_large(max_bytes)
+        raise refusal
     rx = _Receiver(field, dest, max_bytes)
     parser = MultipartParser(
         boundary,
@@ -171,10 +179,10 @@ async def receive_file(request: Request, dest: Path, field: str, max_bytes: int)
         async for chunk in request.stream():
             body_bytes += len(chunk)
             if body_bytes > max_bytes + BODY_SLACK:  # the whole body, not only the file
-                raise too_large(max_bytes)
+                raise refusal
             parser.write(chunk)
             if rx.too_large:
-                raise too_large(max_bytes)
+                raise refusal
         parser.finalize()
     except Problem:
         rx.close()

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from fastapi import Request
 
-from app import storage
+from app import quotas, storage
 from app.auth.tenancy import owned_or_404
 from app.datasets import store
 from app.offload import off_loop
@@ -89,9 +89,8 @@ async def upload(request: Request, tenant: str) -> dict[str, Any]:
     dataset_id = new_id()
     scratch = storage.scratch_dir(f"dataset-{dataset_id}-")
     try:
-        received = await receive_file(
-            request, scratch / "upload", "file", get_settings().max_upload_bytes
-        )
+        max_bytes, over_quota = await off_loop(quotas.upload_allowance, tenant)
+        received = await receive_file(request, scratch / "upload", "file", max_bytes, over_quota)
         return await off_loop(_accept, dataset_id, tenant, received, scratch)
     finally:
         await off_loop(shutil.rmtree, scratch, True)
@@ -102,7 +101,6 @@ def _accept(dataset_id: str, tenant: str, received: ReceivedFile, scratch: Path)
     staged = scratch / "dataset"
     staged.mkdir()
     received.path.replace(staged / DATASET_FILE)
-    storage.publish(staged, storage.dataset_dir(dataset_id))
     record = {
         "id": dataset_id,
         "tenant": tenant,
@@ -113,7 +111,9 @@ def _accept(dataset_id: str, tenant: str, received: ReceivedFile, scratch: Path)
         "path": storage.relative(storage.dataset_dir(dataset_id) / DATASET_FILE),
         "splits": describe(arrays),
     }
-    store.create(record)
+    with quotas.storage_slot(tenant, received.size):
+        storage.publish(staged, storage.dataset_dir(dataset_id))
+        store.create(record)
     return record
 
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import Request
 
-from app import storage
+from app import quotas, storage
 from app.auth.tenancy import owned_or_404
 from app.models import archive, store
 from app.offload import off_loop
@@ -38,9 +38,8 @@ async def upload(request: Request, tenant: str) -> dict[str, Any]:
     model_id = new_id()
     scratch = storage.scratch_dir(f"upload-{model_id}-")
     try:
-        received = await receive_file(
-            request, scratch / "upload", "file", get_settings().max_upload_bytes
-        )
+        max_bytes, over_quota = await off_loop(quotas.upload_allowance, tenant)
+        received = await receive_file(request, scratch / "upload", "file", max_bytes, over_quota)
         return await off_loop(_accept, model_id, tenant, received, scratch)
     finally:
         await off_loop(shutil.rmtree, scratch, True)
@@ -58,7 +57,6 @@ def _accept(model_id: str, tenant: str, received: ReceivedFile, scratch: Path) -
         received.path.replace(target)
     else:
         archive.extract_saved_model(received.path, detected.container, target, _limits())
-    storage.publish(staged, storage.model_dir(model_id))
     record = {
         "id": model_id,
         "tenant": tenant,
@@ -70,7 +68,9 @@ def _accept(model_id: str, tenant: str, received: ReceivedFile, scratch: Path) -
         "path": storage.relative(storage.model_dir(model_id) / filename),
         "inspection": {"status": "pending"},
     }
-    store.create(record)  # the record exists before any worker hears of it
+    with quotas.storage_slot(tenant, received.size):
+        storage.publish(staged, storage.model_dir(model_id))
+        store.create(record)  # the record exists before any worker hears of it
     enqueue(INSPECT_MODEL, model_id)
     return record
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import shutil
 import socket
 import struct
@@ -413,3 +414,107 @@ def test_connections_beyond_the_limit_get_503(guarded_api: Service) -> None:
     finally:
         for sock in idle:
             sock.close()
+
+
+# ---------------------------------------------------------------- per-tenant limits
+QUOTA_BYTES = 5000
+
+
+@pytest.fixture(scope="module")
+def quota_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
+    env = {
+        "PRUNEKIT_TENANT_MAX_ACTIVE_JOBS": "2",
+        "PRUNEKIT_TENANT_MAX_STORED_BYTES": str(QUOTA_BYTES),
+    }
+    yield from api_without_worker(tmp_path_factory.mktemp("quota-api"), "quota", env)
+
+
+def fresh_tenant(svc: Service) -> Service:
+    return svc.as_key(new_key(f"quota-{uuid.uuid4().hex[:8]}"))
+
+
+def padded_model(size: int) -> bytes:
+    """A frame-only SavedModel zip of exactly ``size`` bytes (an incompressible asset)."""
+
+    def build(pad: int) -> bytes:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_STORED) as zf:
+            zf.writestr("m/saved_model.pb", PB)
+            zf.writestr("m/assets/pad", os.urandom(pad))
+        return buf.getvalue()
+
+    return build(size - (len(build(0))))
+
+
+def _submit(svc: Service, model_id: str) -> httpx.Response:
+    return svc.client.post(
+        "/v1/jobs", json={"model_id": model_id, "strategy": {"name": "magnitude", "sparsity": 0.5}}
+    )
+
+
+def test_unfinished_jobs_per_tenant_are_limited(quota_api: Service) -> None:
+    tenant = fresh_tenant(quota_api)
+    model = tenant.client.post("/v1/models", files={"file": ("m.zip", frame_only_model())})
+    model_id = model.json()["id"]
+    first, second = (_submit(tenant, model_id) for _ in range(2))
+    assert first.status_code == second.status_code == 202
+    resp = _submit(tenant, model_id)
+    problem = assert_problem(resp, 429)
+    assert problem["limit"] == 2 and problem["setting"] == "PRUNEKIT_TENANT_MAX_ACTIVE_JOBS"
+    assert int(resp.headers["retry-after"]) > 0
+    other = fresh_tenant(quota_api)  # another tenant's jobs do not count
+    theirs = other.client.post("/v1/models", files={"file": ("m.zip", frame_only_model())})
+    assert _submit(other, theirs.json()["id"]).status_code == 202
+    tenant.client.post(f"/v1/jobs/{first.json()['id']}/cancel")  # a finished job frees a slot
+    assert _submit(tenant, model_id).status_code == 202
+    assert _submit(tenant, model_id).status_code == 429
+
+    racing = fresh_tenant(quota_api)  # concurrent submissions cannot overshoot
+    model_id = racing.client.post(
+        "/v1/models", files={"file": ("m.zip", frame_only_model())}
+    ).json()["id"]
+    codes: list[int] = []
+
+    def submit() -> None:
+        with httpx.Client(base_url=racing.base_url, timeout=30, headers=racing.client.headers) as c:
+            codes.append(
+                c.post(
+                    "/v1/jobs",
+                    json={"model_id": model_id, "strategy": {"name": "magnitude", "sparsity": 0.5}},
+                ).status_code
+            )
+
+    threads = [threading.Thread(target=submit) for _ in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(codes) == [202, 202, 429, 429, 429, 429]
+
+
+def test_stored_bytes_per_tenant_are_limited(quota_api: Service) -> None:
+    tenant = fresh_tenant(quota_api)
+    first = tenant.client.post("/v1/models", files={"file": ("a.zip", padded_model(3000))})
+    assert first.status_code == 201, first.text
+    assert first.json()["size_bytes"] == 3000
+    resp = tenant.client.post("/v1/models", files={"file": ("b.zip", padded_model(3000))})
+    problem = assert_problem(resp, 413)
+    assert problem["setting"] == "PRUNEKIT_TENANT_MAX_STORED_BYTES"
+    assert problem["limit_bytes"] == QUOTA_BYTES and problem["used_bytes"] == 3000
+    datasets = tenant.client.post(
+        "/v1/datasets", files={"file": ("d.npz", os.urandom(2500))}
+    )  # datasets count against the same quota
+    assert assert_problem(datasets, 413)["setting"] == "PRUNEKIT_TENANT_MAX_STORED_BYTES"
+    small = tenant.client.post("/v1/models", files={"file": ("c.zip", padded_model(1500))})
+    assert small.status_code == 201  # what is left is still usable
+    full = tenant.client.post("/v1/models", files={"file": ("d.zip", padded_model(600))})
+    assert assert_problem(full, 413)["used_bytes"] == 4500
+    assert (
+        fresh_tenant(quota_api)
+        .client.post("/v1/models", files={"file": ("e.zip", padded_model(3000))})
+        .status_code
+        == 201
+    )  # other tenants have their own
+    assert tenant.client.delete(f"/v1/models/{first.json()['id']}").status_code == 204
+    again = tenant.client.post("/v1/models", files={"file": ("b.zip", padded_model(3000))})
+    assert again.status_code == 201, again.text
