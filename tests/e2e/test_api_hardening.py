@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from app import storage
 from tests.e2e.conftest import REPO, Service, api_without_worker, new_key
@@ -518,3 +519,21 @@ def test_stored_bytes_per_tenant_are_limited(quota_api: Service) -> None:
     assert tenant.client.delete(f"/v1/models/{first.json()['id']}").status_code == 204
     again = tenant.client.post("/v1/models", files={"file": ("b.zip", padded_model(3000))})
     assert again.status_code == 201, again.text
+
+
+def test_readyz_reports_the_durability_of_its_redis(service: Service) -> None:
+    for _ in range(5):  # a worker's ping reply can be slow under CPU load
+        resp = service.client.get("/readyz")
+        if resp.status_code == 200:
+            break
+    ready = resp.json()
+    config = redis.Redis.from_url(os.environ["PRUNEKIT_REDIS_URL"], decode_responses=True)
+    appendonly = config.config_get("appendonly")["appendonly"] == "yes"
+    save = config.config_get("save")["save"].strip()
+    mode = "+".join(k for k, on in (("aof", appendonly), ("rdb", bool(save))) if on) or "none"
+    assert ready["durability"] == {
+        "mode": mode,
+        "durable": mode != "none",
+        "appendonly": appendonly,
+        "save": save,
+    }
