@@ -73,6 +73,11 @@ def _check(path: Path, head: bytes) -> dict[str, ArrayInfo]:
             f"{list(arrays[negative[0]].shape)}",
             "bad_shape",
         )
+    empty = [name for name, a in arrays.items() if name.startswith("x_") and a.shape[0] == 0]
+    if empty:
+        raise invalid(
+            f"array {empty[0]!r} has 0 samples; every split needs at least one", "empty_split"
+        )
     declared = declared_bytes(arrays)
     limit = get_settings().max_extracted_bytes
     if declared > limit:

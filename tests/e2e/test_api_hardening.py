@@ -159,9 +159,10 @@ def npz_declaring(x_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> bytes:
         ((8, 2**64), (8,), "too_large_in_memory"),
         ((2**61, 8), (2**61,), "too_large_in_memory"),  # int64 would wrap this one to 0
         ((-5, 8), (-5,), "bad_shape"),
+        ((0, 8), (0,), "empty_split"),
     ],
 )
-def test_npz_header_dimensions_that_overflow_are_422(
+def test_npz_header_dimensions_that_overflow_or_are_empty_are_422(
     lone_api: Service, x_shape: tuple[int, ...], y_shape: tuple[int, ...], reason: str
 ) -> None:
     resp = lone_api.client.post(
