@@ -4,7 +4,8 @@ Python's ``json`` accepts the non-standard literals ``Infinity``, ``-Infinity`` 
 and turns ``1e999`` into ``inf``; they would pass a ``gt=0`` bound. :class:`JSONBodyRoute`
 reads the body before FastAPI does (stopping at ``PRUNEKIT_MAX_JSON_BYTES``), parses it
 with every non-finite number marked, and answers a 422 naming the field that holds one.
-Multipart uploads are left alone: they stream to disk under their own cap.
+Routes without a JSON body parameter are left alone (uploads stream to disk under their own
+cap; FastAPI reads no body for the others).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ class JSONBodyRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        if self.body_field is None:  # FastAPI reads no body here (uploads stream their own)
+            return handler
 
         async def capped_handler(request: Request) -> Response:
             if request.method in BODY_METHODS and not _is_multipart(request):
