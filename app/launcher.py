@@ -1,6 +1,6 @@
 """``make run``: the whole service in the foreground — Redis, one worker, the API.
 
-Resolves Redis (see :mod:`app.embedded_redis`), then starts a Celery worker and uvicorn as
+Chooses a durable Redis (see :mod:`app.durability`), then starts a Celery worker and uvicorn as
 child processes with ``PRUNEKIT_REDIS_URL`` set, and stops all of them on Ctrl-C/SIGTERM.
 """
 
@@ -15,7 +15,8 @@ import time
 from pathlib import Path
 
 from app.auth.local_key import ensure_local_key
-from app.embedded_redis import resolve
+from app.durability import choose_redis
+from app.serve import uvicorn_command
 from app.settings import Settings
 
 
@@ -27,10 +28,11 @@ def main(argv: list[str] | None = None) -> int:
 
     home = Path(os.environ.get("PRUNEKIT_HOME", "var")).resolve()
     home.mkdir(parents=True, exist_ok=True)
-    url, embedded = resolve(home)
+    choice = choose_redis(home)
+    url, embedded = choice.url, choice.embedded
     env = {**os.environ, "PRUNEKIT_REDIS_URL": url, "PRUNEKIT_HOME": str(home)}
     where = f"embedded redis-server on port {embedded.port}" if embedded else url
-    print(f"prunekit: Redis: {where}; artifacts in {home}", flush=True)
+    print(f"prunekit: Redis: {where} ({choice.reason}); artifacts in {home}", flush=True)
     os.environ.update(PRUNEKIT_REDIS_URL=url, PRUNEKIT_HOME=str(home))
     key_path, secret, created = ensure_local_key(home)
     if created:
@@ -62,10 +64,7 @@ def main(argv: list[str] | None = None) -> int:
             ],
             env=env,
         ),
-        subprocess.Popen(
-            [py, "-m", "uvicorn", "app.main:app", "--host", args.host, "--port", str(args.port)],
-            env=env,
-        ),
+        subprocess.Popen(uvicorn_command(args.host, args.port, settings), env=env),
     ]
     print(
         f"prunekit: API on http://{args.host}:{args.port} (docs at /docs); Ctrl-C stops", flush=True

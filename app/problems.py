@@ -16,6 +16,8 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from app.redaction import redact
+
 log = logging.getLogger("prunekit.api")
 
 MEDIA_TYPE = "application/problem+json"
@@ -90,7 +92,7 @@ def validation_problem(errors: list[dict[str, Any]], detail: str | None = None) 
 def problem_response(problem: Problem, request: Request | None = None) -> JSONResponse:
     instance = str(request.url.path) if request is not None else None
     return JSONResponse(
-        problem.body(instance),
+        redact(problem.body(instance)),
         status_code=problem.status,
         media_type=MEDIA_TYPE,
         headers=problem.headers,

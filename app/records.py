@@ -3,15 +3,25 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
+
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+def is_record_id(ident: str) -> bool:
+    """Whether ``ident`` could name a record. Ids from a URL become part of a Redis key, so
+    ``<id>:events`` would reach another key (of another type, maybe another tenant's):
+    such an id names nothing, and its lookup answers 404 like any unknown id."""
+    return ID_PATTERN.fullmatch(ident) is not None
 
 
 def now_iso() -> str:

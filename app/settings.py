@@ -40,6 +40,14 @@ class Settings:
     reconcile_interval: float = 30
     lease_ttl: float = 30
     allow_h5: bool = False
+    max_json_bytes: int = 1024 * 1024
+    upload_check_threads: int = 4
+    header_timeout: float = 10
+    body_timeout: float = 30
+    keep_alive_timeout: int = 5
+    max_connections: int = 256
+    tenant_max_active_jobs: int = 50  # 0: no limit
+    tenant_max_stored_bytes: int = 50 * 1024**3  # 0: no limit
 
     def __post_init__(self) -> None:
         if not 0 < self.task_soft_time_limit < self.task_time_limit < self.visibility_timeout:
@@ -80,6 +88,14 @@ class Settings:
             reconcile_interval=_float("PRUNEKIT_RECONCILE_INTERVAL", 30),
             lease_ttl=_float("PRUNEKIT_LEASE_TTL", 30),
             allow_h5=os.environ.get("PRUNEKIT_ALLOW_H5", "") in ("1", "true", "yes"),
+            max_json_bytes=_int("PRUNEKIT_MAX_JSON_BYTES", 1024 * 1024),
+            upload_check_threads=_int("PRUNEKIT_UPLOAD_CHECK_THREADS", 4),
+            header_timeout=_float("PRUNEKIT_HEADER_TIMEOUT", 10),
+            body_timeout=_float("PRUNEKIT_BODY_TIMEOUT", 30),
+            keep_alive_timeout=_int("PRUNEKIT_KEEP_ALIVE_TIMEOUT", 5),
+            max_connections=_int("PRUNEKIT_MAX_CONNECTIONS", 256),
+            tenant_max_active_jobs=_int("PRUNEKIT_TENANT_MAX_ACTIVE_JOBS", 50),
+            tenant_max_stored_bytes=_int("PRUNEKIT_TENANT_MAX_STORED_BYTES", 50 * 1024**3),
         )
 
     @property

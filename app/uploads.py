@@ -20,6 +20,7 @@ from app.problems import Problem
 
 HEAD_BYTES = 512
 MAX_PART_HEADER_BYTES = 16 * 1024
+MAX_BOUNDARY_CHARS = 70  # RFC 2046 section 5.1.1
 BODY_SLACK = 64 * 1024  # multipart framing and small form fields around the file
 
 
@@ -40,6 +41,15 @@ def too_large(max_bytes: int) -> Problem:
         f"the upload exceeds the limit of {max_bytes} bytes "
         "(PRUNEKIT_MAX_UPLOAD_BYTES on the server)",
         limit_bytes=max_bytes,
+    )
+
+
+def malformed(detail: str, field: str) -> Problem:
+    return Problem(
+        400,
+        "malformed-multipart",
+        "Malformed multipart body",
+        f"{detail}; send it with curl -F {field}=@FILE",
     )
 
 
@@ -122,8 +132,16 @@ class _Receiver:
             self.file.close()
 
 
-async def receive_file(request: Request, dest: Path, field: str, max_bytes: int) -> ReceivedFile:
-    """Stream the multipart field ``field`` of ``request`` into ``dest``."""
+async def receive_file(
+    request: Request,
+    dest: Path,
+    field: str,
+    max_bytes: int,
+    over_limit: Problem | None = None,
+) -> ReceivedFile:
+    """Stream the multipart field ``field`` of ``request`` into ``dest``; more than
+    ``max_bytes`` is refused with ``over_limit`` (default: the upload cap's 413)."""
+    refusal = over_limit or too_large(max_bytes)
     ctype, params = parse_options_header(request.headers.get("content-type", ""))
     if ctype != b"multipart/form-data" or b"boundary" not in params:
         raise Problem(
@@ -133,12 +151,19 @@ async def receive_file(request: Request, dest: Path, field: str, max_bytes: int)
             f"send the file as multipart/form-data in the field {field!r}, "
             f"e.g. curl -F {field}=@model.zip",
         )
+    boundary = params[b"boundary"]
+    if not 1 <= len(boundary) <= MAX_BOUNDARY_CHARS:
+        raise malformed(
+            f"the multipart boundary is {len(boundary)} characters long; RFC 2046 allows "
+            f"1 to {MAX_BOUNDARY_CHARS}",
+            field,
+        )
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes + BODY_SLACK:
-        raise too_large(max_bytes)
+        raise refusal
     rx = _Receiver(field, dest, max_bytes)
     parser = MultipartParser(
-        params[b"boundary"],
+        boundary,
         {  # type: ignore[arg-type]
             "on_part_begin": rx.on_part_begin,
             "on_header_field": rx.on_header_field,
@@ -154,10 +179,10 @@ async def receive_file(request: Request, dest: Path, field: str, max_bytes: int)
         async for chunk in request.stream():
             body_bytes += len(chunk)
             if body_bytes > max_bytes + BODY_SLACK:  # the whole body, not only the file
-                raise too_large(max_bytes)
+                raise refusal
             parser.write(chunk)
             if rx.too_large:
-                raise too_large(max_bytes)
+                raise refusal
         parser.finalize()
     except Problem:
         rx.close()
@@ -166,12 +191,7 @@ async def receive_file(request: Request, dest: Path, field: str, max_bytes: int)
     except Exception as exc:
         rx.close()
         dest.unlink(missing_ok=True)
-        raise Problem(
-            400,
-            "malformed-multipart",
-            "Malformed multipart body",
-            f"the multipart body could not be parsed ({exc}); send it with curl -F {field}=@FILE",
-        ) from exc
+        raise malformed(f"the multipart body could not be parsed ({exc})", field) from exc
     rx.close()
     if not rx.found:
         dest.unlink(missing_ok=True)

@@ -7,9 +7,10 @@ from fastapi import APIRouter, Depends, Query, Request, Response
 from app.auth.tenancy import Principal, current_principal
 from app.datasets import service
 from app.datasets.schemas import DatasetList, DatasetOut
+from app.json_body import JSONBodyRoute
 from app.uploads import multipart_file_body
 
-router = APIRouter(prefix="/v1/datasets", tags=["datasets"])
+router = APIRouter(prefix="/v1/datasets", route_class=JSONBodyRoute, tags=["datasets"])
 
 UPLOAD_BODY = multipart_file_body(
     "A NumPy .npz with x_train, y_train and optionally "

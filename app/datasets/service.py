@@ -9,6 +9,7 @@ worker loads it.
 
 from __future__ import annotations
 
+import math
 import shutil
 import zipfile
 from pathlib import Path
@@ -17,13 +18,14 @@ from typing import Any
 import numpy as np
 from fastapi import Request
 
-from app import storage
+from app import quotas, storage
 from app.auth.tenancy import owned_or_404
 from app.datasets import store
+from app.offload import off_loop
 from app.problems import Problem
 from app.records import load_page, new_id, now_iso
 from app.settings import get_settings
-from app.uploads import receive_file
+from app.uploads import ReceivedFile, receive_file
 from prunekit.data import ArrayInfo, DatasetError, describe, input_mismatch, npz_header
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -45,6 +47,12 @@ def invalid(detail: str, rule: str = "invalid_dataset") -> Problem:
     return Problem(422, "invalid-dataset", "Dataset refused", detail, reason=rule)
 
 
+def declared_bytes(arrays: dict[str, ArrayInfo]) -> int:
+    """What the arrays take in memory as their headers declare them, in Python integers
+    (numpy's int64 would wrap: a dimension of 2**64 must not come out small or negative)."""
+    return sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in arrays.values())
+
+
 def _check(path: Path, head: bytes) -> dict[str, ArrayInfo]:
     if not head.startswith(ZIP_MAGIC):
         raise not_npz("the file is not a zip archive, so not an .npz")
@@ -58,9 +66,19 @@ def _check(path: Path, head: bytes) -> dict[str, ArrayInfo]:
         arrays = npz_header(path)
     except DatasetError as exc:
         raise invalid(str(exc), exc.reason) from exc
-    declared = sum(
-        int(np.prod(a.shape, dtype=np.int64)) * np.dtype(a.dtype).itemsize for a in arrays.values()
-    )
+    negative = [name for name, a in arrays.items() if any(d < 0 for d in a.shape)]
+    if negative:
+        raise invalid(
+            f"array {negative[0]!r} declares a negative dimension "
+            f"{list(arrays[negative[0]].shape)}",
+            "bad_shape",
+        )
+    empty = [name for name, a in arrays.items() if name.startswith("x_") and a.shape[0] == 0]
+    if empty:
+        raise invalid(
+            f"array {empty[0]!r} has 0 samples; every split needs at least one", "empty_split"
+        )
+    declared = declared_bytes(arrays)
     limit = get_settings().max_extracted_bytes
     if declared > limit:
         raise invalid(
@@ -72,20 +90,22 @@ def _check(path: Path, head: bytes) -> dict[str, ArrayInfo]:
 
 
 async def upload(request: Request, tenant: str) -> dict[str, Any]:
-    settings = get_settings()
+    """Stream the body to disk, then check and record it off the event loop."""
     dataset_id = new_id()
     scratch = storage.scratch_dir(f"dataset-{dataset_id}-")
     try:
-        received = await receive_file(
-            request, scratch / "upload", "file", settings.max_upload_bytes
-        )
-        arrays = _check(received.path, received.head)
-        staged = scratch / "dataset"
-        staged.mkdir()
-        received.path.replace(staged / DATASET_FILE)
-        storage.publish(staged, storage.dataset_dir(dataset_id))
+        max_bytes, over_quota = await off_loop(quotas.upload_allowance, tenant)
+        received = await receive_file(request, scratch / "upload", "file", max_bytes, over_quota)
+        return await off_loop(_accept, dataset_id, tenant, received, scratch)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        await off_loop(shutil.rmtree, scratch, True)
+
+
+def _accept(dataset_id: str, tenant: str, received: ReceivedFile, scratch: Path) -> dict[str, Any]:
+    arrays = _check(received.path, received.head)
+    staged = scratch / "dataset"
+    staged.mkdir()
+    received.path.replace(staged / DATASET_FILE)
     record = {
         "id": dataset_id,
         "tenant": tenant,
@@ -96,7 +116,9 @@ async def upload(request: Request, tenant: str) -> dict[str, Any]:
         "path": storage.relative(storage.dataset_dir(dataset_id) / DATASET_FILE),
         "splits": describe(arrays),
     }
-    store.create(record)
+    with quotas.storage_slot(tenant, received.size):
+        storage.publish(staged, storage.dataset_dir(dataset_id))
+        store.create(record)
     return record
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from app import durability
 from app.problems import Problem
 from app.redis_client import get_redis
 from worker.celery_app import workers_answering
@@ -14,7 +15,7 @@ router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict[str, str]:
+async def healthz() -> dict[str, str]:  # on the event loop: it needs no thread to answer
     return {"status": "ok"}
 
 
@@ -27,4 +28,9 @@ def readyz() -> dict[str, Any]:
     workers = workers_answering(timeout=2.0)
     if not workers:
         raise Problem(503, "not-ready", "Not ready", "no worker answered a ping within 2 s")
-    return {"status": "ready", "redis": "ok", "workers": workers}
+    return {
+        "status": "ready",
+        "redis": "ok",
+        "durability": durability.report(get_redis()),
+        "workers": workers,
+    }

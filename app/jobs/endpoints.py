@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Header, Query, Response
+from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse
 
 from app.auth.tenancy import Principal, current_principal
+from app.downloads import file_download
 from app.jobs import service
 from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport
+from app.json_body import JSONBodyRoute
 from prunekit.formats import ArtifactFormat
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", route_class=JSONBodyRoute, tags=["jobs"])
 
 
 def _out(record: dict[str, Any]) -> JobOut:
@@ -81,7 +83,9 @@ def delete_job(job_id: str, principal: Principal = Depends(current_principal)) -
 @router.get("/{job_id}/events", response_model=JobEvents)
 def job_events(
     job_id: str,
-    start: int = Query(default=0, ge=0),
+    start: int = Query(
+        default=0, ge=0, le=2**31, description="skip this many events (those already seen)"
+    ),
     principal: Principal = Depends(current_principal),
 ) -> JobEvents:
     """The job's ordered log: status changes, phases, messages (``start`` skips seen ones)."""
@@ -99,11 +103,24 @@ def job_report(job_id: str, principal: Principal = Depends(current_principal)) -
 @router.get(
     "/{job_id}/model",
     response_class=FileResponse,
-    responses={200: {"content": {"application/octet-stream": {}}}, 409: {}, 422: {}},
+    responses={
+        200: {"content": {"application/octet-stream": {}}},
+        206: {"description": "the byte range asked for with `Range`"},
+        304: {"description": "`If-None-Match` names the current ETag"},
+        400: {"description": "malformed `Range`"},
+        409: {},
+        416: {"description": "`Range` outside the file"},
+        422: {},
+    },
 )
 def download_model(
     job_id: str,
-    if_none_match: str | None = Header(default=None),
+    request: Request,
+    if_none_match: str | None = Header(
+        default=None,
+        description='304 when it names the current ETag (weak comparison: W/"x" matches '
+        '"x") or is *',
+    ),
     principal: Principal = Depends(current_principal),
     fmt: ArtifactFormat | None = Query(
         default=None,
@@ -118,11 +135,4 @@ def download_model(
     format of a structured job)."""
     path, art = service.artifact(job_id, principal.tenant, fmt.value if fmt else None)
     etag = f'"{art["sha256"]}"'
-    if if_none_match and etag in [t.strip() for t in if_none_match.split(",")]:
-        return Response(status_code=304, headers={"ETag": etag})
-    return FileResponse(
-        path,
-        media_type=art["media_type"],
-        filename=art["filename"],
-        headers={"ETag": etag},
-    )
+    return file_download(request, path, etag, art["media_type"], art["filename"], if_none_match)

@@ -5,8 +5,9 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from app.redaction import redact_paths
 from prunekit.spec import PruneSpec
 
 
@@ -50,6 +51,11 @@ class Progress(BaseModel):
 class JobError(BaseModel):
     reason: str
     message: str
+
+    @field_validator("message")
+    @classmethod
+    def _no_server_paths(cls, message: str) -> str:
+        return redact_paths(message)
 
 
 class JobOut(BaseModel):

@@ -10,7 +10,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app import storage
+from app import quotas, storage
 from app.auth.tenancy import owned_or_404
 from app.datasets import service as datasets
 from app.jobs import store, structured
@@ -121,7 +121,8 @@ def create(
         "updated_at": now_iso(),
     }
     try:
-        store.create(record)  # written before the message is sent: a worker always finds it
+        with quotas.job_slot(tenant):  # 429 beyond the tenant's unfinished jobs
+            store.create(record)  # written before the message is sent: a worker always finds it
     except Exception:
         if idempotency_key is not None:
             store.release_idempotency_key(tenant, idempotency_key)

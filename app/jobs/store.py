@@ -19,7 +19,7 @@ from typing import Any
 import redis
 
 from app.auth.tenancy import tenant_index
-from app.records import decode, encode, now_iso, now_ms, page_ids
+from app.records import decode, encode, is_record_id, now_iso, now_ms, page_ids
 from app.redis_client import get_redis, key
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
@@ -58,11 +58,15 @@ def create(record: dict[str, Any]) -> None:
 
 
 def get(job_id: str) -> dict[str, Any] | None:
+    if not is_record_id(job_id):
+        return None
     raw = get_redis().hgetall(_key(job_id))
     return decode(raw) if raw else None
 
 
 def status(job_id: str) -> str | None:
+    if not is_record_id(job_id):
+        return None
     raw = get_redis().hget(_key(job_id), "status")
     return json.loads(raw) if raw else None
 

@@ -10,6 +10,7 @@ actually writes instead of trusting the headers.
 
 from __future__ import annotations
 
+import gzip
 import json
 import shutil
 import stat
@@ -200,6 +201,19 @@ def _open_zip(path: Path) -> zipfile.ZipFile:
         raise corrupt(f"the zip archive could not be read ({exc})") from exc
 
 
+def _check_zip_entry_count(path: Path, limits: Limits) -> None:
+    """Refuse a zip declaring too many members from its end record, before the central
+    directory (150k entries take seconds to parse) is read."""
+    with path.open("rb") as f:
+        end = zipfile._EndRecData(f)  # type: ignore[attr-defined]
+    if end is not None and end[zipfile._ECD_ENTRIES_TOTAL] > limits.max_members:  # type: ignore[attr-defined]
+        raise unsafe(
+            "too_many_members",
+            f"the archive has {end[zipfile._ECD_ENTRIES_TOTAL]} members, more than the limit "  # type: ignore[attr-defined]
+            f"of {limits.max_members}",
+        )
+
+
 def detect(path: Path, head: bytes, limits: Limits, allow_h5: bool = False) -> Detected:
     """What the upload is, judged from its bytes (the file name is only a hint).
 
@@ -224,6 +238,7 @@ def _detect(path: Path, head: bytes, limits: Limits, allow_h5: bool) -> Detected
             "loading one can run arbitrary code. Re-save it with model.save('model.keras')"
         )
     if head.startswith(ZIP_MAGIC):
+        _check_zip_entry_count(path, limits)
         with _open_zip(path) as zf:
             members = _zip_members(zf, limits)
             check_members(members, size, limits)
@@ -262,20 +277,63 @@ def _check_keras_config(zf: zipfile.ZipFile) -> None:
         raise corrupt("the .keras file's config.json does not describe a Keras model")
 
 
+class _Inflated:
+    """A gzip stream read through a budget: the decompressed bytes are counted as they come
+    and reading stops (a 422) once they pass what the limits allow, so a gzip bomb is
+    refused after at most ``archive size x max ratio`` bytes, not after all of them."""
+
+    TAR_OVERHEAD = 1024  # a member's header block plus its padding, at most
+
+    def __init__(self, raw: IO[bytes], archive_bytes: int, limits: Limits) -> None:
+        self.raw = raw
+        self.limits = limits
+        self.ratio_budget = max(archive_bytes, 1) * limits.max_ratio
+        self.inflated = 0
+        self.members = 0  # members seen so far: their headers are not payload
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(CHUNK if size is None or size < 0 else min(size, CHUNK))
+        self.inflated += len(data)
+        payload = self.inflated - self.TAR_OVERHEAD * (self.members + 1)
+        if payload > self.limits.max_total_bytes:
+            raise unsafe(
+                "uncompressed_too_large",
+                f"the archive unpacks to more than the limit of {self.limits.max_total_bytes} "
+                "bytes",
+            )
+        if payload > self.ratio_budget:
+            raise unsafe(
+                "compression_ratio",
+                f"the archive expands more than {self.limits.max_ratio}x (the limit) while "
+                "being read (a gzip bomb?)",
+            )
+        return data
+
+
 def _tar_members(path: Path, limits: Limits | None = None) -> list[Member]:
-    """The members of a .tar.gz; with ``limits``, stops reading as soon as one is broken
-    (a gzip bomb is not decompressed to the end to find out)."""
+    """The members of a .tar.gz. With ``limits``, the stream is read once, front to back,
+    under :class:`_Inflated`'s budget, and reading stops as soon as a limit is broken."""
     out: list[Member] = []
     total = 0
+    size = path.stat().st_size
     try:
-        with tarfile.open(path, "r:gz") as tf:
-            for m in tf:
-                out.append(Member(m.name, m.size, m.isdir(), m.isfile(), _tar_kind(m)))
-                total += m.size
-                if limits is not None and (
-                    len(out) > limits.max_members or total > limits.max_total_bytes
-                ):
-                    check_members(out, path.stat().st_size, limits)
+        with gzip.open(path, "rb") as gz:
+            stream: IO[bytes] = gz
+            inflated = None
+            if limits is not None:
+                inflated = _Inflated(gz, size, limits)
+                stream = inflated  # type: ignore[assignment]
+            with tarfile.open(fileobj=stream, mode="r|") as tf:
+                for m in tf:
+                    out.append(Member(m.name, m.size, m.isdir(), m.isfile(), _tar_kind(m)))
+                    total += m.size
+                    if inflated is not None and limits is not None:
+                        inflated.members = len(out)
+                        if (  # refused before the member's data is inflated
+                            len(out) > limits.max_members
+                            or total > min(limits.max_total_bytes, size * limits.max_ratio)
+                        ):
+                            check_members(out, size, limits)
             return out
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise corrupt(f"the .tar.gz archive could not be read ({exc})") from exc

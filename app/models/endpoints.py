@@ -7,11 +7,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request, Response
 
 from app.auth.tenancy import Principal, current_principal
+from app.json_body import JSONBodyRoute
 from app.models import service
 from app.models.schemas import ModelList, ModelOut
 from app.uploads import multipart_file_body
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", route_class=JSONBodyRoute, tags=["models"])
 
 UPLOAD_BODY = multipart_file_body("A SavedModel directory as .zip or .tar.gz, or a .keras file.")
 

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from app.redaction import redact
 from prunekit.formats import ModelFormat
 
 
@@ -18,6 +19,11 @@ class Inspection(BaseModel):
     )
     error: dict[str, Any] | None = None
     finished_at: str | None = None
+
+    @field_validator("error")
+    @classmethod
+    def _no_server_paths(cls, error: dict[str, Any] | None) -> dict[str, Any] | None:
+        return redact(error)  # type: ignore[no-any-return]
 
 
 class ModelOut(BaseModel):

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import shutil
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 
-from app import storage
+from app import quotas, storage
 from app.auth.tenancy import owned_or_404
 from app.models import archive, store
+from app.offload import off_loop
 from app.problems import Problem
 from app.records import load_page, new_id, now_iso
 from app.settings import get_settings
-from app.uploads import receive_file
+from app.uploads import ReceivedFile, receive_file
 from prunekit.formats import ModelFormat
 from worker.celery_app import INSPECT_MODEL, enqueue
 
@@ -31,25 +33,30 @@ def _limits() -> archive.Limits:
 
 
 async def upload(request: Request, tenant: str) -> dict[str, Any]:
-    settings = get_settings()
+    """Stream the body to disk (on the event loop), then check, unpack and record it in a
+    worker thread (:func:`app.offload.off_loop`): a hostile archive never stalls the API."""
     model_id = new_id()
     scratch = storage.scratch_dir(f"upload-{model_id}-")
     try:
-        received = await receive_file(
-            request, scratch / "upload", "file", settings.max_upload_bytes
-        )
-        detected = archive.detect(received.path, received.head, _limits(), settings.allow_h5)
-        staged = scratch / "model"
-        staged.mkdir()
-        filename = "model.h5" if detected.container == "h5" else MODEL_FILES[detected.format]
-        target = staged / filename
-        if detected.container in ("keras", "h5"):
-            received.path.replace(target)
-        else:
-            archive.extract_saved_model(received.path, detected.container, target, _limits())
-        storage.publish(staged, storage.model_dir(model_id))
+        max_bytes, over_quota = await off_loop(quotas.upload_allowance, tenant)
+        received = await receive_file(request, scratch / "upload", "file", max_bytes, over_quota)
+        return await off_loop(_accept, model_id, tenant, received, scratch)
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        await off_loop(shutil.rmtree, scratch, True)
+
+
+def _accept(model_id: str, tenant: str, received: ReceivedFile, scratch: Path) -> dict[str, Any]:
+    """Recognise, unpack and publish an upload, record it and ask for its inspection."""
+    settings = get_settings()
+    detected = archive.detect(received.path, received.head, _limits(), settings.allow_h5)
+    staged = scratch / "model"
+    staged.mkdir()
+    filename = "model.h5" if detected.container == "h5" else MODEL_FILES[detected.format]
+    target = staged / filename
+    if detected.container in ("keras", "h5"):
+        received.path.replace(target)
+    else:
+        archive.extract_saved_model(received.path, detected.container, target, _limits())
     record = {
         "id": model_id,
         "tenant": tenant,
@@ -61,7 +68,9 @@ async def upload(request: Request, tenant: str) -> dict[str, Any]:
         "path": storage.relative(storage.model_dir(model_id) / filename),
         "inspection": {"status": "pending"},
     }
-    store.create(record)  # the record exists before any worker hears of it
+    with quotas.storage_slot(tenant, received.size):
+        storage.publish(staged, storage.model_dir(model_id))
+        store.create(record)  # the record exists before any worker hears of it
     enqueue(INSPECT_MODEL, model_id)
     return record
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.auth.tenancy import tenant_index
-from app.records import decode, encode, now_iso, now_ms, page_ids
+from app.records import decode, encode, is_record_id, now_iso, now_ms, page_ids
 from app.redis_client import get_redis, key
 
 
@@ -26,6 +26,8 @@ def create(record: dict[str, Any]) -> None:
 
 
 def get(model_id: str) -> dict[str, Any] | None:
+    if not is_record_id(model_id):
+        return None
     raw = get_redis().hgetall(_key(model_id))
     return decode(raw) if raw else None
 

@@ -34,9 +34,10 @@ Sparsity = Annotated[
 
 
 class StrategyParams(BaseModel):
-    """Base of every strategy's parameters. Unknown parameters are an error."""
+    """Base of every strategy's parameters. Unknown parameters are an error, and so are
+    infinite and NaN numbers (they would pass a one-sided bound such as ``gt=0``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str = Field(description="Strategy name or alias.")
 

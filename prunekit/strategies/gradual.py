@@ -49,7 +49,9 @@ class GradualParams(BlockParams):
     epochs: int = Field(
         default=2, ge=1, le=1000, description="Training epochs when the spec has no fine_tune."
     )
-    begin_step: int = Field(default=0, ge=0, description="t0: the step pruning starts.")
+    begin_step: int = Field(
+        default=0, ge=0, le=100_000_000, description="t0: the step pruning starts."
+    )
     frequency: int = Field(
         default=50, ge=1, le=1_000_000, description="dt: steps between mask updates."
     )

@@ -91,12 +91,15 @@ def spawn_worker(
 
 
 def spawn_api(logs: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return spawn(
-        [sys.executable, "-m", "uvicorn", "app.main:app", "--host", "127.0.0.1",
-         "--port", str(port)],
-        logs / "api.log",
-        env,
-    )  # fmt: skip
+    """uvicorn as ``make run`` starts it (read deadlines, connection limit), with ``env``."""
+    from app.serve import uvicorn_command
+    from app.settings import Settings
+
+    with pytest.MonkeyPatch.context() as mp:  # the API's settings, as its process reads them
+        for name, value in (env or {}).items():
+            mp.setenv(name, value)
+        settings = Settings.from_env()
+    return spawn(uvicorn_command("127.0.0.1", port, settings), logs / "api.log", env)
 
 
 def wait_ready(
@@ -125,6 +128,20 @@ def stop(*procs: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(5)
+
+
+def api_without_worker(logs: Path, queue_suffix: str, env: dict[str, str]) -> Iterator[Service]:
+    """An API on the tests' Redis, key space and store, with its own queue and no worker on
+    it (jobs stay queued); ``env`` adds settings. Use as a fixture body (``yield from``)."""
+    port = free_port()
+    full_env = {"PRUNEKIT_QUEUE": f"{os.environ['PRUNEKIT_QUEUE']}-{queue_suffix}", **env}
+    api = spawn_api(logs, port, full_env)
+    svc = Service(f"http://127.0.0.1:{port}", logs)
+    try:
+        wait_ready(svc, [api], path="/healthz")
+        yield svc
+    finally:
+        stop(api)
 
 
 @pytest.fixture(scope="session")

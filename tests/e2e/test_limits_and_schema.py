@@ -11,10 +11,14 @@ from pathlib import Path
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
 from app import storage
-from tests.e2e.conftest import Service, free_port, new_key, spawn_api, stop, wait_ready
+from app.jobs import store as job_store
+from app.records import new_id, now_iso
+from tests.e2e.conftest import Service, api_without_worker, new_key
 
 pytestmark = pytest.mark.e2e
 
@@ -24,19 +28,8 @@ CAP = 100_000
 @pytest.fixture(scope="module")
 def idle_api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     """Same Redis, key space and store as the tests, but its own queue, no worker on it."""
-    logs = tmp_path_factory.mktemp("idle-api")
-    port = free_port()
-    env = {
-        "PRUNEKIT_MAX_UPLOAD_BYTES": str(CAP),
-        "PRUNEKIT_QUEUE": f"{os.environ['PRUNEKIT_QUEUE']}-idle",
-    }
-    api = spawn_api(logs, port, env)
-    svc = Service(f"http://127.0.0.1:{port}", logs)
-    try:
-        wait_ready(svc, [api], path="/healthz")
-        yield svc
-    finally:
-        stop(api)
+    env = {"PRUNEKIT_MAX_UPLOAD_BYTES": str(CAP)}
+    yield from api_without_worker(tmp_path_factory.mktemp("idle-api"), "idle", env)
 
 
 def _scratch() -> list[Path]:
@@ -113,19 +106,89 @@ from app.main import app  # noqa: E402  (the test env is set by tests/conftest.p
 
 # /readyz answers 503 by design when no worker is up (none is, in this process)
 schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(path="/readyz")
+# invalid values too, and parameters the schema does not declare
+schema.config.generation.update(
+    modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], allow_extra_parameters=True
+)
 KEY = new_key("schemathesis")
 
+# header fuzzing: headers the API interprets, with hostile values (printable, no leading
+# space: the test client refuses others before they are sent)
+HEADER_VALUES = st.one_of(
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E), max_size=300).map(str.strip),
+    st.sampled_from(
+        ["*", 'W/"x"', "bytes=0-", "bytes=9-2", "bytes=99999999999999999999-", "bytes=-0",
+         "multipart/form-data; boundary=" + "b" * 300, "application/json; charset=x", "0"]
+    ),
+)  # fmt: skip
+HOSTILE_HEADERS = st.dictionaries(
+    st.sampled_from(
+        ["Range", "If-Range", "If-None-Match", "Content-Type", "Accept", "Idempotency-Key",
+         "Transfer-Encoding", "Expect", "X-Forwarded-For"]
+    ),
+    HEADER_VALUES,
+    max_size=3,
+)  # fmt: skip
 
-@schema.parametrize()
-@settings(
-    max_examples=30,
+
+def _seed_other_tenants_job() -> str:
+    """A (cancelled) job of another tenant, recorded as the API records one: its events list
+    is a Redis key that ``<id>:events`` would reach."""
+    record = {
+        "id": new_id(), "tenant": "schemathesis-other", "model_id": new_id(),
+        "dataset_id": None, "status": "queued", "spec": {}, "attempts": 0,
+        "progress": {"phase": "queued", "fraction": 0.0}, "created_at": now_iso(),
+    }  # fmt: skip
+    job_store.create(record)
+    job_store.transition(record["id"], "cancelled", {"queued"})  # finished: nothing picks it up
+    return str(record["id"])
+
+
+SEEDED = _seed_other_tenants_job()
+# path fuzzing: ids that are not ids (other Redis keys, traversal, huge, odd characters)
+HOSTILE_IDS = st.one_of(
+    st.sampled_from([f"{SEEDED}:events", f"{SEEDED}:lease"]),  # keys of other types
+    st.sampled_from([SEEDED, "..", ".%2e", "%00", "a" * 5000, "*", "jobs:active"]),
+    st.uuids().map(lambda u: f"{u.hex}:events"),
+    st.text(max_size=80),
+)
+
+
+def _call(case: schemathesis.Case, extra_headers: dict[str, str] | None = None) -> None:
+    headers = {**(extra_headers or {}), "Authorization": f"Bearer {KEY}"}
+    named = {k.lower() for k in (case.headers or {})} | {k.lower() for k in headers}
+    if "idempotency-key" in named:
+        headers["Idempotency-Key"] = uuid.uuid4().hex  # avoid replays across examples
+    case.call_and_validate(headers=headers, checks=[not_a_server_error])
+
+
+FUZZ_SETTINGS = settings(
+    max_examples=25,
     deadline=None,
     suppress_health_check=list(HealthCheck),
     derandomize=True,
     database=None,  # no .hypothesis folder in the repo
 )
+
+
+@schema.parametrize()
+@FUZZ_SETTINGS
 def test_openapi_property_based_no_5xx(case: schemathesis.Case) -> None:
-    headers = {"Authorization": f"Bearer {KEY}"}
-    if "idempotency-key" in {k.lower() for k in (case.headers or {})}:
-        headers["Idempotency-Key"] = uuid.uuid4().hex  # avoid replays across examples
-    case.call_and_validate(headers=headers, checks=[not_a_server_error])
+    _call(case)
+
+
+# The same operations with hostile headers and path ids drawn in (a schema of its own: custom
+# strategies cannot be combined with the schema's examples, so that phase is off there).
+hostile_schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(path="/readyz")
+hostile_schema.config.phases.update(phases=["fuzzing"])
+
+
+@hostile_schema.parametrize()
+@hostile_schema.given(extra_headers=HOSTILE_HEADERS, hostile_id=HOSTILE_IDS)
+@FUZZ_SETTINGS
+def test_openapi_hostile_headers_and_path_ids_no_5xx(
+    case: schemathesis.Case, extra_headers: dict[str, str], hostile_id: str
+) -> None:
+    if case.path_parameters:
+        case.path_parameters = {name: hostile_id for name in case.path_parameters}
+    _call(case, extra_headers)
