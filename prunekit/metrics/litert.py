@@ -236,10 +236,21 @@ def kernel_summary(rows: Sequence[dict[str, Any]]) -> dict[str, int]:
 
 
 class TimedInterpreter:
-    """One invoke of a file at a fixed batch and thread count, on a fixed random input."""
+    """One invoke of a file at a fixed batch and thread count, on a fixed random input.
 
-    def __init__(self, content: bytes, num_threads: int, batch: int, seed: int = 0) -> None:
-        self.interp = load(content, num_threads, batch)
+    ``xnnpack=False`` runs the builtin kernels only (the default XNNPACK delegate off): what
+    a layer gets when XNNPACK does not take it."""
+
+    def __init__(
+        self, content: bytes, num_threads: int, batch: int, seed: int = 0, xnnpack: bool = True
+    ) -> None:
+        self.interp = (
+            load(content, num_threads, batch)
+            if xnnpack
+            else _allocated(
+                content, num_threads, batch, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+            )
+        )
         inp = self.interp.get_input_details()[0]
         self._out = self.interp.get_output_details()[0]["index"]
         rng = np.random.default_rng(seed)
@@ -269,15 +280,17 @@ def litert_speedups(
     threads: Sequence[int] | None = None,
     batches: Sequence[int] = BATCH_SIZES,
     cfg: TimingConfig = LITERT_TIMING,
+    export_xnnpack: bool = True,
 ) -> dict[str, dict[str, Speedup]]:
     """``{thread label: {"batch_<n>": Speedup}}`` of ``export`` over ``dense`` (``a`` is the
-    dense file, ``b`` the export; a median above 1 means the export is faster)."""
+    dense file, ``b`` the export; a median above 1 means the export is faster).
+    ``export_xnnpack=False`` times the export on the builtin kernels only."""
     out: dict[str, dict[str, Speedup]] = {}
     for n in threads or thread_counts():
         per_batch: dict[str, Speedup] = {}
         for batch in batches:
             a = TimedInterpreter(dense, n, batch)
-            b = TimedInterpreter(export, n, batch)
+            b = TimedInterpreter(export, n, batch, xnnpack=export_xnnpack)
             context = timing_context(runtime="litert", num_threads=n, batch=batch)
             per_batch[f"batch_{batch}"] = interleaved_speedup(a, b, _bounded(cfg, a, b), context)
         out[thread_label(n)] = per_batch

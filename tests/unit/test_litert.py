@@ -298,6 +298,17 @@ def test_slow_models_are_timed_with_fewer_pairs(models: dict) -> None:
     assert slow.budget_s == runtime.LITERT_TIMING.budget_s
 
 
+def test_a_file_can_be_timed_on_the_builtin_kernels_only(models: dict) -> None:
+    """XNNPACK off, no op of a dense float file is delegated; on, its layers are."""
+    dense = convert(models["dense"], DENSE_FLOAT, [INPUTS]).content
+    assert dense is not None
+    ops = {o["op_name"] for o in runtime.TimedInterpreter(dense, 1, 1).interp._get_ops_details()}
+    assert "DELEGATE" in ops
+    builtin = runtime.TimedInterpreter(dense, 1, 1, xnnpack=False).interp._get_ops_details()
+    assert "DELEGATE" not in {o["op_name"] for o in builtin}
+    assert [o["op_name"] for o in builtin].count("FULLY_CONNECTED") == 2
+
+
 def test_an_int8_file_xnnpack_refuses_is_stored_dense_instead(models: dict) -> None:
     """int8 weights in 1x4 blocks, stored sparse, make the default interpreter fail (XNNPACK
     claims the layers and cannot prepare them); the export is then stored dense."""
