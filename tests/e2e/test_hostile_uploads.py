@@ -7,6 +7,7 @@ import io
 import os
 import shutil
 import tarfile
+import time
 import uuid
 import zipfile
 from pathlib import Path
@@ -202,3 +203,36 @@ def test_models_the_worker_refuses_to_load(
     )
     assert resp.status_code == 422 and resp.json()["type"].endswith("model-unusable"), resp.text
     assert expected in resp.json()["detail"]
+
+
+def test_catastrophic_exclude_pattern_is_harmless(service: Service, tmp_path: Path) -> None:
+    """``(a+)+$`` against a layer named with 40 ``a``: hours for a backtracking engine (and a
+    GIL held throughout); RE2 answers in microseconds, and the job runs once."""
+    inp = keras.Input((4,))
+    hidden = keras.layers.Dense(8, name="keep")(keras.layers.Dense(8, name="a" * 40)(inp))
+    path = tmp_path / "aaaa.keras"
+    keras.Model(inp, keras.layers.Dense(2, name="out")(hidden)).save(path)
+    model = service.upload(path)
+    job = service.client.post(
+        "/v1/jobs",
+        json={"model_id": model["id"], "exclude": ["(a+)+$", "^out$"],
+              "strategy": {"name": "magnitude", "sparsity": 0.5}},
+    )  # fmt: skip
+    assert job.status_code == 202, job.text
+    start = time.monotonic()
+    done = service.wait_job(job.json()["id"], timeout=90)
+    assert done["status"] == "succeeded" and done["attempts"] == 1, done
+    assert time.monotonic() - start < 60
+    pruned = {row["layer"] for row in done["metrics"]["layers"]}  # the prunable ones
+    assert pruned == {"keep"}, done["metrics"]["layers"]
+    # what RE2 cannot run is refused up front, naming the pattern
+    resp = service.client.post(
+        "/v1/jobs",
+        json={"model_id": model["id"], "exclude": ["^ok$", r"(dense)_\1"],
+              "strategy": {"name": "magnitude", "sparsity": 0.5}},
+    )  # fmt: skip
+    assert resp.status_code == 422, resp.text
+    errors = resp.json()["errors"]
+    assert any(
+        e["field"] == "body.exclude.1" and "backreferences" in e["message"] for e in errors
+    ), errors
