@@ -13,7 +13,7 @@ time, through a Redis lock) looks at the unfinished jobs:
 * ``running``/``cancelling`` with no lease (its worker is gone: see ``worker.guard``) ->
   failed as ``timeout`` if it started longer ago than the hard time limit, cancelled if it
   was cancelling, else sent again (the next delivery counts one more attempt; past
-  ``PRUNEKIT_MAX_ATTEMPTS`` it fails).
+  ``PRUNEKIT_MAX_ATTEMPTS`` it fails), unless a message naming it already waits in the queue.
 
 Sending a job twice is harmless: tasks are idempotent by job id and the lease lets one
 delivery run at a time. The worker starts this as a small TensorFlow-free process
@@ -57,17 +57,21 @@ def _age_s(iso: str | None, now: float) -> float:
         return float("inf")
 
 
-def messages_in_broker() -> str:
-    """Every pending and unacknowledged message of our queue, as one string to search."""
+def queued_messages() -> str:
+    """Every message waiting in our queue (not yet reserved by a worker), as one string."""
     r = get_redis()
     s = get_settings()
-    prefix = f"{s.key_prefix}:celery:"
     parts: list[str] = []
-    for k in r.scan_iter(match=f"{prefix}{s.queue}*", count=1000):
+    for k in r.scan_iter(match=f"{s.key_prefix}:celery:{s.queue}*", count=1000):
         if r.type(k) == "list":
             parts.extend(r.lrange(k, 0, -1))
-    parts.extend(r.hvals(f"{prefix}unacked"))
     return "\n".join(parts)
+
+
+def messages_in_broker() -> str:
+    """Every pending and unacknowledged message of our queue, as one string to search."""
+    unacked = get_redis().hvals(f"{get_settings().key_prefix}:celery:unacked")
+    return "\n".join([queued_messages(), *unacked])
 
 
 def reconcile_once(now: float | None = None) -> ReconcileReport:
@@ -77,6 +81,7 @@ def reconcile_once(now: float | None = None) -> ReconcileReport:
     now = time.time() if now is None else now
     report = ReconcileReport()
     broker = messages_in_broker()
+    waiting = queued_messages()
     for job in jobs.active_jobs():
         job_id, status = job["id"], job["status"]
         if status == JobStatus.QUEUED.value:
@@ -104,6 +109,8 @@ def reconcile_once(now: float | None = None) -> ReconcileReport:
             ):  # fmt: skip
                 report.failed.append(job_id)
             continue
+        if job_id in waiting:
+            continue  # a delivery is already queued: it takes the job over
         # a lease renewed every lease_ttl/3 is gone: its worker died (SIGKILL, OOM, host lost)
         jobs.add_event(job_id, "message", "its worker was lost; queued again", level="warning")
         enqueue(RUN_JOB, job_id)
