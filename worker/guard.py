@@ -24,6 +24,7 @@ from __future__ import annotations
 import logging
 import os
 import secrets
+import select
 import socket
 import subprocess
 import sys
@@ -36,6 +37,7 @@ from app.jobs import store as jobs
 
 log = logging.getLogger("prunekit.worker")
 
+READY_TIMEOUT_S = 30.0
 PROJECT_ROOT = Path(__file__).resolve().parents[1]  # where ``-m worker.warden`` is found
 
 
@@ -116,8 +118,10 @@ class Warden:
         )  # fmt: skip
         assert self.process.stdout is not None
         # its first check has run once it says so (or it has ended this process already)
-        if self.process.stdout.readline().strip() != "ready":
-            log.error("the warden did not start (exit status %s)", self.process.wait(5))
+        ready, _, _ = select.select([self.process.stdout], [], [], READY_TIMEOUT_S)
+        if not ready or self.process.stdout.readline().strip() != "ready":
+            log.error("the warden did not start within %s s (exit status %s)",
+                      READY_TIMEOUT_S, self.process.poll())  # fmt: skip
         return self
 
     def __exit__(self, *exc: object) -> None:
