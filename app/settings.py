@@ -40,6 +40,7 @@ class Settings:
     reconcile_interval: float = 30
     lease_ttl: float = 30
     allow_h5: bool = False
+    inspection_time_limit: int = 600  # soft; the hard limit is 30 s later
 
     def __post_init__(self) -> None:
         if not 0 < self.task_soft_time_limit < self.task_time_limit < self.visibility_timeout:
@@ -49,6 +50,11 @@ class Settings:
                 f"({self.task_time_limit}) < PRUNEKIT_VISIBILITY_TIMEOUT "
                 f"({self.visibility_timeout}): a job must be stopped softly, then hard, "
                 "before Redis would hand its message to another worker"
+            )
+        if not 0 < self.inspection_time_limit < self.visibility_timeout - 30:
+            raise ValueError(
+                "PRUNEKIT_INSPECTION_TIME_LIMIT must be > 0 and end (plus 30 s) before "
+                f"PRUNEKIT_VISIBILITY_TIMEOUT ({self.visibility_timeout})"
             )
         if self.max_attempts < 1:
             raise ValueError("PRUNEKIT_MAX_ATTEMPTS must be at least 1")
@@ -80,6 +86,7 @@ class Settings:
             reconcile_interval=_float("PRUNEKIT_RECONCILE_INTERVAL", 30),
             lease_ttl=_float("PRUNEKIT_LEASE_TTL", 30),
             allow_h5=os.environ.get("PRUNEKIT_ALLOW_H5", "") in ("1", "true", "yes"),
+            inspection_time_limit=_int("PRUNEKIT_INSPECTION_TIME_LIMIT", min(600, soft)),
         )
 
     @property

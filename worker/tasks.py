@@ -32,26 +32,47 @@ from worker.reporter import JobReporter
 log = logging.getLogger("prunekit.worker")
 
 
-@celery_app.task(name=INSPECT_MODEL)
+@celery_app.task(
+    name=INSPECT_MODEL,
+    soft_time_limit=get_settings().inspection_time_limit,
+    time_limit=get_settings().inspection_time_limit + 30,
+)
 def inspect_model_task(model_id: str) -> None:
     record = models.get(model_id)
     if record is None or (record.get("inspection") or {}).get("status") != "pending":
         return
-    limit = get_settings().worker_max_memory_mb
-    try:
-        with Warden(limit, model_id=model_id):  # past the limit: fails it and ends this child
-            details = inspect_model(storage.resolve(record["path"]), record["format"])
-    except PrunekitError as exc:
-        models.set_inspection(
-            model_id, {"status": "failed", "error": {"reason": exc.reason, "message": str(exc)}}
+    settings = get_settings()
+    attempts = models.start_inspection(model_id, new_owner())
+    if not attempts:
+        return  # deleted or finished meanwhile
+    if attempts > settings.max_attempts:
+        message = (
+            f"inspecting the model was started {attempts - 1} times and its worker was lost "
+            "each time (killed, out of memory, or past the hard time limit); giving up after "
+            f"PRUNEKIT_MAX_ATTEMPTS={settings.max_attempts}"
         )
+        error = {"reason": "too_many_attempts", "message": message}
+        models.set_inspection(model_id, {"status": "failed", "error": error})
         return
+    try:  # past the memory limit, the warden fails the inspection and ends this child
+        with Warden(settings.worker_max_memory_mb, model_id=model_id):
+            details = inspect_model(storage.resolve(record["path"]), record["format"])
     except Exception as exc:
-        log.exception("inspection of model %s failed", model_id)
-        models.set_inspection(
-            model_id,
-            {"status": "failed", "error": {"reason": "inspection_failed", "message": str(exc)}},
-        )
+        if _caused_by(exc, SoftTimeLimitExceeded):
+            reason, message = (
+                "timeout",
+                (
+                    f"inspecting the model ran past its time limit of "
+                    f"{settings.inspection_time_limit} s (PRUNEKIT_INSPECTION_TIME_LIMIT)"
+                ),
+            )
+        elif isinstance(exc, PrunekitError):
+            reason, message = exc.reason, str(exc)
+        else:
+            log.exception("inspection of model %s failed", model_id)
+            reason, message = "inspection_failed", str(exc)
+        error = {"reason": reason, "message": message}
+        models.set_inspection(model_id, {"status": "failed", "error": error})
         return
     models.set_inspection(model_id, {"status": "succeeded", "details": details})
 

@@ -196,3 +196,27 @@ def test_memory_limit_fails_job_and_inspection(stack: Stack, model_files: dict[s
     assert inspection["status"] == "failed" and inspection["error"]["reason"] == "memory_limit"
     assert worker.poll() is None  # only the child was ended; the worker serves on
     assert stack.svc.client.get("/readyz").status_code == 200
+
+
+def test_inspection_killer_fails_after_max_attempts(stack: Stack, big_model_zip: Path) -> None:
+    """A model whose inspection takes its worker child down (here: SIGKILL, as the OOM killer
+    would) is inspected PRUNEKIT_MAX_ATTEMPTS times, then fails with the reason."""
+    stack.kill_workers()
+    worker = stack.start_worker()
+    model = stack.svc.upload(big_model_zip)
+    for attempt in (1, 2):  # PRUNEKIT_MAX_ATTEMPTS=2
+        deadline = time.monotonic() + 60
+        while True:
+            inspection = json.loads(stack.r.hget(f"{PREFIX}:model:{model['id']}", "inspection"))
+            assert inspection["status"] == "pending", inspection
+            if inspection.get("attempts") == attempt:
+                break
+            assert time.monotonic() < deadline, inspection
+            time.sleep(0.02)
+        os.kill(int(inspection["inspector"].split(":")[1]), signal.SIGKILL)
+    inspection = stack.svc.wait_inspection(model["id"])["inspection"]
+    assert inspection["status"] == "failed" and inspection["attempts"] == 3, inspection
+    assert inspection["error"]["reason"] == "too_many_attempts"
+    assert "PRUNEKIT_MAX_ATTEMPTS=2" in inspection["error"]["message"]
+    assert worker.poll() is None
+    assert stack.svc.client.get("/readyz").status_code == 200

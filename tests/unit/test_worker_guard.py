@@ -159,3 +159,23 @@ def test_warden_records_a_failed_inspection_past_the_memory_limit() -> None:
     assert inspection["status"] == "failed" and inspection["error"]["reason"] == "memory_limit"
     with Warden(0) as off:  # no limit and no lease: no process at all
         assert off.process is None
+
+
+def test_inspection_attempts_are_counted_and_the_outcome_recorded_once() -> None:
+    from app.models import store as models
+    from app.redis_client import get_redis, key
+
+    model_id = new_id()
+    models.create({"id": model_id, "tenant": "guard", "created_at": now_iso(),
+                   "inspection": {"status": "pending"}})  # fmt: skip
+    assert models.start_inspection(model_id, "host:1") == 1
+    assert models.start_inspection(model_id, "host:2") == 2
+    assert models.set_inspection(model_id, {"status": "failed", "error": {"reason": "x"}})
+    assert not models.set_inspection(model_id, {"status": "succeeded", "details": {}})
+    assert models.start_inspection(model_id, "host:3") == 0  # finished: not started again
+    inspection = models.get(model_id)["inspection"]  # type: ignore[index]
+    assert inspection["status"] == "failed" and inspection["attempts"] == 2
+    models.delete(models.get(model_id))  # type: ignore[arg-type]
+    assert not models.set_inspection(model_id, {"status": "succeeded", "details": {}})
+    assert models.start_inspection(model_id, "host:4") == 0
+    assert not get_redis().exists(key("model", model_id))  # a late inspector recreates nothing
