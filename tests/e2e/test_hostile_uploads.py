@@ -236,3 +236,37 @@ def test_catastrophic_exclude_pattern_is_harmless(service: Service, tmp_path: Pa
     assert any(
         e["field"] == "body.exclude.1" and "backreferences" in e["message"] for e in errors
     ), errors
+
+
+@pytest.mark.parametrize(
+    ("kind", "rule", "words"),
+    [
+        ("huge_shape", "invalid_dataset", "declares shape (2305843009213693952, 8)"),
+        ("dim_2_64", "invalid_dataset", "declares shape"),
+        ("negative_shape", "invalid_dataset", "negative dimension"),
+        ("no_samples", "invalid_dataset", "0 samples"),
+        ("npz_bomb", "compression_ratio", "expands"),
+    ],
+)
+def test_dataset_bombs_are_refused_at_upload(
+    service: Service, tmp_path: Path, kind: str, rule: str, words: str
+) -> None:
+    """Refused by the API from the headers, before any worker loads a byte of them."""
+    import numpy as np
+
+    from tests.unit.test_data_and_losses import forged_npz
+
+    path = tmp_path / f"{kind}.npz"
+    if kind == "npz_bomb":  # 30 MB of zeros in ~30 KB
+        np.savez_compressed(path, x_train=np.zeros((30_000, 1000), "uint8"),
+                            y_train=np.zeros(30_000, "uint8"))  # fmt: skip
+    else:
+        shapes = {"huge_shape": (2**61, 8), "dim_2_64": (2**64, 8), "negative_shape": (-5, 8),
+                  "no_samples": (0, 8)}  # fmt: skip
+        x_shape = shapes[kind]
+        forged_npz(path, x_shape, x_shape[:1])
+    with path.open("rb") as f:
+        resp = service.client.post("/v1/datasets", files={"file": (path.name, f)})
+    assert resp.status_code == 422, resp.text
+    body = resp.json()
+    assert body["reason"] == rule and words in body["detail"], body

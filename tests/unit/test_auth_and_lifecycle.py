@@ -238,3 +238,42 @@ def test_h5_only_when_the_operator_allows_it(tmp_path: Path) -> None:
     assert archive.detect(path, head, limits, allow_h5=True).container == "h5"
     loaded = load_model(path, "keras")  # what a worker does with the stored model.h5
     assert loaded.predict(np.zeros((2, 8), "float32")).shape == (2, 3)
+
+
+def test_worker_memory_limit_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.settings import machine_memory_mb
+
+    monkeypatch.delenv("PRUNEKIT_WORKER_MAX_MEMORY_MB", raising=False)
+    monkeypatch.setenv("PRUNEKIT_WORKER_CONCURRENCY", "4")
+    monkeypatch.setenv("PRUNEKIT_WORKER_MEMORY_FRACTION", "0.5")
+    assert Settings.from_env().worker_max_memory_mb == int(machine_memory_mb() * 0.5 / 4) > 0
+    monkeypatch.delenv("PRUNEKIT_WORKER_MEMORY_FRACTION")
+    assert Settings.from_env().worker_max_memory_mb == int(machine_memory_mb() * 0.8 / 4)
+    monkeypatch.setenv("PRUNEKIT_WORKER_MAX_MEMORY_MB", "0")  # explicitly off
+    assert Settings.from_env().worker_max_memory_mb == 0
+    monkeypatch.setenv("PRUNEKIT_WORKER_MEMORY_FRACTION", "1.5")
+    monkeypatch.delenv("PRUNEKIT_WORKER_MAX_MEMORY_MB")
+    with pytest.raises(ValueError, match="PRUNEKIT_WORKER_MEMORY_FRACTION"):
+        Settings.from_env()
+
+
+def test_dataset_check_bounds_the_widened_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uint8 pixels that fit the limit as stored, but not once widened to float32."""
+    import dataclasses
+
+    from app.datasets import service as datasets
+    from app.settings import get_settings
+
+    path = tmp_path / "pixels.npz"
+    np.savez(path, x_train=np.ones((100, 1000), "uint8"), y_train=np.zeros(100, "uint8"))
+    small = dataclasses.replace(get_settings(), max_extracted_bytes=200_000)  # stored: 100 100
+    monkeypatch.setattr(datasets, "get_settings", lambda: small)
+    with pytest.raises(Problem) as err:
+        datasets._check(path, path.read_bytes()[:8])
+    assert err.value.extra["reason"] == "too_large_in_memory"
+    assert "500100 bytes" in err.value.detail and "float32" in err.value.detail
+    monkeypatch.setattr(datasets, "get_settings", lambda: dataclasses.replace(small,
+                        max_extracted_bytes=500_100))  # fmt: skip
+    assert datasets._check(path, path.read_bytes()[:8])["x_train"].shape == (100, 1000)
