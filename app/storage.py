@@ -55,6 +55,20 @@ def scratch_dir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=tmp))
 
 
+WORKER_TMPDIR_PREFIX = "worker-"
+
+
+def worker_tmpdir(pid: int) -> Path:
+    """A worker child's private TMPDIR (see ``worker.environment``)."""
+    return get_settings().tmp_dir / f"{WORKER_TMPDIR_PREFIX}{pid}"
+
+
+def worker_tmpdir_pid(path: Path) -> int | None:
+    """The pid whose private TMPDIR ``path`` is, if it is one."""
+    pid = path.name.removeprefix(WORKER_TMPDIR_PREFIX)
+    return int(pid) if path.name.startswith(WORKER_TMPDIR_PREFIX) and pid.isdigit() else None
+
+
 def publish(src: Path, dest: Path) -> Path:
     """Move a finished directory into place atomically (replacing an older one)."""
     dest.parent.mkdir(parents=True, exist_ok=True)

@@ -13,6 +13,7 @@ import zipfile
 from pathlib import Path
 
 import keras
+import psutil
 import pytest
 
 from app import storage
@@ -270,3 +271,39 @@ def test_dataset_bombs_are_refused_at_upload(
     assert resp.status_code == 422, resp.text
     body = resp.json()
     assert body["reason"] == rule and words in body["detail"], body
+
+
+def test_worker_leaves_no_temporary_files(
+    service: Service, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
+    """Fine-tuning makes TF write ``__autograph_generated_file*.py`` into the temporary
+    directory; the worker child's private TMPDIR under the home is emptied after the task
+    and removed with the child, and Keras' config lives under the home too."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x_train=rng.normal(size=(64, 8)).astype("float32"),
+             y_train=rng.integers(0, 3, 64))  # fmt: skip
+    with npz.open("rb") as f:
+        dataset = service.client.post("/v1/datasets", files={"file": ("tiny.npz", f)}).json()
+    model = service.upload(model_files["keras"])
+    job = service.client.post(
+        "/v1/jobs",
+        json={"model_id": model["id"], "dataset_id": dataset["id"],
+              "strategy": {"name": "magnitude", "sparsity": 0.5},
+              "fine_tune": {"epochs": 1, "batch_size": 16}},
+    )  # fmt: skip
+    assert job.status_code == 202, job.text
+    assert service.wait_job(job.json()["id"])["status"] == "succeeded"
+    home = storage.artifacts_root().parent
+    deadline = time.monotonic() + 30  # the child exits after its task, and removes its dir
+    while True:
+        leftovers = [p for p in (home / "tmp").rglob("*") if "__autograph_generated" in p.name]
+        dead = [p for p in (home / "tmp").glob("worker-*")
+                if not psutil.pid_exists(int(p.name.removeprefix("worker-")))]  # fmt: skip
+        if not leftovers and not dead:
+            break
+        assert time.monotonic() < deadline, (leftovers, dead)
+        time.sleep(0.5)
+    assert (home / "cache" / "keras" / "keras.json").is_file()  # KERAS_HOME under the home

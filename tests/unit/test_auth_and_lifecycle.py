@@ -277,3 +277,15 @@ def test_dataset_check_bounds_the_widened_size(
     monkeypatch.setattr(datasets, "get_settings", lambda: dataclasses.replace(small,
                         max_extracted_bytes=500_100))  # fmt: skip
     assert datasets._check(path, path.read_bytes()[:8])["x_train"].shape == (100, 1000)
+
+
+def test_sweeper_keeps_live_worker_tmpdirs() -> None:
+    live, dead = storage.worker_tmpdir(os.getpid()), storage.worker_tmpdir(999_999_999)
+    past = time.time() - 7200
+    for d in (live, dead):
+        d.mkdir(parents=True, exist_ok=True)
+        os.utime(d, (past, past))
+    report = sweep(ttl_hours=1)
+    assert live.is_dir() and f"tmp/{live.name}" not in report.orphans  # still in use
+    assert not dead.exists() and f"tmp/{dead.name}" in report.orphans
+    live.rmdir()
