@@ -289,3 +289,32 @@ def test_sweeper_keeps_live_worker_tmpdirs() -> None:
     assert live.is_dir() and f"tmp/{live.name}" not in report.orphans  # still in use
     assert not dead.exists() and f"tmp/{dead.name}" in report.orphans
     live.rmdir()
+
+
+@pytest.mark.usefixtures("private_reconcile")
+def test_reconciler_requeues_a_job_whose_reserving_worker_died() -> None:
+    """A message a worker reserved (kombu's ``unacked``) and never started: sent again once
+    the reservation is older than the grace, not after the visibility timeout."""
+    import json
+
+    from app.redis_client import get_redis
+    from app.settings import get_settings
+
+    r = get_redis()
+    prefix = f"{get_settings().key_prefix}:celery:"
+    dead = _job("queued", updated_at=OLD)  # reserved an hour ago by a worker now gone
+    fresh = _job("queued", updated_at=OLD)  # reserved a moment ago: its worker starts it now
+    now = time.time()
+    for tag, job, at in (("tag-dead", dead, now - 3600), ("tag-fresh", fresh, now - 0.5)):
+        r.hset(f"{prefix}unacked", tag, json.dumps([{"args": [job["id"]]}, "", "q"]))
+        r.zadd(f"{prefix}unacked_index", {tag: at})
+    try:
+        report = reconciler.reconcile_once(now)
+        assert dead["id"] in report.requeued and fresh["id"] not in report.requeued
+        messages = [e["message"] for e in jobs.events(dead["id"])]
+        assert "the worker that took it was lost before starting it; queued again" in messages
+    finally:
+        r.hdel(f"{prefix}unacked", "tag-dead", "tag-fresh")
+        r.zrem(f"{prefix}unacked_index", "tag-dead", "tag-fresh")
+        for j in (dead, fresh):
+            jobs.transition(j["id"], "cancelled", {"queued"})
