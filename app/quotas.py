@@ -17,9 +17,8 @@ import json
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
-from app.auth.tenancy import tenant_index
 from app.problems import Problem
-from app.redis_client import get_redis, key
+from app.redis_client import get_redis, key, tenant_index
 from app.settings import get_settings
 
 UNFINISHED = ("queued", "running", "cancelling")

@@ -18,3 +18,8 @@ def get_redis() -> redis.Redis:
 def key(*parts: str) -> str:
     """A key under this deployment's prefix, e.g. ``prunekit:job:<id>``."""
     return ":".join((get_settings().key_prefix, *parts))
+
+
+def tenant_index(tenant: str, plural: str) -> str:
+    """The per-tenant sorted-set index of a resource, e.g. ``<prefix>:tenant:acme:models``."""
+    return key("tenant", tenant, plural)

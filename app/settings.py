@@ -20,6 +20,32 @@ def _float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+DEFAULT_MEMORY_FRACTION = 0.8
+
+
+def machine_memory_mb() -> int:
+    """The memory this machine (or its cgroup, when that is smaller) allows, in MiB."""
+    import psutil
+
+    total = psutil.virtual_memory().total
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            raw = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit():
+            total = min(total, int(raw))
+    return int(total >> 20)
+
+
+def default_worker_memory_mb(concurrency: int) -> int:
+    """Each worker child's share of ``PRUNEKIT_WORKER_MEMORY_FRACTION`` of the machine."""
+    fraction = _float("PRUNEKIT_WORKER_MEMORY_FRACTION", DEFAULT_MEMORY_FRACTION)
+    if not 0 < fraction <= 1:
+        raise ValueError(f"PRUNEKIT_WORKER_MEMORY_FRACTION must be in (0, 1], not {fraction}")
+    return max(1, int(machine_memory_mb() * fraction / max(concurrency, 1)))
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -35,7 +61,7 @@ class Settings:
     task_time_limit: int
     visibility_timeout: int
     max_attempts: int = 3
-    worker_max_memory_mb: int = 0  # 0: no limit
+    worker_max_memory_mb: int = 0  # 0: no limit (from_env defaults to a share of the machine)
     artifact_ttl_hours: float = 0  # 0: never sweep
     reconcile_interval: float = 30
     lease_ttl: float = 30
@@ -48,6 +74,7 @@ class Settings:
     max_connections: int = 256
     tenant_max_active_jobs: int = 50  # 0: no limit
     tenant_max_stored_bytes: int = 50 * 1024**3  # 0: no limit
+    inspection_time_limit: int = 600  # soft; the hard limit is 30 s later
 
     def __post_init__(self) -> None:
         if not 0 < self.task_soft_time_limit < self.task_time_limit < self.visibility_timeout:
@@ -57,6 +84,11 @@ class Settings:
                 f"({self.task_time_limit}) < PRUNEKIT_VISIBILITY_TIMEOUT "
                 f"({self.visibility_timeout}): a job must be stopped softly, then hard, "
                 "before Redis would hand its message to another worker"
+            )
+        if not 0 < self.inspection_time_limit < self.visibility_timeout - 30:
+            raise ValueError(
+                "PRUNEKIT_INSPECTION_TIME_LIMIT must be > 0 and end (plus 30 s) before "
+                f"PRUNEKIT_VISIBILITY_TIMEOUT ({self.visibility_timeout})"
             )
         if self.max_attempts < 1:
             raise ValueError("PRUNEKIT_MAX_ATTEMPTS must be at least 1")
@@ -68,6 +100,7 @@ class Settings:
         home = Path(os.environ.get("PRUNEKIT_HOME", "var")).resolve()
         max_upload = _int("PRUNEKIT_MAX_UPLOAD_BYTES", 2 * 1024**3)
         soft = _int("PRUNEKIT_TASK_SOFT_TIME_LIMIT", 3600)
+        concurrency = _int("PRUNEKIT_WORKER_CONCURRENCY", 2)
         hard = _int("PRUNEKIT_TASK_TIME_LIMIT", soft + 300)
         return cls(
             home=home,
@@ -78,12 +111,14 @@ class Settings:
             max_archive_members=_int("PRUNEKIT_MAX_ARCHIVE_MEMBERS", 10_000),
             max_extracted_bytes=_int("PRUNEKIT_MAX_EXTRACTED_BYTES", 4 * max_upload),
             max_compression_ratio=_int("PRUNEKIT_MAX_COMPRESSION_RATIO", 200),
-            worker_concurrency=_int("PRUNEKIT_WORKER_CONCURRENCY", 2),
+            worker_concurrency=concurrency,
             task_soft_time_limit=soft,
             task_time_limit=hard,
             visibility_timeout=_int("PRUNEKIT_VISIBILITY_TIMEOUT", hard + 600),
             max_attempts=_int("PRUNEKIT_MAX_ATTEMPTS", 3),
-            worker_max_memory_mb=_int("PRUNEKIT_WORKER_MAX_MEMORY_MB", 0),
+            worker_max_memory_mb=_int(
+                "PRUNEKIT_WORKER_MAX_MEMORY_MB", default_worker_memory_mb(concurrency)
+            ),
             artifact_ttl_hours=_float("PRUNEKIT_ARTIFACT_TTL_HOURS", 0),
             reconcile_interval=_float("PRUNEKIT_RECONCILE_INTERVAL", 30),
             lease_ttl=_float("PRUNEKIT_LEASE_TTL", 30),
@@ -96,6 +131,7 @@ class Settings:
             max_connections=_int("PRUNEKIT_MAX_CONNECTIONS", 256),
             tenant_max_active_jobs=_int("PRUNEKIT_TENANT_MAX_ACTIVE_JOBS", 50),
             tenant_max_stored_bytes=_int("PRUNEKIT_TENANT_MAX_STORED_BYTES", 50 * 1024**3),
+            inspection_time_limit=_int("PRUNEKIT_INSPECTION_TIME_LIMIT", min(600, soft)),
         )
 
     @property

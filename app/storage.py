@@ -6,6 +6,7 @@ an object store) without rewriting records.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 import tempfile
@@ -54,6 +55,20 @@ def scratch_dir(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix, dir=tmp))
 
 
+WORKER_TMPDIR_PREFIX = "worker-"
+
+
+def worker_tmpdir(pid: int) -> Path:
+    """A worker child's private TMPDIR (see ``worker.environment``)."""
+    return get_settings().tmp_dir / f"{WORKER_TMPDIR_PREFIX}{pid}"
+
+
+def worker_tmpdir_pid(path: Path) -> int | None:
+    """The pid whose private TMPDIR ``path`` is, if it is one."""
+    pid = path.name.removeprefix(WORKER_TMPDIR_PREFIX)
+    return int(pid) if path.name.startswith(WORKER_TMPDIR_PREFIX) and pid.isdigit() else None
+
+
 def publish(src: Path, dest: Path) -> Path:
     """Move a finished directory into place atomically (replacing an older one)."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -61,6 +76,35 @@ def publish(src: Path, dest: Path) -> Path:
         shutil.rmtree(dest)
     src.replace(dest)
     return dest
+
+
+def attempt_dir(job_id: str, token: int) -> Path:
+    """Where attempt ``token`` of a job publishes its outputs: one directory per lease
+    acquisition, so a late attempt can never replace the bytes another one recorded."""
+    return job_dir(job_id) / f"attempt-{token}"
+
+
+def publish_attempt(src: Path, job_id: str, token: int) -> Path:
+    """Rename a finished output directory into the job's directory for this attempt
+    (atomic; never replaces anything: each attempt has its own name)."""
+    dest = attempt_dir(job_id, token)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    src.rename(dest)
+    return dest
+
+
+def unpublish_attempt(job_id: str, token: int) -> None:
+    """Remove an attempt's outputs, and the job's directory if nothing else is left in it."""
+    shutil.rmtree(attempt_dir(job_id, token), ignore_errors=True)
+    with contextlib.suppress(OSError):  # not empty: another attempt's outputs are there
+        job_dir(job_id).rmdir()
+
+
+def remove_other_attempts(job_id: str, token: int) -> None:
+    """Once attempt ``token`` succeeded, what earlier (fenced) attempts left is garbage."""
+    for path in job_dir(job_id).glob("attempt-*"):
+        if path.name != attempt_dir(job_id, token).name:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def sha256_file(path: Path) -> str:

@@ -2,10 +2,18 @@
 
 Numpy only (the API reads headers with it; it never imports TensorFlow). Keys: ``x_train``,
 ``y_train`` (required), ``x_val``/``y_val`` and ``x_test``/``y_test`` (optional, in pairs).
+
+What loading costs is known from the headers alone: every dimension is a non-negative
+Python int (no int64 wrap), each member's ``.npy`` header must fit in the size the zip
+declares for it (``zipfile`` never inflates a member past that size), and that size may be at
+most ``max_ratio`` times the member's compressed bytes (the archive rule for zip bombs).
+:func:`memory_needed` adds what :func:`load_npz` allocates on top: integer (or float16)
+inputs are widened to float32.
 """
 
 from __future__ import annotations
 
+import math
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,10 +30,21 @@ class DatasetError(PrunekitError):
     reason = "invalid_dataset"
 
 
+MIN_RATIO_CHECKED_BYTES = 1 << 20  # smaller members cannot be bombs worth refusing
+
+
 @dataclass(frozen=True)
 class ArrayInfo:
     shape: tuple[int, ...]
     dtype: str
+
+    @property
+    def elements(self) -> int:
+        return math.prod(self.shape)  # Python ints: never wraps
+
+    @property
+    def nbytes(self) -> int:
+        return self.elements * np.dtype(self.dtype).itemsize
 
 
 @dataclass
@@ -52,10 +71,12 @@ class Dataset:
         return None
 
 
-def npz_header(path: Path) -> dict[str, ArrayInfo]:
+def npz_header(path: Path, max_ratio: int | None = None) -> dict[str, ArrayInfo]:
     """Shapes and dtypes of every array in an ``.npz`` without loading the data.
 
-    Refuses object arrays (pickles) and anything that is not a plain ``.npy`` member.
+    Refuses object arrays (pickles), anything that is not a plain ``.npy`` member, negative
+    dimensions, arrays larger than their member, and (with ``max_ratio``) members that
+    expand more than ``max_ratio`` times their compressed size.
     """
     out: dict[str, ArrayInfo] = {}
     try:
@@ -63,6 +84,8 @@ def npz_header(path: Path) -> dict[str, ArrayInfo]:
             for info in zf.infolist():
                 if not info.filename.endswith(".npy"):
                     raise DatasetError(f"member {info.filename!r} is not a .npy array")
+                name = info.filename[:-4]
+                _check_expansion(name, info, max_ratio)
                 with zf.open(info) as f:
                     version = np.lib.format.read_magic(f)
                     if version == (1, 0):
@@ -71,16 +94,52 @@ def npz_header(path: Path) -> dict[str, ArrayInfo]:
                         shape, _, dtype = np.lib.format.read_array_header_2_0(f)
                     else:
                         raise DatasetError(f"unsupported .npy version {version}")
+                    header_bytes = f.tell()
                 if dtype.hasobject:
                     raise DatasetError(
-                        f"array {info.filename[:-4]!r} holds Python objects (a pickle); "
+                        f"array {name!r} holds Python objects (a pickle); "
                         "only numeric arrays are accepted"
                     )
-                out[info.filename[:-4]] = ArrayInfo(tuple(int(d) for d in shape), dtype.str)
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError) as exc:
+                array = ArrayInfo(tuple(int(d) for d in shape), dtype.str)
+                if any(d < 0 for d in array.shape):
+                    raise DatasetError(
+                        f"array {name!r} declares a negative dimension {shape}", reason="bad_shape"
+                    )
+                if array.nbytes > info.file_size - header_bytes:
+                    raise DatasetError(
+                        f"array {name!r} declares shape {array.shape} ({array.nbytes} bytes) "
+                        f"but its member holds {info.file_size - header_bytes}: "
+                        "truncated or forged",
+                        reason="truncated_array",
+                    )
+                out[name] = array
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, OverflowError) as exc:
         raise DatasetError(f"not a readable .npz archive ({exc})") from exc
     validate_keys(out)
     return out
+
+
+def _check_expansion(name: str, info: zipfile.ZipInfo, max_ratio: int | None) -> None:
+    if max_ratio is None or info.file_size <= MIN_RATIO_CHECKED_BYTES:
+        return
+    if info.file_size > max_ratio * max(info.compress_size, 1):
+        raise DatasetError(
+            f"array {name!r} expands {info.file_size / max(info.compress_size, 1):.0f}x "
+            f"({info.compress_size} -> {info.file_size} bytes), more than the limit of "
+            f"{max_ratio}x (a zip bomb?)",
+            reason="compression_ratio",
+        )
+
+
+def memory_needed(arrays: dict[str, ArrayInfo]) -> int:
+    """Bytes :func:`load_npz` holds at its peak: every array, plus the float32 copy of each
+    input that is widened (integer or float16 inputs; rescaled ones too)."""
+    total = 0
+    for key, array in arrays.items():
+        total += array.nbytes
+        if key.startswith("x_"):
+            total += array.elements * 4
+    return total
 
 
 def validate_keys(arrays: dict[str, ArrayInfo]) -> None:
@@ -92,6 +151,11 @@ def validate_keys(arrays: dict[str, ArrayInfo]) -> None:
         if (x is None) != (y is None):
             raise DatasetError(f"x_{split} and y_{split} come in pairs; one is missing")
         if x is not None and y is not None:
+            if x.shape and x.shape[0] == 0:
+                raise DatasetError(
+                    f"x_{split} has 0 samples; every split needs at least one",
+                    reason="empty_split",
+                )
             if not x.shape or not y.shape or x.shape[0] != y.shape[0]:
                 raise DatasetError(
                     f"x_{split} has {x.shape[0] if x.shape else 0} samples but y_{split} "

@@ -27,6 +27,7 @@ import tensorflow as tf
 
 from prunekit.errors import ModelLoadError, SpecError
 from prunekit.formats import ModelFormat
+from prunekit.patterns import compile_patterns
 
 EMBEDDING_PATTERN = re.compile(r"embedding", re.IGNORECASE)
 
@@ -173,7 +174,7 @@ class LoadedModel:
         self, exclude: Sequence[str] = (), include_embeddings: bool = False
     ) -> list[Weight]:
         """Kernels (rank >= 2, trainable) whose names match none of the ``exclude`` regexes."""
-        patterns = [re.compile(p) for p in exclude]
+        patterns = compile_patterns(exclude)
         out = []
         for w in self.weights():
             if not w.trainable or len(w.shape) < 2:

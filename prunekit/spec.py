@@ -6,12 +6,12 @@ job's ``spec``; the engine reads it back unchanged.
 
 from __future__ import annotations
 
-import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from prunekit.losses import LossName
+from prunekit.patterns import compile_pattern
 from prunekit.strategies import StrategyParams, parse_params
 
 LiteRTFormat = Literal["tflite", "tflite_int8"]
@@ -85,6 +85,14 @@ class Preprocessing(BaseModel):
     )
 
 
+def _runs_on_re2(pattern: str) -> str:
+    compile_pattern(pattern)  # PatternError (a ValueError) names the reason: a 422
+    return pattern
+
+
+ExcludePattern = Annotated[str, AfterValidator(_runs_on_re2)]
+
+
 class PruneSpec(BaseModel):
     """A complete, validated pruning request (everything but the model and data files)."""
 
@@ -92,8 +100,10 @@ class PruneSpec(BaseModel):
 
     strategy: dict[str, Any] = Field(description="Strategy name and its parameters.")
     fine_tune: FineTune | None = None
-    exclude: list[str] = Field(
-        default_factory=list, description="Regexes on layer/weight names never to prune."
+    exclude: list[ExcludePattern] = Field(
+        default_factory=list,
+        description="Regexes (RE2 syntax: no backreferences or lookaround) on layer/weight "
+        "names never to prune.",
     )
     seed: int | None = Field(default=None, ge=0, le=2**31 - 1)
     preprocessing: Preprocessing | None = None
@@ -110,16 +120,6 @@ class PruneSpec(BaseModel):
         "split; dynamic-range quantisation, with a note, when the job has no dataset). A model "
         "the converter cannot convert fails only that export, with a note naming the op.",
     )
-
-    @field_validator("exclude")
-    @classmethod
-    def _regexes_compile(cls, v: list[str]) -> list[str]:
-        for i, pattern in enumerate(v):
-            try:
-                re.compile(pattern)
-            except re.error as exc:
-                raise ValueError(f"exclude[{i}] is not a valid regular expression: {exc}") from exc
-        return v
 
     @field_validator("exports")
     @classmethod

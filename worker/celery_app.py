@@ -18,7 +18,10 @@ INSPECT_MODEL = "prunekit.inspect_model"
 
 def create_celery(settings: Settings) -> Celery:
     app = Celery(
-        "prunekit", broker=settings.redis_url, include=["worker.tasks", "worker.lifecycle"]
+        "prunekit",
+        broker=settings.redis_url,
+        # worker.environment first: it sets KERAS_HOME etc. before worker.tasks imports Keras
+        include=["worker.environment", "worker.tasks", "worker.lifecycle"],
     )
     app.conf.update(
         task_default_queue=settings.queue,

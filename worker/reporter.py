@@ -1,4 +1,8 @@
-"""The engine's progress reporter, written into the job record as the job runs."""
+"""The engine's progress reporter, written into the job record as the job runs.
+
+Every write carries the job's fence: once the lease is lost (or the job deleted) a write is
+refused and the reporter raises :class:`~app.jobs.store.LeaseLostError`, which stops the
+engine at its next progress call, so a late worker writes nothing more."""
 
 from __future__ import annotations
 
@@ -12,8 +16,9 @@ MIN_INTERVAL_S = 0.5  # progress writes are throttled; phase changes are always 
 
 
 class JobReporter:
-    def __init__(self, job_id: str) -> None:
+    def __init__(self, job_id: str, fence: store.Fence | None = None) -> None:
         self.job_id = job_id
+        self.fence = fence
         self.phase_name = "starting"
         self._last_write = 0.0
 
@@ -23,8 +28,13 @@ class JobReporter:
         progress = {"phase": name, "fraction": round(min(max(fraction, 0.0), 1.0), 4)}
         if detail:
             progress["detail"] = detail
-        store.update(self.job_id, progress=progress)
-        store.add_event(self.job_id, "phase", name, fraction=progress["fraction"], **detail)
+        self._check(store.update(self.job_id, fence=self.fence, progress=progress))
+        self._check(
+            store.add_event(
+                self.job_id, "phase", name, fence=self.fence, fraction=progress["fraction"],
+                **detail,
+            )
+        )  # fmt: skip
         self._last_write = time.monotonic()
 
     def progress(self, fraction: float, **detail: Any) -> None:
@@ -39,10 +49,19 @@ class JobReporter:
         }
         if detail:
             progress["detail"] = detail
-        store.update(self.job_id, progress=progress)
+        self._check(store.update(self.job_id, fence=self.fence, progress=progress))
 
     def event(self, message: str, level: str = "info", **detail: Any) -> None:
-        store.add_event(self.job_id, "message", message, level=level, **detail)
+        self._check(
+            store.add_event(self.job_id, "message", message, fence=self.fence, level=level,
+                            **detail)
+        )  # fmt: skip
+
+    def _check(self, written: bool) -> None:
+        if not written:
+            raise store.LeaseLostError(
+                f"job {self.job_id}: its lease is gone (taken over or deleted); stopping"
+            )
 
     def check_cancelled(self) -> None:
         """Raise :class:`CancelledError` once ``POST /v1/jobs/{id}/cancel`` asked to stop.

@@ -7,9 +7,7 @@ one for a job that was running when its worker died runs it again from the start
 from __future__ import annotations
 
 import logging
-import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,46 +23,56 @@ from app.settings import get_settings
 from prunekit.errors import CancelledError, PrunekitError
 from prunekit.formats import ArtifactFormat
 from prunekit.inspection import inspect_model
-from prunekit.pipeline import prune
+from prunekit.pipeline import PruneResult, prune
 from prunekit.spec import PruneSpec
 from worker.celery_app import INSPECT_MODEL, RUN_JOB, celery_app
-from worker.guard import JobGuard, MemoryGuard, new_owner, take_lease
+from worker.guard import JobGuard, Warden, new_owner, take_lease
 from worker.reporter import JobReporter
 
 log = logging.getLogger("prunekit.worker")
 
 
-@celery_app.task(name=INSPECT_MODEL)
+@celery_app.task(
+    name=INSPECT_MODEL,
+    soft_time_limit=get_settings().inspection_time_limit,
+    time_limit=get_settings().inspection_time_limit + 30,
+)
 def inspect_model_task(model_id: str) -> None:
     record = models.get(model_id)
     if record is None or (record.get("inspection") or {}).get("status") != "pending":
         return
-    limit = get_settings().worker_max_memory_mb
-
-    def _too_big(rss_mb: int) -> None:
+    settings = get_settings()
+    attempts = models.start_inspection(model_id, new_owner())
+    if not attempts:
+        return  # deleted or finished meanwhile
+    if attempts > settings.max_attempts:
         message = (
-            f"loading the model took {rss_mb} MiB, more than PRUNEKIT_WORKER_MAX_MEMORY_MB="
-            f"{limit}; a worker with more memory is needed"
+            f"inspecting the model was started {attempts - 1} times and its worker was lost "
+            "each time (killed, out of memory, or past the hard time limit); giving up after "
+            f"PRUNEKIT_MAX_ATTEMPTS={settings.max_attempts}"
         )
-        models.set_inspection(
-            model_id, {"status": "failed", "error": {"reason": "memory_limit", "message": message}}
-        )
-        os._exit(137)
-
-    try:
-        with MemoryGuard(limit, _too_big):
-            details = inspect_model(storage.resolve(record["path"]), record["format"])
-    except PrunekitError as exc:
-        models.set_inspection(
-            model_id, {"status": "failed", "error": {"reason": exc.reason, "message": str(exc)}}
-        )
+        error = {"reason": "too_many_attempts", "message": message}
+        models.set_inspection(model_id, {"status": "failed", "error": error})
         return
+    try:  # past the memory limit, the warden fails the inspection and ends this child
+        with Warden(settings.worker_max_memory_mb, model_id=model_id):
+            details = inspect_model(storage.resolve(record["path"]), record["format"])
     except Exception as exc:
-        log.exception("inspection of model %s failed", model_id)
-        models.set_inspection(
-            model_id,
-            {"status": "failed", "error": {"reason": "inspection_failed", "message": str(exc)}},
-        )
+        if _caused_by(exc, SoftTimeLimitExceeded):
+            reason, message = (
+                "timeout",
+                (
+                    f"inspecting the model ran past its time limit of "
+                    f"{settings.inspection_time_limit} s (PRUNEKIT_INSPECTION_TIME_LIMIT)"
+                ),
+            )
+        elif isinstance(exc, PrunekitError):
+            reason, message = exc.reason, str(exc)
+        else:
+            log.exception("inspection of model %s failed", model_id)
+            reason, message = "inspection_failed", str(exc)
+        error = {"reason": reason, "message": message}
+        models.set_inspection(model_id, {"status": "failed", "error": error})
         return
     models.set_inspection(model_id, {"status": "succeeded", "details": details})
 
@@ -90,53 +98,39 @@ def run_job(job_id: str) -> None:
     if job["status"] not in (JobStatus.QUEUED.value, JobStatus.RUNNING.value):
         return  # finished or cancelled: a redelivered message does nothing
     settings = get_settings()
-    owner = new_owner()
-    if not take_lease(job_id, owner, settings.lease_ttl, wait_s=settings.lease_ttl + 2):
+    fence = take_lease(job_id, new_owner(), settings.lease_ttl, wait_s=settings.lease_ttl + 2)
+    if fence is None:
         log.info("job %s is finished or held by a live worker; dropping this delivery", job_id)
         return
     attempts = jobs.incr_attempts(job_id)
     if attempts > settings.max_attempts:
-        jobs.release_lease(job_id, owner)
         _fail(
             job_id,
             "too_many_attempts",
             f"the job was started {attempts - 1} times and its worker was lost each time "
             "(killed, out of memory or the machine went away); giving up after "
             f"PRUNEKIT_MAX_ATTEMPTS={settings.max_attempts}",
+            fence,
         )
+        jobs.release_lease(job_id, fence.owner)
         return
-    if not jobs.transition(
+    if not attempts or not jobs.transition(
         job_id,
         JobStatus.RUNNING.value,
         {JobStatus.QUEUED.value, JobStatus.RUNNING.value},
         message="running" if attempts == 1 else f"running (attempt {attempts})",
+        fence=fence,
         started_at=now_iso(),
     ):
-        jobs.release_lease(job_id, owner)
-        return  # cancelled meanwhile
-    with JobGuard(
-        job_id, owner, settings.lease_ttl, settings.worker_max_memory_mb, _memory_exceeded(job_id)
-    ):
-        _run(job_id, job)
+        jobs.release_lease(job_id, fence.owner)
+        return  # cancelled or deleted meanwhile
+    with JobGuard(fence, settings.lease_ttl, settings.worker_max_memory_mb):
+        _run(fence, job)
 
 
-def _memory_exceeded(job_id: str) -> Callable[[int], None]:
-    def _exceeded(rss_mb: int) -> None:
-        limit = get_settings().worker_max_memory_mb
-        _fail(
-            job_id,
-            "memory_limit",
-            f"the worker used {rss_mb} MiB, more than PRUNEKIT_WORKER_MAX_MEMORY_MB={limit}; "
-            "the job was stopped (a smaller model, or a worker with more memory, is needed)",
-        )
-        log.error("job %s: %d MiB resident > %d MiB; ending this child", job_id, rss_mb, limit)
-        os._exit(137)  # the child is recycled; the job is already marked failed
-
-    return _exceeded
-
-
-def _run(job_id: str, job: dict[str, Any]) -> None:
-    reporter = JobReporter(job_id)
+def _run(fence: jobs.Fence, job: dict[str, Any]) -> None:
+    job_id = fence.job_id
+    reporter = JobReporter(job_id, fence)
     scratch = storage.scratch_dir(f"job-{job_id}-")
     try:
         model = models.get(job["model_id"])
@@ -151,84 +145,103 @@ def _run(job_id: str, job: dict[str, Any]) -> None:
                     f"dataset {job['dataset_id']} no longer exists", reason="dataset_gone"
                 )
             data = storage.resolve(dataset["path"])
+        out = scratch / "out"
         result = prune(
             storage.resolve(model["path"]),
             model["format"],
             spec,
-            scratch / "out",
+            out,
             reporter=reporter,
             data=data,
             # the original's size and FLOPs, measured once when the model was inspected
             before=((model.get("inspection") or {}).get("details") or {}).get("before"),
         )
         reporter.check_cancelled()
-        final = storage.publish(scratch / "out", storage.job_dir(job_id))
-        download = final / result.download.relative_to(scratch / "out")
-        artifact = _describe(download, ArtifactFormat(result.format), model)
-        # ?format=: structured jobs' other Keras format, and the LiteRT exports asked for
-        others = {**result.alternates, **result.exports}
-        artifact["alternates"] = {
-            str(fmt): _describe(
-                final / path.relative_to(scratch / "out"), ArtifactFormat(fmt), model
-            )
-            for fmt, path in others.items()
-        }
-        if (
-            not jobs.transition(
-                job_id,
-                JobStatus.SUCCEEDED.value,
-                {JobStatus.RUNNING.value},
-                progress={"phase": "done", "fraction": 1.0},
-                metrics=result.metrics,
-                artifact=artifact,
-                finished_at=now_iso(),
-            )
-            and jobs.status(job_id) == JobStatus.CANCELLING.value
-        ):
-            shutil.rmtree(final, ignore_errors=True)  # cancelled during the last step
-            _cancelled(job_id)
-    except CancelledError:
-        _cancelled(job_id)
+        _publish(fence, model, result, out)
     except Exception as exc:
-        if _timed_out(exc):  # also when the engine wrapped it (e.g. into ModelLoadError)
+        if _caused_by(exc, jobs.LeaseLostError):
+            log.warning("job %s: lease lost; this attempt stops and writes nothing", job_id)
+        elif _caused_by(exc, CancelledError):
+            _cancelled(job_id, fence)
+        elif _caused_by(exc, SoftTimeLimitExceeded):  # also when the engine wrapped it
             limit = get_settings().task_soft_time_limit
             _fail(
                 job_id,
                 "timeout",
                 f"the job ran past its time limit of {limit} s (PRUNEKIT_TASK_SOFT_TIME_LIMIT)",
+                fence,
             )
         elif isinstance(exc, PrunekitError):
-            _fail(job_id, exc.reason, str(exc))
+            _fail(job_id, exc.reason, str(exc), fence)
         else:
             log.exception("job %s failed", job_id)
-            _fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}")
+            _fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}", fence)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _timed_out(exc: BaseException | None) -> bool:
+def _publish(fence: jobs.Fence, model: dict[str, Any], result: PruneResult, out: Path) -> None:
+    """Describe the outputs (sha256 of the very bytes), rename them into this attempt's own
+    directory, then record success: all fenced, so a late attempt changes nothing."""
+    job_id = fence.job_id
+    final = storage.attempt_dir(job_id, fence.token)
+    artifact = _describe(out, final, result.download, ArtifactFormat(result.format), model)
+    # ?format=: structured jobs' other Keras format, and the LiteRT exports asked for
+    others = {**result.alternates, **result.exports}
+    artifact["alternates"] = {
+        str(fmt): _describe(out, final, path, ArtifactFormat(fmt), model)
+        for fmt, path in others.items()
+    }
+    if not jobs.fence_holds(fence):
+        raise jobs.LeaseLostError(f"job {job_id}: lease lost before publishing")
+    storage.publish_attempt(out, job_id, fence.token)
+    if jobs.transition(
+        job_id,
+        JobStatus.SUCCEEDED.value,
+        {JobStatus.RUNNING.value},
+        fence=fence,
+        progress={"phase": "done", "fraction": 1.0},
+        metrics=result.metrics,
+        artifact=artifact,
+        finished_at=now_iso(),
+    ):
+        storage.remove_other_attempts(job_id, fence.token)
+        return
+    storage.unpublish_attempt(job_id, fence.token)
+    if jobs.status(job_id) == JobStatus.CANCELLING.value:  # cancelled during the last step
+        _cancelled(job_id, fence)
+    else:
+        raise jobs.LeaseLostError(f"job {job_id}: lease lost while publishing")
+
+
+def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
+    """``exc`` is a ``kind``, or was raised while handling one (the engine wraps some)."""
     seen = 0
     while exc is not None and seen < 20:
-        if isinstance(exc, SoftTimeLimitExceeded):
+        if isinstance(exc, kind):
             return True
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return False
 
 
-def _cancelled(job_id: str) -> None:
+def _cancelled(job_id: str, fence: jobs.Fence | None = None) -> None:
     jobs.transition(
         job_id,
         JobStatus.CANCELLED.value,
         {JobStatus.CANCELLING.value, JobStatus.RUNNING.value, JobStatus.QUEUED.value},
         message="cancelled",
+        fence=fence,
         finished_at=now_iso(),
     )
 
 
-def _describe(path: Path, fmt: ArtifactFormat, model: dict[str, Any]) -> dict[str, Any]:
-    """What the job record says of one downloadable artifact."""
+def _describe(
+    out: Path, final: Path, path: Path, fmt: ArtifactFormat, model: dict[str, Any]
+) -> dict[str, Any]:
+    """What the job record says of one downloadable artifact, ``path`` under ``out``, once
+    ``out`` is renamed to ``final`` (the bytes hashed are the ones published)."""
     return {
-        "path": storage.relative(path),
+        "path": storage.relative(final / path.relative_to(out)),
         "format": fmt.value,
         "filename": _download_name(model, fmt),
         "media_type": fmt.media_type,
@@ -237,12 +250,13 @@ def _describe(path: Path, fmt: ArtifactFormat, model: dict[str, Any]) -> dict[st
     }
 
 
-def _fail(job_id: str, reason: str, message: str) -> None:
+def _fail(job_id: str, reason: str, message: str, fence: jobs.Fence | None = None) -> None:
     jobs.transition(
         job_id,
         JobStatus.FAILED.value,
         {JobStatus.RUNNING.value, JobStatus.QUEUED.value, JobStatus.CANCELLING.value},
         message=f"failed: {message}",
+        fence=fence,
         error={"reason": reason, "message": message},
         finished_at=now_iso(),
     )

@@ -5,7 +5,7 @@ A resource makes itself tenant-scoped in three steps:
 1. its endpoints take ``principal: Principal = Depends(current_principal)`` (or the router
    is built with ``dependencies=[Depends(current_principal)]``);
 2. its record stores ``"tenant": principal.tenant`` when created, and its store keeps a
-   per-tenant index (:func:`tenant_index`) next to the global one;
+   per-tenant index (:func:`app.redis_client.tenant_index`) next to the global one;
 3. every read of a record by id goes through :func:`owned_or_404`, so another tenant's id
    answers exactly like an unknown one.
 """
@@ -20,7 +20,6 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth import keys
 from app.problems import Problem, not_found
-from app.redis_client import key
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -67,8 +66,3 @@ def owned_or_404(
     if record is None or record.get("tenant") != tenant:
         raise not_found(kind, ident)
     return record
-
-
-def tenant_index(tenant: str, plural: str) -> str:
-    """The per-tenant sorted-set index of a resource, e.g. ``<prefix>:tenant:acme:models``."""
-    return key("tenant", tenant, plural)

@@ -2,20 +2,19 @@
 
 The API reads only the archive's member headers (shapes, dtypes; object arrays, i.e.
 pickles, are refused); workers load the arrays with ``allow_pickle=False``. Limits: the
-upload cap while streaming (413), and the arrays' declared in-memory size against
-``PRUNEKIT_MAX_EXTRACTED_BYTES`` (422), since a compressed ``.npz`` can expand a lot when a
-worker loads it.
+upload cap while streaming (413), each member's expansion against
+``PRUNEKIT_MAX_COMPRESSION_RATIO`` and what loading the arrays takes in memory (inputs
+widened to float32 included) against ``PRUNEKIT_MAX_EXTRACTED_BYTES`` (422), since a
+compressed ``.npz`` can expand a lot when a worker loads it.
 """
 
 from __future__ import annotations
 
-import math
 import shutil
 import zipfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import Request
 
 from app import quotas, storage
@@ -26,7 +25,14 @@ from app.problems import Problem
 from app.records import load_page, new_id, now_iso
 from app.settings import get_settings
 from app.uploads import ReceivedFile, receive_file
-from prunekit.data import ArrayInfo, DatasetError, describe, input_mismatch, npz_header
+from prunekit.data import (
+    ArrayInfo,
+    DatasetError,
+    describe,
+    input_mismatch,
+    memory_needed,
+    npz_header,
+)
 
 ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 DATASET_FILE = "data.npz"
@@ -47,12 +53,6 @@ def invalid(detail: str, rule: str = "invalid_dataset") -> Problem:
     return Problem(422, "invalid-dataset", "Dataset refused", detail, reason=rule)
 
 
-def declared_bytes(arrays: dict[str, ArrayInfo]) -> int:
-    """What the arrays take in memory as their headers declare them, in Python integers
-    (numpy's int64 would wrap: a dimension of 2**64 must not come out small or negative)."""
-    return sum(math.prod(a.shape) * np.dtype(a.dtype).itemsize for a in arrays.values())
-
-
 def _check(path: Path, head: bytes) -> dict[str, ArrayInfo]:
     if not head.startswith(ZIP_MAGIC):
         raise not_npz("the file is not a zip archive, so not an .npz")
@@ -62,28 +62,17 @@ def _check(path: Path, head: bytes) -> dict[str, ArrayInfo]:
                 raise not_npz("the zip archive holds no .npy arrays")
     except zipfile.BadZipFile as exc:
         raise invalid(f"the .npz archive could not be read ({exc})") from exc
+    settings = get_settings()
     try:
-        arrays = npz_header(path)
+        arrays = npz_header(path, max_ratio=settings.max_compression_ratio)
     except DatasetError as exc:
         raise invalid(str(exc), exc.reason) from exc
-    negative = [name for name, a in arrays.items() if any(d < 0 for d in a.shape)]
-    if negative:
+    needed = memory_needed(arrays)  # Python ints: cannot wrap
+    limit = settings.max_extracted_bytes
+    if needed > limit:
         raise invalid(
-            f"array {negative[0]!r} declares a negative dimension "
-            f"{list(arrays[negative[0]].shape)}",
-            "bad_shape",
-        )
-    empty = [name for name, a in arrays.items() if name.startswith("x_") and a.shape[0] == 0]
-    if empty:
-        raise invalid(
-            f"array {empty[0]!r} has 0 samples; every split needs at least one", "empty_split"
-        )
-    declared = declared_bytes(arrays)
-    limit = get_settings().max_extracted_bytes
-    if declared > limit:
-        raise invalid(
-            f"the arrays take {declared} bytes in memory, more than the limit of {limit} "
-            "(PRUNEKIT_MAX_EXTRACTED_BYTES)",
+            f"loading the arrays takes {needed} bytes in memory (inputs widened to float32 "
+            f"included), more than the limit of {limit} (PRUNEKIT_MAX_EXTRACTED_BYTES)",
             "too_large_in_memory",
         )
     return arrays

@@ -7,20 +7,26 @@ redelivered or late task can never move a finished job backwards. ``<prefix>:ten
 indexes one tenant's jobs; ``<prefix>:jobs:active`` holds the ids of unfinished jobs (what the
 reconciler and deletion checks look at); ``<prefix>:job:<id>:lease`` is held (with a TTL,
 renewed) by the worker running the job.
+
+**Fencing.** Each acquisition of the lease increments the record's ``lease_token``; the
+worker's writes (status, progress, events) carry a :class:`Fence` (its lease owner and that
+token) and are applied, in one WATCH/MULTI transaction, only while the lease is still its own
+and the token still the latest. A worker that lost its lease (expired and taken over, job
+deleted) writes nothing. No write of a worker ever recreates a deleted job's record or events.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from app.auth.tenancy import tenant_index
 from app.records import decode, encode, is_record_id, now_iso, now_ms, page_ids
-from app.redis_client import get_redis, key
+from app.redis_client import get_redis, key, tenant_index
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -43,6 +49,32 @@ def _events_key(job_id: str) -> str:
 
 def _event(kind: str, message: str | None, data: dict[str, Any]) -> str:
     return json.dumps({"at": now_iso(), "type": kind, "message": message, "data": data})
+
+
+@dataclass(frozen=True)
+class Fence:
+    """The right to write for a running job: the lease's owner and its acquisition's token."""
+
+    job_id: str
+    owner: str
+    token: int
+
+
+class LeaseLostError(RuntimeError):
+    """The lease behind a :class:`Fence` is gone (expired and taken over, or job deleted)."""
+
+
+def _fence_holds(pipe: redis.client.Pipeline, fence: Fence | None) -> bool:
+    """Inside a WATCH of the job and lease keys: is ``fence`` still the current writer?"""
+    if fence is None:
+        return True
+    raw = pipe.hget(_key(fence.job_id), "lease_token")
+    token = json.loads(raw) if raw else None
+    return token == fence.token and pipe.get(_lease_key(fence.job_id)) == fence.owner
+
+
+def _watched(job_id: str, fence: Fence | None) -> tuple[str, ...]:
+    return (_key(job_id), _lease_key(job_id)) if fence is not None else (_key(job_id),)
 
 
 def create(record: dict[str, Any]) -> None:
@@ -71,18 +103,41 @@ def status(job_id: str) -> str | None:
     return json.loads(raw) if raw else None
 
 
-def update(job_id: str, **fields: Any) -> None:
-    """Set fields of an existing job (never creates one)."""
-    r = get_redis()
-    if not r.exists(_key(job_id)):
-        return
-    r.hset(_key(job_id), mapping=encode({**fields, "updated_at": now_iso()}))
+def _write_existing(
+    job_id: str, fence: Fence | None, write: Callable[[redis.client.Pipeline], object]
+) -> bool:
+    """Run ``write`` (queued commands) in one transaction, only if the job exists and
+    ``fence`` (when given) still holds; whether it ran."""
+    done = False
+
+    def _tx(pipe: redis.client.Pipeline) -> None:
+        nonlocal done
+        done = bool(pipe.exists(_key(job_id))) and _fence_holds(pipe, fence)
+        pipe.multi()
+        if done:
+            write(pipe)
+
+    get_redis().transaction(_tx, *_watched(job_id, fence))
+    return done
+
+
+def update(job_id: str, fence: Fence | None = None, **fields: Any) -> bool:
+    """Set fields of an existing job (never creates one); False when the job is gone or
+    ``fence`` no longer holds."""
+    mapping = encode({**fields, "updated_at": now_iso()})
+    return _write_existing(job_id, fence, lambda pipe: pipe.hset(_key(job_id), mapping=mapping))
 
 
 def transition(
-    job_id: str, to: str, allowed_from: Iterable[str], message: str | None = None, **fields: Any
+    job_id: str,
+    to: str,
+    allowed_from: Iterable[str],
+    message: str | None = None,
+    fence: Fence | None = None,
+    **fields: Any,
 ) -> bool:
-    """Move the job to status ``to`` if its status is one of ``allowed_from``."""
+    """Move the job to status ``to`` if its status is one of ``allowed_from`` (and, with a
+    ``fence``, only while that lease is still the writer)."""
     allowed = set(allowed_from)
     k = _key(job_id)
     done = False
@@ -90,7 +145,7 @@ def transition(
     def _tx(pipe: redis.client.Pipeline) -> None:
         nonlocal done
         raw = pipe.hget(k, "status")
-        if raw is None or json.loads(raw) not in allowed:
+        if raw is None or json.loads(raw) not in allowed or not _fence_holds(pipe, fence):
             done = False
             pipe.multi()
             return
@@ -101,17 +156,21 @@ def transition(
             pipe.srem(_active_key(), job_id)
         done = True
 
-    get_redis().transaction(_tx, k)
+    get_redis().transaction(_tx, *_watched(job_id, fence))
     return done
 
 
 def incr_attempts(job_id: str) -> int:
-    """Count one more delivery of the job to a worker."""
+    """Count one more delivery of the job to a worker (0: the job no longer exists)."""
     k = _key(job_id)
     attempts = 0
 
     def _tx(pipe: redis.client.Pipeline) -> None:
         nonlocal attempts
+        if not pipe.exists(k):  # deleted meanwhile: never recreate the record
+            attempts = 0
+            pipe.multi()
+            return
         raw = pipe.hget(k, "attempts")
         attempts = (json.loads(raw) if raw else 0) + 1
         pipe.multi()
@@ -121,8 +180,13 @@ def incr_attempts(job_id: str) -> int:
     return attempts
 
 
-def add_event(job_id: str, kind: str, message: str | None = None, **data: Any) -> None:
-    get_redis().rpush(_events_key(job_id), _event(kind, message, data))
+def add_event(
+    job_id: str, kind: str, message: str | None = None, fence: Fence | None = None, **data: Any
+) -> bool:
+    """Append an event to an existing job's log; False when the job is gone or ``fence``
+    no longer holds (a deleted job's events never come back)."""
+    event = _event(kind, message, data)
+    return _write_existing(job_id, fence, lambda pipe: pipe.rpush(_events_key(job_id), event))
 
 
 def events(job_id: str, start: int = 0, limit: int = 1000) -> list[dict[str, Any]]:
@@ -163,13 +227,32 @@ def delete(record: dict[str, Any]) -> None:
 
 
 # ------------------------------------------------------------------ the running lease
-def acquire_lease(job_id: str, owner: str, ttl_s: float) -> bool:
-    """Take the job's lease (only one worker runs a job at a time); True if we hold it."""
-    return bool(get_redis().set(_lease_key(job_id), owner, nx=True, px=int(ttl_s * 1000)))
+def acquire_lease(job_id: str, owner: str, ttl_s: float) -> Fence | None:
+    """Take the job's lease (only one worker runs a job at a time) and a new fencing token;
+    None if another holds it or the job no longer exists."""
+    k, lease = _key(job_id), _lease_key(job_id)
+    fence: Fence | None = None
+
+    def _tx(pipe: redis.client.Pipeline) -> None:
+        nonlocal fence
+        fence = None
+        if not pipe.exists(k) or pipe.exists(lease):
+            pipe.multi()
+            return
+        raw = pipe.hget(k, "lease_token")
+        token = (json.loads(raw) if raw else 0) + 1
+        pipe.multi()
+        pipe.set(lease, owner, px=int(ttl_s * 1000))
+        pipe.hset(k, "lease_token", json.dumps(token))
+        fence = Fence(job_id, owner, token)
+
+    get_redis().transaction(_tx, k, lease)
+    return fence
 
 
-def renew_lease(job_id: str, owner: str, ttl_s: float) -> bool:
-    """Extend our lease; False if it is no longer ours (expired and taken)."""
+def renew_lease(job_id: str, owner: str, ttl_s: float, token: int | None = None) -> bool:
+    """Extend our lease; False if it is no longer ours. With our ``token``, a lease that
+    merely expired (nobody acquired it since: the token did not move) is taken back."""
     r = get_redis()
     k = _lease_key(job_id)
     renewed = False
@@ -177,12 +260,15 @@ def renew_lease(job_id: str, owner: str, ttl_s: float) -> bool:
     def _tx(pipe: redis.client.Pipeline) -> None:
         nonlocal renewed
         current = pipe.get(k)
+        raw = pipe.hget(_key(job_id), "lease_token") if token is not None else None
         pipe.multi()
-        if current == owner:
-            pipe.pexpire(k, int(ttl_s * 1000))
-            renewed = True
+        renewed = current == owner or (
+            current is None and raw is not None and json.loads(raw) == token
+        )
+        if renewed:
+            pipe.set(k, owner, px=int(ttl_s * 1000))
 
-    r.transaction(_tx, k)
+    r.transaction(_tx, k, _key(job_id))
     return renewed
 
 
@@ -197,6 +283,19 @@ def release_lease(job_id: str, owner: str) -> None:
             pipe.delete(k)
 
     r.transaction(_tx, k)
+
+
+def fence_holds(fence: Fence) -> bool:
+    """Whether ``fence`` is still the job's writer (its lease, its token, the job exists)."""
+    holds = False
+
+    def _tx(pipe: redis.client.Pipeline) -> None:
+        nonlocal holds
+        holds = _fence_holds(pipe, fence) and bool(pipe.exists(_key(fence.job_id)))
+        pipe.multi()
+
+    get_redis().transaction(_tx, *_watched(fence.job_id, fence))
+    return holds
 
 
 def lease_holder(job_id: str) -> str | None:

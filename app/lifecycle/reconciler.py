@@ -6,14 +6,16 @@ an older AOF/RDB or failed over, a worker died after taking the message, a hard 
 killed a child. Every ``PRUNEKIT_RECONCILE_INTERVAL`` seconds one pass (one reconciler at a
 time, through a Redis lock) looks at the unfinished jobs:
 
-* ``queued`` for longer than the interval with no message naming it in the queue or the
-  unacked set -> sent again;
-* a model still waiting for inspection with no message naming it -> its inspection is
-  sent again;
+* ``queued`` for longer than the interval with no message naming it in the queue, and none
+  that a worker reserved recently (a worker starts what it reserves at once; one that died
+  before starting it leaves the message in the unacked set, which Redis would hand out
+  again only after the visibility timeout) -> sent again;
+* a model still waiting for inspection with no such message (or one held only by a dead
+  inspector on this host) -> its inspection is sent again;
 * ``running``/``cancelling`` with no lease (its worker is gone: see ``worker.guard``) ->
   failed as ``timeout`` if it started longer ago than the hard time limit, cancelled if it
   was cancelling, else sent again (the next delivery counts one more attempt; past
-  ``PRUNEKIT_MAX_ATTEMPTS`` it fails).
+  ``PRUNEKIT_MAX_ATTEMPTS`` it fails), unless a message naming it already waits in the queue.
 
 Sending a job twice is harmless: tasks are idempotent by job id and the lease lets one
 delivery run at a time. The worker starts this as a small TensorFlow-free process
@@ -39,6 +41,8 @@ from app.settings import get_settings
 
 log = logging.getLogger("prunekit.reconciler")
 
+MIN_RESERVATION_GRACE_S = 5.0  # a worker starts what it reserved within this (and more)
+
 
 @dataclass
 class ReconcileReport:
@@ -57,31 +61,77 @@ def _age_s(iso: str | None, now: float) -> float:
         return float("inf")
 
 
-def messages_in_broker() -> str:
-    """Every pending and unacknowledged message of our queue, as one string to search."""
+def queued_messages() -> str:
+    """Every message waiting in our queue (not yet reserved by a worker), as one string."""
     r = get_redis()
     s = get_settings()
-    prefix = f"{s.key_prefix}:celery:"
     parts: list[str] = []
-    for k in r.scan_iter(match=f"{prefix}{s.queue}*", count=1000):
+    for k in r.scan_iter(match=f"{s.key_prefix}:celery:{s.queue}*", count=1000):
         if r.type(k) == "list":
             parts.extend(r.lrange(k, 0, -1))
-    parts.extend(r.hvals(f"{prefix}unacked"))
     return "\n".join(parts)
+
+
+def unacked_messages() -> list[tuple[float, str]]:
+    """``(reserved at, message)`` for every message a worker took and has not acknowledged
+    (kombu keeps them in ``unacked``, with the time of reservation in ``unacked_index``)."""
+    r = get_redis()
+    prefix = f"{get_settings().key_prefix}:celery:"
+    reserved_at = dict(r.zrange(f"{prefix}unacked_index", 0, -1, withscores=True))
+    unacked = r.hgetall(f"{prefix}unacked")
+    return [(float(reserved_at.get(tag, 0.0)), msg) for tag, msg in unacked.items()]
+
+
+def messages_in_broker() -> str:
+    """Every pending and unacknowledged message of our queue, as one string to search."""
+    return "\n".join([queued_messages(), *(msg for _, msg in unacked_messages())])
+
+
+@dataclass
+class BrokerView:
+    """One look at the broker: what waits in the queue and what workers reserved when."""
+
+    waiting: str
+    reserved: list[tuple[float, str]]
+
+    @classmethod
+    def now(cls) -> BrokerView:
+        return cls(queued_messages(), unacked_messages())
+
+    def delivery(self, ident: str, now: float, grace_s: float) -> str:
+        """``live``: a message naming ``ident`` waits, or a worker took it within
+        ``grace_s`` (it starts such work at once); ``stale``: only workers that took it
+        longer ago hold it (died before starting it: Redis would hand it out again only
+        after the visibility timeout); ``lost``: no message names it."""
+        if ident in self.waiting:
+            return "live"
+        taken = [at for at, msg in self.reserved if ident in msg]
+        if not taken:
+            return "lost"
+        return "live" if now - max(taken) < grace_s else "stale"
+
+
+LOST_MESSAGE = {
+    "lost": "its queue message was lost; queued again",
+    "stale": "the worker that took it was lost before starting it; queued again",
+}
 
 
 def reconcile_once(now: float | None = None) -> ReconcileReport:
     from worker.celery_app import INSPECT_MODEL, RUN_JOB, enqueue
+    from worker.guard import holder_is_dead
 
     s = get_settings()
     now = time.time() if now is None else now
     report = ReconcileReport()
-    broker = messages_in_broker()
+    broker = BrokerView.now()
+    grace = max(MIN_RESERVATION_GRACE_S, s.lease_ttl, 2 * s.reconcile_interval)
     for job in jobs.active_jobs():
         job_id, status = job["id"], job["status"]
         if status == JobStatus.QUEUED.value:
-            if _age_s(job.get("updated_at"), now) > s.reconcile_interval and job_id not in broker:
-                jobs.add_event(job_id, "message", "its queue message was lost; queued again")
+            delivery = broker.delivery(job_id, now, grace)
+            if _age_s(job.get("updated_at"), now) > s.reconcile_interval and delivery != "live":
+                jobs.add_event(job_id, "message", LOST_MESSAGE[delivery])
                 enqueue(RUN_JOB, job_id)
                 report.requeued.append(job_id)
             continue
@@ -104,6 +154,8 @@ def reconcile_once(now: float | None = None) -> ReconcileReport:
             ):  # fmt: skip
                 report.failed.append(job_id)
             continue
+        if job_id in broker.waiting:
+            continue  # a delivery is already queued: it takes the job over
         # a lease renewed every lease_ttl/3 is gone: its worker died (SIGKILL, OOM, host lost)
         jobs.add_event(job_id, "message", "its worker was lost; queued again", level="warning")
         enqueue(RUN_JOB, job_id)
@@ -112,7 +164,13 @@ def reconcile_once(now: float | None = None) -> ReconcileReport:
         record = models.get(model_id)
         if record is None:
             continue
-        if _age_s(record.get("created_at"), now) > s.reconcile_interval and model_id not in broker:
+        if _age_s(record.get("created_at"), now) <= s.reconcile_interval:
+            continue
+        inspector = (record.get("inspection") or {}).get("inspector")
+        delivery = broker.delivery(model_id, now, grace)
+        if delivery == "lost" or (
+            delivery == "stale" and (inspector is None or holder_is_dead(inspector))
+        ):  # an inspection under way (a live inspector) is left alone however long it takes
             enqueue(INSPECT_MODEL, model_id)
             report.inspections.append(model_id)
     if report.requeued or report.failed or report.cancelled or report.inspections:

@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import psutil
+
 from app import storage
 from app.datasets import store as datasets
 from app.jobs import store as jobs
@@ -92,6 +94,9 @@ def sweep(ttl_hours: float | None = None, now: float | None = None) -> SweepRepo
     tmp = get_settings().tmp_dir
     if tmp.is_dir():
         for d in tmp.iterdir():
+            pid = storage.worker_tmpdir_pid(d)
+            if pid is not None and psutil.pid_exists(pid):
+                continue  # a running worker child's TMPDIR (worker.environment)
             if d.stat().st_mtime < cutoff:
                 shutil.rmtree(d, ignore_errors=True) if d.is_dir() else d.unlink(missing_ok=True)
                 report.orphans.append(f"tmp/{d.name}")

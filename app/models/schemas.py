@@ -18,6 +18,7 @@ class Inspection(BaseModel):
         default=None, description="signatures, parameters, prunable weights, layers"
     )
     error: dict[str, Any] | None = None
+    attempts: int = Field(default=0, description="how many times a worker started inspecting it")
     finished_at: str | None = None
 
     @field_validator("error")

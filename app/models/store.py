@@ -3,11 +3,13 @@ models (for maintenance) and a ``<prefix>:tenant:<t>:models`` index per tenant (
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
-from app.auth.tenancy import tenant_index
+import redis
+
 from app.records import decode, encode, is_record_id, now_iso, now_ms, page_ids
-from app.redis_client import get_redis, key
+from app.redis_client import get_redis, key, tenant_index
 
 
 def _key(model_id: str) -> str:
@@ -32,12 +34,50 @@ def get(model_id: str) -> dict[str, Any] | None:
     return decode(raw) if raw else None
 
 
-def set_inspection(model_id: str, inspection: dict[str, Any]) -> None:
-    if not get_redis().exists(_key(model_id)):
-        return
-    inspection = {**inspection, "finished_at": now_iso()}
-    get_redis().hset(_key(model_id), mapping=encode({"inspection": inspection}))
-    get_redis().srem(key("models", "pending"), model_id)
+def _pending_inspection(pipe: redis.client.Pipeline, model_id: str) -> dict[str, Any] | None:
+    raw = pipe.hget(_key(model_id), "inspection")
+    inspection = json.loads(raw) if raw else None
+    return inspection if inspection and inspection.get("status") == "pending" else None
+
+
+def start_inspection(model_id: str, inspector: str) -> int:
+    """Count one more delivery of the model's inspection (by ``inspector``, host:pid);
+    0 when the model is gone or its inspection already finished."""
+    attempts = 0
+
+    def _tx(pipe: redis.client.Pipeline) -> None:
+        nonlocal attempts
+        pending = _pending_inspection(pipe, model_id)
+        pipe.multi()
+        if pending is None:
+            attempts = 0
+            return
+        attempts = int(pending.get("attempts", 0)) + 1
+        inspection = {**pending, "attempts": attempts, "inspector": inspector}
+        pipe.hset(_key(model_id), mapping=encode({"inspection": inspection}))
+
+    get_redis().transaction(_tx, _key(model_id))
+    return attempts
+
+
+def set_inspection(model_id: str, inspection: dict[str, Any]) -> bool:
+    """Record the inspection's outcome, once: only while it is pending and the model exists
+    (a late or repeated inspector never recreates a record nor overwrites an outcome)."""
+    done = False
+
+    def _tx(pipe: redis.client.Pipeline) -> None:
+        nonlocal done
+        pending = _pending_inspection(pipe, model_id)
+        pipe.multi()
+        done = pending is not None
+        if pending is not None:
+            outcome = {**inspection, "attempts": pending.get("attempts", 0),
+                       "finished_at": now_iso()}  # fmt: skip
+            pipe.hset(_key(model_id), mapping=encode({"inspection": outcome}))
+            pipe.srem(key("models", "pending"), model_id)
+
+    get_redis().transaction(_tx, _key(model_id))
+    return done
 
 
 def pending_ids() -> list[str]:

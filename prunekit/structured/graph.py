@@ -35,13 +35,14 @@ silently wrong model.
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import keras
 import numpy as np
+
+from prunekit.patterns import compile_patterns
 
 Role = Literal["out", "in"]
 Kind = Literal["kernel", "bias", "gamma", "beta", "stat", "other"]
@@ -749,7 +750,7 @@ def build_dependency_graph(
             b.block_group(g, f"graph traversal failed: {exc!r}")
         b.notes.append(Note(model.name, f"graph traversal failed: {exc!r}"))
 
-    patterns = [re.compile(p) for p in (exclude or [])]
+    patterns = compile_patterns(exclude)
     roots = sorted(b.members_of)
     raw_to_group: dict[int, int] = {}
     groups: list[ChannelGroup] = []

@@ -196,3 +196,51 @@ def test_memory_limit_fails_job_and_inspection(stack: Stack, model_files: dict[s
     assert inspection["status"] == "failed" and inspection["error"]["reason"] == "memory_limit"
     assert worker.poll() is None  # only the child was ended; the worker serves on
     assert stack.svc.client.get("/readyz").status_code == 200
+
+
+def test_inspection_killer_fails_after_max_attempts(stack: Stack, big_model_zip: Path) -> None:
+    """A model whose inspection takes its worker child down (here: SIGKILL, as the OOM killer
+    would) is inspected PRUNEKIT_MAX_ATTEMPTS times, then fails with the reason."""
+    stack.kill_workers()
+    worker = stack.start_worker()
+    model = stack.svc.upload(big_model_zip)
+    for attempt in (1, 2):  # PRUNEKIT_MAX_ATTEMPTS=2
+        deadline = time.monotonic() + 60
+        while True:
+            inspection = json.loads(stack.r.hget(f"{PREFIX}:model:{model['id']}", "inspection"))
+            assert inspection["status"] == "pending", inspection
+            if inspection.get("attempts") == attempt:
+                break
+            assert time.monotonic() < deadline, inspection
+            time.sleep(0.02)
+        os.kill(int(inspection["inspector"].split(":")[1]), signal.SIGKILL)
+    inspection = stack.svc.wait_inspection(model["id"])["inspection"]
+    assert inspection["status"] == "failed" and inspection["attempts"] == 3, inspection
+    assert inspection["error"]["reason"] == "too_many_attempts"
+    assert "PRUNEKIT_MAX_ATTEMPTS=2" in inspection["error"]["message"]
+    assert worker.poll() is None
+    assert stack.svc.client.get("/readyz").status_code == 200
+
+
+def test_job_reserved_by_a_dead_worker_runs_promptly(stack: Stack) -> None:
+    """A worker took the job's message (kombu moved it to ``unacked``) and died before
+    starting it. Redis would hand the message out again only after the visibility timeout
+    (over an hour); the reconciler sends the job again after a few seconds' grace."""
+    stack.kill_workers()
+    job_id = stack.submit(stack.inspected[0])
+    queue_key = f"{PREFIX}:celery:{QUEUE}"
+    message = stack.r.rpop(queue_key)  # what a worker's reservation does...
+    assert message and job_id in message
+    stack.r.hset(f"{PREFIX}:celery:unacked", "dead-worker-tag",
+                 json.dumps([json.loads(message), "", QUEUE]))  # fmt: skip
+    stack.r.zadd(f"{PREFIX}:celery:unacked_index", {"dead-worker-tag": time.time()})
+    # ...and then that worker is gone: nothing else holds the job
+    start = time.monotonic()
+    stack.start_worker()
+    done = stack.svc.wait_job(job_id, timeout=90)
+    assert done["status"] == "succeeded" and done["attempts"] == 1, done
+    assert time.monotonic() - start < 90
+    messages = [
+        e["message"] for e in stack.svc.client.get(f"/v1/jobs/{job_id}/events").json()["items"]
+    ]
+    assert "the worker that took it was lost before starting it; queued again" in messages

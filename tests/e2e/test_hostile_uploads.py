@@ -7,11 +7,13 @@ import io
 import os
 import shutil
 import tarfile
+import time
 import uuid
 import zipfile
 from pathlib import Path
 
 import keras
+import psutil
 import pytest
 
 from app import storage
@@ -202,3 +204,106 @@ def test_models_the_worker_refuses_to_load(
     )
     assert resp.status_code == 422 and resp.json()["type"].endswith("model-unusable"), resp.text
     assert expected in resp.json()["detail"]
+
+
+def test_catastrophic_exclude_pattern_is_harmless(service: Service, tmp_path: Path) -> None:
+    """``(a+)+$`` against a layer named with 40 ``a``: hours for a backtracking engine (and a
+    GIL held throughout); RE2 answers in microseconds, and the job runs once."""
+    inp = keras.Input((4,))
+    hidden = keras.layers.Dense(8, name="keep")(keras.layers.Dense(8, name="a" * 40)(inp))
+    path = tmp_path / "aaaa.keras"
+    keras.Model(inp, keras.layers.Dense(2, name="out")(hidden)).save(path)
+    model = service.upload(path)
+    job = service.client.post(
+        "/v1/jobs",
+        json={"model_id": model["id"], "exclude": ["(a+)+$", "^out$"],
+              "strategy": {"name": "magnitude", "sparsity": 0.5}},
+    )  # fmt: skip
+    assert job.status_code == 202, job.text
+    start = time.monotonic()
+    done = service.wait_job(job.json()["id"], timeout=90)
+    assert done["status"] == "succeeded" and done["attempts"] == 1, done
+    assert time.monotonic() - start < 60
+    pruned = {row["layer"] for row in done["metrics"]["layers"]}  # the prunable ones
+    assert pruned == {"keep"}, done["metrics"]["layers"]
+    # what RE2 cannot run is refused up front, naming the pattern
+    resp = service.client.post(
+        "/v1/jobs",
+        json={"model_id": model["id"], "exclude": ["^ok$", r"(dense)_\1"],
+              "strategy": {"name": "magnitude", "sparsity": 0.5}},
+    )  # fmt: skip
+    assert resp.status_code == 422, resp.text
+    errors = resp.json()["errors"]
+    assert any(
+        e["field"] == "body.exclude.1" and "backreferences" in e["message"] for e in errors
+    ), errors
+
+
+@pytest.mark.parametrize(
+    ("kind", "rule", "words"),
+    [
+        ("huge_shape", "invalid_dataset", "declares shape (2305843009213693952, 8)"),
+        ("dim_2_64", "invalid_dataset", "declares shape"),
+        ("negative_shape", "invalid_dataset", "negative dimension"),
+        ("no_samples", "invalid_dataset", "0 samples"),
+        ("npz_bomb", "compression_ratio", "expands"),
+    ],
+)
+def test_dataset_bombs_are_refused_at_upload(
+    service: Service, tmp_path: Path, kind: str, rule: str, words: str
+) -> None:
+    """Refused by the API from the headers, before any worker loads a byte of them."""
+    import numpy as np
+
+    from tests.unit.test_data_and_losses import forged_npz
+
+    path = tmp_path / f"{kind}.npz"
+    if kind == "npz_bomb":  # 30 MB of zeros in ~30 KB
+        np.savez_compressed(path, x_train=np.zeros((30_000, 1000), "uint8"),
+                            y_train=np.zeros(30_000, "uint8"))  # fmt: skip
+    else:
+        shapes = {"huge_shape": (2**61, 8), "dim_2_64": (2**64, 8), "negative_shape": (-5, 8),
+                  "no_samples": (0, 8)}  # fmt: skip
+        x_shape = shapes[kind]
+        forged_npz(path, x_shape, x_shape[:1])
+    with path.open("rb") as f:
+        resp = service.client.post("/v1/datasets", files={"file": (path.name, f)})
+    assert resp.status_code == 422, resp.text
+    body = resp.json()
+    assert body["reason"] == rule and words in body["detail"], body
+
+
+def test_worker_leaves_no_temporary_files(
+    service: Service, tmp_path: Path, model_files: dict[str, Path]
+) -> None:
+    """Fine-tuning makes TF write ``__autograph_generated_file*.py`` into the temporary
+    directory; the worker child's private TMPDIR under the home is emptied after the task
+    and removed with the child, and Keras' config lives under the home too."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    npz = tmp_path / "tiny.npz"
+    np.savez(npz, x_train=rng.normal(size=(64, 8)).astype("float32"),
+             y_train=rng.integers(0, 3, 64))  # fmt: skip
+    with npz.open("rb") as f:
+        dataset = service.client.post("/v1/datasets", files={"file": ("tiny.npz", f)}).json()
+    model = service.upload(model_files["keras"])
+    job = service.client.post(
+        "/v1/jobs",
+        json={"model_id": model["id"], "dataset_id": dataset["id"],
+              "strategy": {"name": "magnitude", "sparsity": 0.5},
+              "fine_tune": {"epochs": 1, "batch_size": 16}},
+    )  # fmt: skip
+    assert job.status_code == 202, job.text
+    assert service.wait_job(job.json()["id"])["status"] == "succeeded"
+    home = storage.artifacts_root().parent
+    deadline = time.monotonic() + 30  # the child exits after its task, and removes its dir
+    while True:
+        leftovers = [p for p in (home / "tmp").rglob("*") if "__autograph_generated" in p.name]
+        dead = [p for p in (home / "tmp").glob("worker-*")
+                if not psutil.pid_exists(int(p.name.removeprefix("worker-")))]  # fmt: skip
+        if not leftovers and not dead:
+            break
+        assert time.monotonic() < deadline, (leftovers, dead)
+        time.sleep(0.5)
+    assert (home / "cache" / "keras" / "keras.json").is_file()  # KERAS_HOME under the home

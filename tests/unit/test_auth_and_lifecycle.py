@@ -1,5 +1,5 @@
-"""Keys, ownership, settings, the sweeper, the reconciler, the job guard and the cancel
-check, against the test Redis (no HTTP, no worker)."""
+"""Keys, ownership, settings, the sweeper, the reconciler and the cancel check, against the
+test Redis (no HTTP, no worker)."""
 
 from __future__ import annotations
 
@@ -26,7 +26,6 @@ from app.records import new_id, now_iso
 from app.settings import Settings
 from prunekit.data import DatasetError, npz_header
 from prunekit.errors import CancelledError
-from worker.guard import JobGuard, holder_is_dead, new_owner
 from worker.reporter import JobReporter
 
 
@@ -168,7 +167,7 @@ def test_reconciler_requeues_lost_jobs_and_times_out_stuck_ones() -> None:
         jobs.transition(j["id"], "cancelled", {"queued", "running", "cancelling", "failed"})
 
 
-def test_cancel_check_and_memory_guard() -> None:
+def test_cancel_check() -> None:
     job = _job("running")
     reporter = JobReporter(job["id"])
     reporter.check_cancelled()  # running: nothing
@@ -177,17 +176,6 @@ def test_cancel_check_and_memory_guard() -> None:
         reporter.check_cancelled()
     with pytest.raises(CancelledError):
         reporter.phase("pruning", 0.5)
-
-    seen: list[int] = []
-    owner = new_owner()
-    assert jobs.acquire_lease(job["id"], owner, 30)
-    with JobGuard(job["id"], owner, 30, max_memory_mb=1, on_memory_exceeded=seen.append):
-        deadline = time.monotonic() + 5
-        while not seen and time.monotonic() < deadline:
-            time.sleep(0.05)
-    assert seen and seen[0] > 1  # this process's real resident set, in MiB
-    assert jobs.lease_holder(job["id"]) is None  # released on exit
-    assert not holder_is_dead(owner) and holder_is_dead(f"{owner.split(':')[0]}:999999999:x")
 
 
 def test_saved_model_pb_check() -> None:
@@ -252,14 +240,81 @@ def test_h5_only_when_the_operator_allows_it(tmp_path: Path) -> None:
     assert loaded.predict(np.zeros((2, 8), "float32")).shape == (2, 3)
 
 
-def test_memory_guard_for_inspections() -> None:
-    from worker.guard import MemoryGuard
+def test_worker_memory_limit_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.settings import machine_memory_mb
 
-    seen: list[int] = []
-    with MemoryGuard(1, seen.append):
-        deadline = time.monotonic() + 5
-        while not seen and time.monotonic() < deadline:
-            time.sleep(0.05)
-    assert seen and seen[0] > 1
-    with MemoryGuard(0, seen.append) as off:  # 0: no limit, no thread
-        assert not off._thread.is_alive()
+    monkeypatch.delenv("PRUNEKIT_WORKER_MAX_MEMORY_MB", raising=False)
+    monkeypatch.setenv("PRUNEKIT_WORKER_CONCURRENCY", "4")
+    monkeypatch.setenv("PRUNEKIT_WORKER_MEMORY_FRACTION", "0.5")
+    assert Settings.from_env().worker_max_memory_mb == int(machine_memory_mb() * 0.5 / 4) > 0
+    monkeypatch.delenv("PRUNEKIT_WORKER_MEMORY_FRACTION")
+    assert Settings.from_env().worker_max_memory_mb == int(machine_memory_mb() * 0.8 / 4)
+    monkeypatch.setenv("PRUNEKIT_WORKER_MAX_MEMORY_MB", "0")  # explicitly off
+    assert Settings.from_env().worker_max_memory_mb == 0
+    monkeypatch.setenv("PRUNEKIT_WORKER_MEMORY_FRACTION", "1.5")
+    monkeypatch.delenv("PRUNEKIT_WORKER_MAX_MEMORY_MB")
+    with pytest.raises(ValueError, match="PRUNEKIT_WORKER_MEMORY_FRACTION"):
+        Settings.from_env()
+
+
+def test_dataset_check_bounds_the_widened_size(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """uint8 pixels that fit the limit as stored, but not once widened to float32."""
+    import dataclasses
+
+    from app.datasets import service as datasets
+    from app.settings import get_settings
+
+    path = tmp_path / "pixels.npz"
+    np.savez(path, x_train=np.ones((100, 1000), "uint8"), y_train=np.zeros(100, "uint8"))
+    small = dataclasses.replace(get_settings(), max_extracted_bytes=200_000)  # stored: 100 100
+    monkeypatch.setattr(datasets, "get_settings", lambda: small)
+    with pytest.raises(Problem) as err:
+        datasets._check(path, path.read_bytes()[:8])
+    assert err.value.extra["reason"] == "too_large_in_memory"
+    assert "500100 bytes" in err.value.detail and "float32" in err.value.detail
+    monkeypatch.setattr(datasets, "get_settings", lambda: dataclasses.replace(small,
+                        max_extracted_bytes=500_100))  # fmt: skip
+    assert datasets._check(path, path.read_bytes()[:8])["x_train"].shape == (100, 1000)
+
+
+def test_sweeper_keeps_live_worker_tmpdirs() -> None:
+    live, dead = storage.worker_tmpdir(os.getpid()), storage.worker_tmpdir(999_999_999)
+    past = time.time() - 7200
+    for d in (live, dead):
+        d.mkdir(parents=True, exist_ok=True)
+        os.utime(d, (past, past))
+    report = sweep(ttl_hours=1)
+    assert live.is_dir() and f"tmp/{live.name}" not in report.orphans  # still in use
+    assert not dead.exists() and f"tmp/{dead.name}" in report.orphans
+    live.rmdir()
+
+
+@pytest.mark.usefixtures("private_reconcile")
+def test_reconciler_requeues_a_job_whose_reserving_worker_died() -> None:
+    """A message a worker reserved (kombu's ``unacked``) and never started: sent again once
+    the reservation is older than the grace, not after the visibility timeout."""
+    import json
+
+    from app.redis_client import get_redis
+    from app.settings import get_settings
+
+    r = get_redis()
+    prefix = f"{get_settings().key_prefix}:celery:"
+    dead = _job("queued", updated_at=OLD)  # reserved an hour ago by a worker now gone
+    fresh = _job("queued", updated_at=OLD)  # reserved a moment ago: its worker starts it now
+    now = time.time()
+    for tag, job, at in (("tag-dead", dead, now - 3600), ("tag-fresh", fresh, now - 0.5)):
+        r.hset(f"{prefix}unacked", tag, json.dumps([{"args": [job["id"]]}, "", "q"]))
+        r.zadd(f"{prefix}unacked_index", {tag: at})
+    try:
+        report = reconciler.reconcile_once(now)
+        assert dead["id"] in report.requeued and fresh["id"] not in report.requeued
+        messages = [e["message"] for e in jobs.events(dead["id"])]
+        assert "the worker that took it was lost before starting it; queued again" in messages
+    finally:
+        r.hdel(f"{prefix}unacked", "tag-dead", "tag-fresh")
+        r.zrem(f"{prefix}unacked_index", "tag-dead", "tag-fresh")
+        for j in (dead, fresh):
+            jobs.transition(j["id"], "cancelled", {"queued"})

@@ -138,3 +138,52 @@ def test_label_smoothing_needs_a_classification_loss() -> None:
                 strategy={"name": "magnitude", "sparsity": 0.5},
                 fine_tune={"epochs": 1, "label_smoothing": bad},
             )
+
+
+def forged_npz(path: Path, x_shape: tuple[int, ...], y_shape: tuple[int, ...]) -> Path:
+    """An .npz whose .npy headers declare any shape (numpy would never write these)."""
+    import io
+    import zipfile
+
+    with zipfile.ZipFile(path, "w") as zf:
+        for name, shape in (("x_train", x_shape), ("y_train", y_shape)):
+            buf = io.BytesIO()
+            header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+            np.lib.format.write_array_header_1_0(buf, header)
+            zf.writestr(f"{name}.npy", buf.getvalue() + b"\0" * 64)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("x_shape", "y_shape", "message"),
+    [
+        ((2**61, 8), (2**61,), "declares shape"),  # int64 products would wrap
+        ((2**64, 8), (2**64,), "declares shape"),
+        ((-5, 8), (-5,), "negative dimension"),
+        ((0, 8), (0,), "0 samples"),
+    ],
+)
+def test_forged_or_empty_shapes_are_refused(
+    tmp_path: Path, x_shape: tuple, y_shape: tuple, message: str
+) -> None:
+    with pytest.raises(DatasetError, match=message):
+        npz_header(forged_npz(tmp_path / "forged.npz", x_shape, y_shape))
+
+
+def test_member_expansion_is_checked_with_the_archive_ratio(tmp_path: Path) -> None:
+    path = _npz(tmp_path / "bomb.npz", x_train=np.zeros((4096, 1024), "uint8"),
+                y_train=np.zeros(4096, "uint8"))  # fmt: skip  # 4 MiB of zeros: ~1000x
+    with pytest.raises(DatasetError, match="expands") as err:
+        npz_header(path, max_ratio=200)
+    assert err.value.reason == "compression_ratio"
+    assert npz_header(path)["x_train"].shape == (4096, 1024)  # no ratio given: no ratio rule
+
+
+def test_memory_needed_counts_widened_inputs_in_python_ints() -> None:
+    from prunekit.data import ArrayInfo, memory_needed
+
+    arrays = {"x_train": ArrayInfo((1000, 28, 28), "|u1"), "y_train": ArrayInfo((1000,), "<i8")}
+    # uint8 pixels: 784 000 bytes as stored, 3 136 000 more once widened to float32; labels 8 000
+    assert memory_needed(arrays) == 784_000 + 3_136_000 + 8_000
+    huge = {"x_train": ArrayInfo((2**61, 8), "<f4"), "y_train": ArrayInfo((2**61,), "<f4")}
+    assert memory_needed(huge) == 2**61 * 8 * 8 + 2**61 * 4 > 2**64  # no wrap

@@ -62,3 +62,34 @@ def test_defaults_filled() -> None:
 def test_exclude_must_be_regex() -> None:
     with pytest.raises(ValidationError):
         PruneSpec(strategy={"name": "magnitude", "sparsity": 0.1}, exclude=["("])
+
+
+@pytest.mark.parametrize(
+    ("pattern", "says"),
+    [(r"(dense)_\1", "backreferences"), (r"dense(?!_1)", "lookaround"), ("(", "missing )")],
+)
+def test_exclude_refuses_what_re2_cannot_run(pattern: str, says: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        PruneSpec(strategy={"name": "magnitude", "sparsity": 0.1}, exclude=["^ok$", pattern])
+    (error,) = info.value.errors()
+    assert error["loc"] == ("exclude", 1)  # the API turns this into body.exclude.1
+    assert says in error["msg"] and "RE2" in error["msg"]
+
+
+def test_catastrophic_pattern_runs_in_linear_time() -> None:
+    import re
+    import time
+
+    from prunekit.patterns import compile_pattern
+
+    name = "a" * 40 + "!"
+    slow = re.compile(r"(a+)+$")
+    start = time.perf_counter()
+    assert slow.search("a" * 16 + "!") is None  # Python's re backtracks: 2^16 paths already
+    backtracking_16 = time.perf_counter() - start
+    pattern = compile_pattern(r"(a+)+$")
+    start = time.perf_counter()
+    assert pattern.search(name) is None  # 2^40 paths for re; linear for RE2
+    assert pattern.search("a" * 40) is not None
+    linear_40 = time.perf_counter() - start
+    assert linear_40 < 0.01 and linear_40 < backtracking_16, (linear_40, backtracking_16)
