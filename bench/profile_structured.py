@@ -25,7 +25,7 @@ Three parts, one process:
    and one thread), with the interleaved
    method of ``prunekit.metrics.timing`` (median of per-pair ratios, bootstrap 95% interval).
 
-    python -m bench.profile_structured            # ~3-5 min on 2 shared cores
+    python -m bench.profile_structured            # ~2 min on 2 shared cores (load 4)
     python -m bench.profile_structured --quick    # fewer runs
 
 Prints one short table per part and writes ``bench/results/raw/profile_structured.json``.
