@@ -65,7 +65,11 @@ def select_global_threshold(
 ) -> dict[int, np.ndarray]:
     """Remove ``floor(ratio * total)`` channels with the smallest raw scores over all
     groups, keeping at least ``min_channels`` per group (ties: lower group id, then lower
-    channel index first). Returns ``{group id: sorted kept indices}``."""
+    channel index first), then round each group's kept count up to a multiple of
+    ``round_to`` (``round_keep``: the highest-scored removed channels come back first).
+    Returns ``{group id: sorted kept indices}``."""
+    from prunekit.structured.selection import round_keep
+
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"ratio must be in [0, 1), got {ratio}")
     ids = sorted(scores)
@@ -87,9 +91,7 @@ def select_global_threshold(
     kept: dict[int, np.ndarray] = {}
     for gid in ids:
         size = int(scores[gid].size)
-        keep = size - len(removed[gid])
-        if round_to > 1:
-            keep = min(size, math.ceil(keep / round_to) * round_to)
+        keep = round_keep(size - len(removed[gid]), size, round_to)
         # removed[gid] is in increasing score order: give back the largest first
         drop = removed[gid][: size - keep]
         kept[gid] = np.setdiff1d(np.arange(size), np.asarray(drop, dtype=int))

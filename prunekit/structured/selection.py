@@ -19,7 +19,10 @@ def _min_keep(size: int, min_channels: int) -> int:
     return max(1, min(size, min_channels))
 
 
-def _round_keep(keep: int, size: int, round_to: int) -> int:
+def round_keep(keep: int, size: int, round_to: int) -> int:
+    """``keep`` rounded up to a multiple of ``round_to``, or ``size`` (the group's width)
+    when that multiple is wider. Rounding only gives channels back: it never empties a group
+    and never keeps more than ``round_to - 1`` channels beyond ``keep``."""
     if round_to <= 1:
         return keep
     return min(size, math.ceil(keep / round_to) * round_to)
@@ -47,7 +50,8 @@ def select_channels(
             dividing each group's scores by the group's mean score.
         min_channels: never keep fewer channels than this in a group.
         round_to: round each group's kept count up to a multiple of this (hardware
-            friendly widths), never above the original size.
+            friendly widths), never above the original size (:func:`round_keep`); the
+            channels given back are the best-scored of those the ratio removed.
     """
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"ratio must be in [0, 1), got {ratio}")
@@ -61,7 +65,7 @@ def select_channels(
         for gid in ids:
             size = scores[gid].size
             keep = max(size - math.floor(ratio * size), _min_keep(size, min_channels))
-            keep_counts[gid] = _round_keep(keep, size, round_to)
+            keep_counts[gid] = round_keep(keep, size, round_to)
         return {
             gid: np.sort(_order(scores[gid])[scores[gid].size - keep_counts[gid] :]) for gid in ids
         }
@@ -88,7 +92,7 @@ def select_channels(
     kept: dict[int, np.ndarray] = {}
     for gid in ids:
         size = scores[gid].size
-        keep = _round_keep(size - len(removed[gid]), size, round_to)
+        keep = round_keep(size - len(removed[gid]), size, round_to)
         rem = set(removed[gid])
         drop = [int(c) for c in _order(scores[gid]) if int(c) in rem][: size - keep]
         kept[gid] = np.setdiff1d(np.arange(size), np.asarray(drop, dtype=int))

@@ -148,6 +148,14 @@ def test_structured_submissions_refused_with_reasons(
     )
     assert _problem(resp, 422)["errors"][0]["field"] == "body.strategy.criterion"
     resp = service.client.post(
+        "/v1/jobs",
+        json={
+            "model_id": model["id"],
+            "strategy": {"name": "filter", "ratio": 0.5, "round_to": 0},
+        },
+    )
+    assert _problem(resp, 422)["errors"][0]["field"] == "body.strategy.round_to"
+    resp = service.client.post(
         "/v1/jobs", json={"model_id": model["id"], "strategy": {"name": "slimnet", "ratio": 0.5}}
     )
     body = _problem(resp, 422)

@@ -63,9 +63,10 @@ def _check(
     mask: Callable[[keras.Model, dict[str, list[int]]], None],
     tmp_path: Path | None = None,
     ratio: float = 0.5,
+    round_to: int = 1,
 ) -> tuple[keras.Model, dict[str, list[int]]]:
     _randomize(model)
-    result = prune_channels(model, ratio)
+    result = prune_channels(model, ratio, round_to=round_to)
     drops = {name: _dropped(kept, _size(model, name)) for name, kept in result.kept.items()}
     assert any(drops.values()), "nothing was pruned"
     masked = _clone_with_weights(model)
@@ -94,25 +95,45 @@ def _x(shape: tuple[int, ...], seed: int = 1) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(2, *shape)).astype("float32")
 
 
-def test_conv_bn_relu_conv_chain(tmp_path: Path) -> None:
+def _conv_chain(c1: int, c2: int, pool: bool) -> tuple[keras.Model, Callable[..., None]]:
+    """Conv-BN-ReLU-[MaxPool]-Conv-GAP-Dense, and its hand mask."""
     inp = keras.Input((8, 8, 3), name="img")
-    h = layers.Conv2D(8, 3, padding="same", name="c1")(inp)
+    h = layers.Conv2D(c1, 3, padding="same", name="c1")(inp)
     h = layers.BatchNormalization(name="bn1")(h)
     h = layers.ReLU(name="r1")(h)
-    h = layers.Conv2D(6, 3, padding="same", activation="relu", name="c2")(h)
+    if pool:
+        h = layers.MaxPooling2D(name="pool")(h)
+    h = layers.Conv2D(c2, 3, padding="same", activation="relu", name="c2")(h)
     h = layers.GlobalAveragePooling2D(name="gap")(h)
     out = layers.Dense(3, name="out")(h)
-    model = keras.Model(inp, out)
 
     def mask(m: keras.Model, d: dict[str, list[int]]) -> None:
         _zero(m.get_layer("c2"), "kernel", 2, d["c1"])
         _zero(m.get_layer("out"), "kernel", 0, d["c2"])
 
+    return keras.Model(inp, out), mask
+
+
+def test_conv_bn_relu_conv_chain(tmp_path: Path) -> None:
+    model, mask = _conv_chain(8, 6, pool=False)
     pruned, drops = _check(model, _x((8, 8, 3)), mask, tmp_path)
     assert len(drops["c1"]) == 4 and len(drops["c2"]) == 3 and drops["out"] == []
     assert pruned.get_layer("c1").filters == 4
     assert pruned.get_layer("bn1").get_weights()[0].shape == (4,)
     assert pruned.input.name == "img" and pruned.output_names == model.output_names
+
+
+def test_round_to_keeps_exactly_the_rounded_channels(tmp_path: Path) -> None:
+    """Widths rounded to a multiple of 4 (12 -> keep 6 -> 8, 10 -> keep 5 -> 8): the pruned
+    model still computes the original with exactly the dropped channels masked, and the
+    rounded selection contains the unrounded one."""
+    model, mask = _conv_chain(12, 10, pool=True)
+    pruned, drops = _check(model, _x((8, 8, 3)), mask, tmp_path, round_to=4)
+    assert pruned.get_layer("c1").filters == 8 and pruned.get_layer("c2").filters == 8
+    assert pruned.get_layer("bn1").get_weights()[0].shape == (8,)
+    plain = prune_channels(model, 0.5).kept
+    assert set(_dropped(plain["c1"], 12)) >= set(drops["c1"])
+    assert set(_dropped(plain["c2"], 10)) >= set(drops["c2"])
 
 
 def test_residual_add_block(tmp_path: Path) -> None:

@@ -149,19 +149,29 @@ def test_structured_training_uses_the_shared_optimizers_and_schedules(
         train(model, x, y, keras.losses.MeanSquaredError(), replace(config, optimizer="sgdm"))
 
 
-def test_slimming_removes_the_smallest_gammas_globally() -> None:
-    """Raw |gamma| compared across layers (hand-picked values), not per-layer ranks."""
+# hand-picked BatchNorm scales of conv_bn() for the slimming threshold tests
+BN0_GAMMAS = [0.9, 0.01, 0.5, 0.02, 0.8, 0.03, 0.7, 0.6]
+BN1_GAMMAS = [0.05, 0.4, 0.04, 0.3, 0.06, 0.9, 0.1, 0.8, 0.7, 0.6, 0.5, 0.45, 0.35, 0.25, 0.2, 0.15]
+
+
+def slim_hand_gammas(**strategy: Any) -> tuple[StrategyOutcome, RecordingReporter]:
+    """``slimming`` on conv_bn() with the hand-picked scales: no sparsity training, no
+    fine-tune, so the cut alone decides the result."""
     model = conv_bn()
-    bn0 = [0.9, 0.01, 0.5, 0.02, 0.8, 0.03, 0.7, 0.6]
-    bn1 = [0.05, 0.4, 0.04, 0.3, 0.06, 0.9, 0.1, 0.8, 0.7, 0.6, 0.5, 0.45, 0.35, 0.25, 0.2, 0.15]
-    _set_gammas(model, {"bn0": bn0, "bn1": bn1})
-    # 24 channels, ratio 0.25 -> the 6 smallest: bn0 {1, 3, 5}, bn1 {2, 0, 4}
-    outcome, reporter = _run(
+    _set_gammas(model, {"bn0": BN0_GAMMAS, "bn1": BN1_GAMMAS})
+    return _run(
         model,
-        {"name": "slimming", "ratio": 0.25, "sparsity_epochs": 0},
+        {"name": "slimming", "sparsity_epochs": 0, **strategy},
         data=Dataset(Split(np.zeros((4, 8, 8, 1), "float32"), np.zeros(4, "int64"))),
         fine_tune={"epochs": 0},
     )
+
+
+def test_slimming_removes_the_smallest_gammas_globally() -> None:
+    """Raw |gamma| compared across layers (hand-picked values), not per-layer ranks."""
+    bn1 = BN1_GAMMAS
+    # 24 channels, ratio 0.25 -> the 6 smallest: bn0 {1, 3, 5}, bn1 {2, 0, 4}
+    outcome, reporter = slim_hand_gammas(ratio=0.25)
     new = outcome.model.keras_model  # type: ignore[union-attr]
     np.testing.assert_allclose(new.get_layer("bn0").gamma.numpy(), [0.9, 0.5, 0.8, 0.7, 0.6])
     expected_bn1 = [g for i, g in enumerate(bn1) if i not in (0, 2, 4)]
@@ -175,14 +185,7 @@ def test_slimming_removes_the_smallest_gammas_globally() -> None:
     assert [c[1]["name"] for c in reporter.calls if c[0] == "phase"] == ["removing channels"]
 
     # min_channels: bn0 may lose only 2 of 8, so bn1 gives up its 4 smallest
-    model = conv_bn()
-    _set_gammas(model, {"bn0": bn0, "bn1": bn1})
-    outcome, _ = _run(
-        model,
-        {"name": "slimming", "ratio": 0.25, "sparsity_epochs": 0, "min_channels": 6},
-        data=Dataset(Split(np.zeros((4, 8, 8, 1), "float32"), np.zeros(4, "int64"))),
-        fine_tune={"epochs": 0},
-    )
+    outcome, _ = slim_hand_gammas(ratio=0.25, min_channels=6)
     new = outcome.model.keras_model  # type: ignore[union-attr]
     np.testing.assert_allclose(new.get_layer("bn0").gamma.numpy(), [0.9, 0.5, 0.8, 0.03, 0.7, 0.6])
     assert _widths(new) == [6, 12]
