@@ -242,10 +242,10 @@ def test_catastrophic_exclude_pattern_is_harmless(service: Service, tmp_path: Pa
 @pytest.mark.parametrize(
     ("kind", "rule", "words"),
     [
-        ("huge_shape", "invalid_dataset", "declares shape (2305843009213693952, 8)"),
-        ("dim_2_64", "invalid_dataset", "declares shape"),
-        ("negative_shape", "invalid_dataset", "negative dimension"),
-        ("no_samples", "invalid_dataset", "0 samples"),
+        ("huge_shape", "truncated_array", "declares shape (2305843009213693952, 8)"),
+        ("dim_2_64", "truncated_array", "declares shape"),
+        ("negative_shape", "bad_shape", "negative dimension"),
+        ("no_samples", "empty_split", "0 samples"),
         ("npz_bomb", "compression_ratio", "expands"),
     ],
 )
