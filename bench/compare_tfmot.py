@@ -1,7 +1,7 @@
 """Side-by-side pruning benchmark driver (service venv, Keras 3): prunekit vs tfmot.
 
-    /work/main/.venv/bin/python -m bench.compare_tfmot --model lenet_300_100
-    /work/main/.venv/bin/python -m bench.compare_tfmot --quick          # smoke test, < 2 min
+    .venv/bin/python -m bench.compare_tfmot --model lenet_300_100
+    .venv/bin/python -m bench.compare_tfmot --quick          # smoke test, < 2 min
 
 1. makes sure ``bench/.venv-tfmot`` exists (``bench/tfmot/setup_venv.sh``),
 2. trains or loads the cached dense baseline on the Keras 3 side (``bench.train_dense``),

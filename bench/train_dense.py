@@ -2,7 +2,7 @@
 
 Run from the repository root:
 
-    /work/main/.venv/bin/python -m bench.train_dense --model lenet_300_100 --epochs 20
+    .venv/bin/python -m bench.train_dense --model lenet_300_100 --epochs 20
 
 Outputs under ``bench/work/dense/`` (git-ignored), named by ``RunConfig.dense_key()``:
 ``<key>.npz`` (portable weights, see ``weights_io``), ``<key>.keras`` (the Keras 3 model)

@@ -15,14 +15,21 @@ Conv kernel ``(kh, kw, in, out)`` the same along ``in``.
   sparsity ``(M - N) / M`` the mask is exactly the pattern; below it (the early steps of a
   gradual schedule) exactly ``round(s * n)`` of the candidates go, the lowest first; above it
   every candidate goes plus the lowest-scoring of the rest, so no group keeps more than N.
-- Presets name a runtime and choose the layout per tensor that runs faster there
-  (calibration: issue 12's table, LiteRT 2.3 on CPU): ``litert_float32`` prunes fully
-  connected kernels in 1x4 blocks (XNNPACK's sparse kernels), ``litert_int8`` in 1x16 blocks
-  (1x4 or unstructured int8 falls back to builtin kernels slower than dense). Convolution
-  kernels and kernels whose input dimension the block does not tile stay dense.
+- Presets name a runtime and choose the layout per tensor (calibration: issue 12's table and
+  the ``litert_export`` suite, LiteRT 2.3 on CPU). ``litert_float32`` prunes fully connected
+  kernels in 1x4 blocks (the builtin sparse float32 kernel) and leaves convolution kernels and
+  kernels the block does not tile dense. ``litert_int8`` prunes fully connected kernels whose
+  input dimension tiles by 16 in 1x16 blocks (the only int8 layout LiteRT runs with a sparse
+  kernel: 1x4 or unstructured int8 gets no sparse kernel, and 1x16 over an input dimension
+  that is not a multiple of 16 computed wrong outputs) and every other kernel unstructured
+  (:class:`Unstructured`): the int8 export reads those with a dense kernel (the converter
+  stores them sparse behind a DENSIFY op, expanded once when the file loads), so they cost
+  nothing in speed and the whole model reaches the job's sparsity.
 
-A tensor that cannot be tiled is left dense (an all-``True`` mask) and named with the reason in
-:attr:`BlockPlan.skipped`; the sparsity is then reached over the tensors that are tiled.
+A tensor a shape or the float32 preset cannot tile is left dense (an all-``True`` mask) and
+named with the reason in :attr:`BlockPlan.skipped`; the sparsity is then reached over the
+tensors that are tiled. A tensor a preset prunes unstructured is named with the reason in
+:attr:`BlockPlan.unstructured`.
 """
 
 from __future__ import annotations
@@ -67,7 +74,19 @@ class NMPattern:
         return f"{self.n}:{self.m}"
 
 
-Layout = Blocks | NMPattern
+@dataclass(frozen=True)
+class Unstructured:
+    """Single weights, no block: what a preset gives kernels its block does not serve."""
+
+    @property
+    def group(self) -> int:
+        return 1
+
+    def __str__(self) -> str:
+        return "unstructured"
+
+
+Layout = Blocks | NMPattern | Unstructured
 
 SHAPES: dict[str, Layout] = {
     "1x2": Blocks(2),
@@ -76,7 +95,26 @@ SHAPES: dict[str, Layout] = {
     "1x16": Blocks(16),
     "2:4": NMPattern(2, 4),
 }
-PRESETS: dict[str, Blocks] = {"litert_float32": Blocks(4), "litert_int8": Blocks(16)}
+
+
+@dataclass(frozen=True)
+class Preset:
+    """A runtime's layouts: ``block`` for the fully connected kernels it tiles, ``rest`` for
+    every other kernel (``None``: left dense) and why ``rest`` costs no speed there."""
+
+    block: Blocks
+    rest: Unstructured | None = None
+    rest_note: str = ""
+
+
+PRESETS: dict[str, Preset] = {
+    "litert_float32": Preset(Blocks(4)),
+    "litert_int8": Preset(
+        Blocks(16),
+        Unstructured(),
+        "pruned unstructured: the int8 export reads it with a dense kernel",
+    ),
+}
 
 
 # ------------------------------------------------------------------------ maths
@@ -144,12 +182,14 @@ class BlockPlan:
     choice: str | None
     layouts: dict[str, Layout] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)  # tensor -> why it stays dense
+    unstructured: dict[str, str] = field(default_factory=dict)  # tensor -> why (presets)
 
     def masks(self, scores: Mapping[str, np.ndarray], sparsity: float, scope: Scope | str) -> Masks:
         """Masks for ``scores`` (one per tensor, higher = more useful) at ``sparsity``.
 
         Unstructured (``choice`` ``None``): :func:`prunekit.masks.masks_from_scores` itself.
-        Otherwise each layout ranks its own tensors (one layout per plan in practice) and
+        Otherwise each layout ranks its own tensors at ``sparsity`` (so a preset's 1x16
+        kernels and its unstructured ones each reach it, and so does the whole model) and
         skipped tensors get all-``True`` masks."""
         if self.choice is None:
             return masks_from_scores(scores, sparsity, scope)
@@ -161,6 +201,8 @@ class BlockPlan:
         for layout, group in by_layout.items():
             if isinstance(layout, Blocks):
                 found.update(block_masks(group, sparsity, scope, layout.k))
+            elif isinstance(layout, Unstructured):
+                found.update(masks_from_scores(group, sparsity, scope))
             else:
                 found.update(nm_masks(group, sparsity, scope, layout.n, layout.m))
         return {
@@ -169,8 +211,9 @@ class BlockPlan:
         }
 
     def details(self) -> dict[str, object]:
-        """The strategy outcome's details: ``{"block": {choice, layouts, skipped}}``, nothing
-        when unstructured (so its outcome is what it was before blocks existed)."""
+        """The strategy outcome's details: ``{"block": {choice, layouts, skipped,
+        unstructured}}``, nothing when unstructured (so its outcome is what it was before
+        blocks existed)."""
         if self.choice is None:
             return {}
         return {
@@ -178,6 +221,7 @@ class BlockPlan:
                 "choice": self.choice,
                 "layouts": {name: str(layout) for name, layout in self.layouts.items()},
                 "skipped": dict(self.skipped),
+                "unstructured": dict(self.unstructured),
             }
         }
 
@@ -188,6 +232,10 @@ class BlockPlan:
             counts[str(layout)] = counts.get(str(layout), 0) + 1
         used = ", ".join(f"{label} in {n} kernel(s)" for label, n in counts.items()) or "none"
         line = f"block {self.choice}: {used}"
+        if self.unstructured:
+            line += "; unstructured: " + ", ".join(
+                f"{n} ({why})" for n, why in self.unstructured.items()
+            )
         if self.skipped:
             line += "; left dense: " + ", ".join(f"{n} ({why})" for n, why in self.skipped.items())
         return line
@@ -199,14 +247,20 @@ def plan_blocks(shapes: Mapping[str, tuple[int, ...]], choice: str | None) -> Bl
     plan = BlockPlan(choice)
     if choice is None:
         return plan
-    preset = choice in PRESETS
-    layout = PRESETS[choice] if preset else SHAPES[choice]
+    preset = PRESETS.get(choice)
+    layout: Layout = preset.block if preset else SHAPES[choice]
     for name, shape in shapes.items():
         if preset and len(shape) != 2:
-            plan.skipped[name] = "not a fully connected kernel: no faster sparse kernel"
+            why = "not a fully connected kernel: no faster sparse kernel"
         elif len(shape) < 2 or shape[-2] % layout.group:
             dim = shape[-2] if len(shape) >= 2 else shape
-            plan.skipped[name] = f"input dimension {dim} not a multiple of {layout.group}"
+            why = f"input dimension {dim} not a multiple of {layout.group}"
         else:
             plan.layouts[name] = layout
+            continue
+        if preset and preset.rest is not None:
+            plan.layouts[name] = preset.rest
+            plan.unstructured[name] = f"{why}; {preset.rest_note}"
+        else:
+            plan.skipped[name] = why
     return plan

@@ -209,11 +209,19 @@ def _fallback_note(fmt: str, dense: dict[str, Any], export: dict[str, Any]) -> s
     export_x = export.get("kernel_summary", {}).get(runtime.XNNPACK, 0)
     if not dense_x or export_x >= dense_x:
         return None
-    why = (
-        f": XNNPACK refused the file ({export['xnnpack_refused']})"
-        if export.get("xnnpack_refused")
-        else ""
-    )
+    read_sparse = [
+        row["tensor"] for row in export.get("weight_storage") or [] if row["read_as"] == "sparse"
+    ]
+    if export.get("xnnpack_refused"):
+        why = f": XNNPACK refused the file ({export['xnnpack_refused']})"
+    elif read_sparse and not export_x:
+        why = (
+            f": a sparse kernel reads {len(read_sparse)} weight(s) stored sparse, and on "
+            "ai-edge-litert 2.3 the default XNNPACK delegate then takes no op of the file, "
+            "the dense ones included (measured; bench/README.md, litert_export)"
+        )
+    else:
+        why = ""
     return (
         f"the {fmt} export runs {dense_x - export_x} fewer op(s) on XNNPACK than the dense "
         f"model ({export_x} of {dense_x}); the rest run the builtin kernels{why}"
@@ -370,6 +378,9 @@ def _export_one(
             "sparse_storage": conversion.sparse_storage,
             "sparse_tensors": _attempt(
                 "sparse layout", lambda: runtime.sparse_tensors(content), problems
+            ),
+            "weight_storage": _attempt(
+                "weight storage", lambda: runtime.weight_storage(content), problems
             ),
             **({"note": conversion.note} if conversion.note else {}),
             **_file_metrics(content, held_out, problems),

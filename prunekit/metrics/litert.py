@@ -197,19 +197,65 @@ def sparse_tensors(content: bytes) -> list[dict[str, Any]]:
         model_content=content,
         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
     )
+    return [
+        {
+            "tensor": t["name"],
+            "shape": [int(d) for d in t["shape"]],
+            "dtype": np.dtype(t["dtype"]).name,
+            "block": block,
+        }
+        for t in interp.get_tensor_details()
+        if (block := _sparse_block(t)) is not None
+    ]
+
+
+def _sparse_block(tensor: dict[str, Any]) -> int | None:
+    """A tensor's stored block along its blocked (input) dimension: ``None`` when it is
+    stored dense, 1 for plain CSR (unstructured)."""
+    params = tensor.get("sparsity_parameters")
+    if not params:
+        return None
+    dims = params["dim_metadata"]
+    blocked = len(params["block_map"]) > 0 and len(dims) > len(tensor["shape"])
+    return int(dims[-1]["dense_size"]) if blocked else 1
+
+
+WEIGHT_OPS = ("FULLY_CONNECTED", "CONV_2D", "DEPTHWISE_CONV_2D", "TRANSPOSE_CONV")
+
+
+def weight_storage(content: bytes) -> list[dict[str, Any]]:
+    """How the file stores each weight of a fully connected or convolution op, and which
+    kernel reads it, in graph order: ``stored`` ``"sparse"`` or ``"dense"``; ``block`` (the
+    sparse layout's block along the input dimension, 1 for plain CSR); ``read_as``
+    ``"sparse"`` (the op's sparse kernel reads the sparse tensor) or ``"dense"`` (a dense
+    weight, or a sparse one a DENSIFY op expands once when the file loads, read by the dense
+    kernel). The op's output tensor names the layer."""
+    interp = Interpreter(
+        model_content=content,
+        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES,
+    )
+    tensors = {int(t["index"]): t for t in interp.get_tensor_details()}
+    ops = interp._get_ops_details()
+    producer = {int(t): op for op in ops for t in op["outputs"] if t >= 0}
     rows = []
-    for t in interp.get_tensor_details():
-        params = t.get("sparsity_parameters")
-        if not params:
+    for op in ops:
+        if op["op_name"] not in WEIGHT_OPS or len(op["inputs"]) < 2:
             continue
-        dims = params["dim_metadata"]
-        blocked = len(params["block_map"]) > 0 and len(dims) > len(t["shape"])
+        weight = int(op["inputs"][1])
+        source = producer.get(weight)
+        densified = source is not None and source["op_name"] == "DENSIFY"
+        stored = tensors[int(source["inputs"][0]) if densified else weight]
+        block = _sparse_block(stored)
         rows.append(
             {
-                "tensor": t["name"],
-                "shape": [int(d) for d in t["shape"]],
-                "dtype": np.dtype(t["dtype"]).name,
-                "block": int(dims[-1]["dense_size"]) if blocked else 1,
+                "op": op["op_name"],
+                "output": tensors[int(op["outputs"][0])]["name"],
+                "tensor": stored["name"],
+                "shape": [int(d) for d in stored["shape"]],
+                "dtype": np.dtype(stored["dtype"]).name,
+                "stored": "dense" if block is None else "sparse",
+                "block": block,
+                "read_as": "sparse" if block is not None and not densified else "dense",
             }
         )
     return rows

@@ -51,10 +51,13 @@ BlockShape = Annotated[
         "exactly round(sparsity * n_blocks) blocks pruned by summed score, ranked by `scope`. "
         "'2:4': at most 2 nonzero weights in every 4 consecutive inputs (needs sparsity >= "
         "0.5; beyond 0.5 the lowest of the rest go too). Runtime presets choose per layer: "
-        "'litert_float32' 1x4 blocks in fully connected kernels (XNNPACK sparse kernels), "
-        "'litert_int8' 1x16 (smaller blocks run slower than dense in int8); convolution "
-        "kernels stay dense under a preset. A kernel the block does not tile stays dense and "
-        "is named in the job's events.",
+        "'litert_float32' 1x4 blocks in fully connected kernels (LiteRT's sparse float32 "
+        "kernel), convolution kernels and kernels 1x4 does not tile stay dense; "
+        "'litert_int8' 1x16 blocks in fully connected kernels whose inputs tile by 16 (the "
+        "only int8 layout with a sparse kernel) and every other kernel unstructured (the int8 "
+        "export reads those with a dense kernel), so the whole model reaches `sparsity`. A "
+        "kernel the block does not tile stays dense (or, under 'litert_int8', is pruned "
+        "unstructured) and is named in the job's events.",
     ),
 ]
 
@@ -82,7 +85,8 @@ class BlockParams(StrategyParams):
 
 def block_plan(ctx: PruningContext, block: str | None, strategy: str) -> BlockPlan:
     """The per-tensor layout of ``block`` over ``ctx``'s prunable kernels, reported in the
-    job's events (a warning naming the kernels left dense). No kernel tiled is a spec error."""
+    job's events (a warning naming the kernels left dense or, under a preset, pruned
+    unstructured: no sparse kernel runs them). No kernel given a layout is a spec error."""
     from prunekit.errors import SpecError
 
     plan = plan_blocks({w.name: w.shape for w in ctx.prunable}, block)
@@ -93,7 +97,10 @@ def block_plan(ctx: PruningContext, block: str | None, strategy: str) -> BlockPl
             f"block {block}: no prunable kernel can be pruned in this layout: "
             + "; ".join(f"{n} ({why})" for n, why in plan.skipped.items())
         )
-    ctx.reporter.event(f"{strategy}: {plan.summary()}", level="warning" if plan.skipped else "info")
+    ctx.reporter.event(
+        f"{strategy}: {plan.summary()}",
+        level="warning" if plan.skipped or plan.unstructured else "info",
+    )
     return plan
 
 

@@ -126,13 +126,25 @@ def test_litert_presets_choose_per_layer_on_lenet(tmp_path: Path) -> None:
     before = {w.name: w.numpy() for w in model.prunable_weights()}
     raw = {"name": "magnitude", "sparsity": 0.9, "block": "litert_int8"}
     outcome, ctx = _run(model, raw, None)
-    # int8: only 784 -> 300 tiles by 16; 300 and 100 inputs stay dense (slower than dense)
-    assert outcome.details["block"]["layouts"] == {names[0]: "1x16"}
-    assert list(outcome.details["block"]["skipped"]) == names[1:]
+    # int8: only 784 -> 300 tiles by 16; the 300- and 100-input kernels are pruned
+    # unstructured (the int8 export reads them with a dense kernel), so the model is 90%
+    assert outcome.details["block"]["layouts"] == {
+        names[0]: "1x16",
+        names[1]: "unstructured",
+        names[2]: "unstructured",
+    }
+    assert outcome.details["block"]["skipped"] == {}
+    assert list(outcome.details["block"]["unstructured"]) == names[1:]
     after = {w.name: w.numpy() for w in model.prunable_weights()}
-    assert all(np.array_equal(after[n], before[n]) for n in names[1:])
     assert int(_zero_blocks(after[names[0]], 16).sum()) == count_to_prune(49 * 300, 0.9)
-    assert any("left dense" in e["message"] and names[1] in e["message"] for e in _events(ctx))
+    rest_zeros = sum(int((after[n] == 0).sum()) for n in names[1:])
+    assert rest_zeros == count_to_prune(300 * 100 + 100 * 10, 0.9)  # 27900, ranked together
+    zeros = sum(int((w == 0).sum()) for w in after.values())
+    assert zeros == 13230 * 16 + 27900  # 239580 of 266200 weights: 90%
+    assert all(not np.array_equal(after[n], before[n]) for n in names)
+    warnings = [e["message"] for e in _events(ctx) if e["level"] == "warning"]
+    assert len(warnings) == 1 and "unstructured in 2 kernel(s)" in warnings[0]
+    assert f"{names[1]} (input dimension 300 not a multiple of 16; pruned" in warnings[0]
 
     model = _lenet(tmp_path)
     raw = {"name": "magnitude", "sparsity": 0.9, "block": "litert_float32"}
@@ -142,6 +154,7 @@ def test_litert_presets_choose_per_layer_on_lenet(tmp_path: Path) -> None:
         "choice": "litert_float32",
         "layouts": dict.fromkeys(names, "1x4"),
         "skipped": {},
+        "unstructured": {},
     }
     zeros = sum(int(_zero_blocks(w.numpy(), 4).sum()) for w in model.prunable_weights())
     assert zeros == count_to_prune((784 * 300 + 300 * 100 + 100 * 10) // 4, 0.9)

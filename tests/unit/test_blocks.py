@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from prunekit.blocks import Blocks, block_masks, nm_keep, nm_masks, plan_blocks
+from prunekit.blocks import Blocks, Unstructured, block_masks, nm_keep, nm_masks, plan_blocks
 from prunekit.masks import count_to_prune
 from prunekit.strategies import get, parse_params
 from prunekit.strategies.nm import nm_mask
@@ -122,25 +122,56 @@ def test_nm_keep_ranks_scores_not_magnitudes() -> None:
 LENET = {"fc1/kernel": (784, 300), "fc2/kernel": (300, 100), "fc3/kernel": (100, 10)}
 
 
-def test_litert_int8_preset_on_lenet_tiles_only_the_first_layer() -> None:
+def test_litert_int8_preset_on_lenet_blocks_the_first_layer_and_the_rest_unstructured() -> None:
     plan = plan_blocks(LENET, "litert_int8")
-    assert plan.layouts == {"fc1/kernel": Blocks(16)}
-    assert plan.skipped == {
-        "fc2/kernel": "input dimension 300 not a multiple of 16",
-        "fc3/kernel": "input dimension 100 not a multiple of 16",
+    assert plan.layouts == {
+        "fc1/kernel": Blocks(16),
+        "fc2/kernel": Unstructured(),
+        "fc3/kernel": Unstructured(),
+    }
+    assert plan.skipped == {}
+    dense_kernel = "pruned unstructured: the int8 export reads it with a dense kernel"
+    assert plan.unstructured == {
+        "fc2/kernel": f"input dimension 300 not a multiple of 16; {dense_kernel}",
+        "fc3/kernel": f"input dimension 100 not a multiple of 16; {dense_kernel}",
     }
     assert plan.summary() == (
-        "block litert_int8: 1x16 in 1 kernel(s); left dense: "
-        "fc2/kernel (input dimension 300 not a multiple of 16), "
-        "fc3/kernel (input dimension 100 not a multiple of 16)"
+        "block litert_int8: 1x16 in 1 kernel(s), unstructured in 2 kernel(s); unstructured: "
+        f"fc2/kernel (input dimension 300 not a multiple of 16; {dense_kernel}), "
+        f"fc3/kernel (input dimension 100 not a multiple of 16; {dense_kernel})"
     )
     rng = np.random.default_rng(0)
     scores = {n: np.abs(rng.normal(size=s)) for n, s in LENET.items()}
     masks = plan.masks(scores, 0.9, "global")
-    assert masks["fc2/kernel"].all() and masks["fc3/kernel"].all()  # left dense
     fc1 = masks["fc1/kernel"].reshape(49, 16, 300)
-    assert int((~fc1.all(axis=1)).sum()) == round(0.9 * 49 * 300)
-    assert plan.details()["block"]["layouts"] == {"fc1/kernel": "1x16"}
+    assert np.all(fc1.all(axis=1) == fc1.any(axis=1))  # whole blocks
+    assert int((~fc1.all(axis=1)).sum()) == 13230  # round(0.9 * 49 * 300) blocks
+    # fc2 and fc3 ranked together, unstructured: round(0.9 * (30000 + 1000)) weights
+    assert int((~masks["fc2/kernel"]).sum() + (~masks["fc3/kernel"]).sum()) == 27900
+    # so the model is 90% sparse: (13230 * 16 + 27900) / (235200 + 31000) = 239580 / 266200
+    pruned = sum(int((~m).sum()) for m in masks.values())
+    assert pruned == 239580 and pruned / 266200 == pytest.approx(0.9)
+    layer = plan.masks(scores, 0.9, "layer")  # per tensor: 27000 of fc2, 900 of fc3
+    assert int((~layer["fc2/kernel"]).sum()) == 27000 and int((~layer["fc3/kernel"]).sum()) == 900
+    assert plan.details()["block"]["layouts"] == {
+        "fc1/kernel": "1x16",
+        "fc2/kernel": "unstructured",
+        "fc3/kernel": "unstructured",
+    }
+    assert plan.details()["block"]["unstructured"] == plan.unstructured
+
+
+def test_preset_ranks_its_blocks_and_its_unstructured_weights_apart() -> None:
+    # "a" (32 inputs) tiles by 16: block sums [[16, 32], [48, 64]] (col 0: rows 0-15 score 1,
+    # rows 16-31 score 3; col 1: 2 and 4); at 0.5 the two lowest blocks go: rows 0-15 of both
+    # columns. "b" (3 inputs) does not: its 6 weights are ranked alone and its 3 lowest
+    # (0.1, 0.2, 0.3) go, although every score of "b" but those is above every score of "a".
+    a = np.concatenate([np.full((16, 2), [1.0, 2.0]), np.full((16, 2), [3.0, 4.0])])
+    b = np.array([[5.0, 0.1], [0.2, 6.0], [7.0, 0.3]])
+    plan = plan_blocks({"a": a.shape, "b": b.shape}, "litert_int8")
+    masks = plan.masks({"a": a, "b": b}, 0.5, "global")
+    assert masks["a"].tolist() == [[F, F]] * 16 + [[T, T]] * 16
+    assert masks["b"].tolist() == [[T, F], [F, T], [T, F]]
 
 
 def test_litert_float32_preset_on_lenet_tiles_every_layer_in_1x4() -> None:
@@ -148,13 +179,21 @@ def test_litert_float32_preset_on_lenet_tiles_every_layer_in_1x4() -> None:
     assert plan.layouts == dict.fromkeys(LENET, Blocks(4)) and plan.skipped == {}
 
 
-def test_presets_leave_convolutions_dense_explicit_shapes_do_not() -> None:
+def test_float32_preset_leaves_convolutions_dense_int8_prunes_them_unstructured() -> None:
     shapes = {"conv/kernel": (3, 3, 16, 8), "fc/kernel": (64, 10)}
     preset = plan_blocks(shapes, "litert_float32")
     assert preset.skipped == {
         "conv/kernel": "not a fully connected kernel: no faster sparse kernel"
     }
+    assert preset.unstructured == {}
     assert plan_blocks(shapes, "1x4").layouts == dict.fromkeys(shapes, Blocks(4))
+    int8 = plan_blocks(shapes, "litert_int8")  # fc's 64 inputs tile by 16; the conv cannot
+    assert int8.layouts == {"conv/kernel": Unstructured(), "fc/kernel": Blocks(16)}
+    assert int8.skipped == {}
+    assert int8.unstructured == {
+        "conv/kernel": "not a fully connected kernel: no faster sparse kernel; pruned "
+        "unstructured: the int8 export reads it with a dense kernel"
+    }
 
 
 def test_unstructured_plan_is_todays_masks() -> None:

@@ -15,6 +15,7 @@ from prunekit.formats import ModelFormat
 from prunekit.litert.convert import DENSE_FLOAT, convert, unsupported_ops
 from prunekit.litert.exports import (
     DenseReference,
+    _fallback_note,
     _fidelity_warning,
     _not_faster,
     _runnable_conversion,
@@ -374,3 +375,59 @@ def test_int8_blocks_over_inputs_that_do_not_tile_by_16_are_stored_dense() -> No
         runtime.run(chosen.content, x[100:]), model.predict(x[100:], verbose=0), LOGITS
     )
     assert top1["top1"] >= 0.95
+
+
+def test_weight_storage_says_per_weight_what_is_stored_sparse_and_how_it_is_read() -> None:
+    # the litert_int8 preset's layout: 256 inputs tile by 16 (1x16 blocks), 100 do not
+    # (unstructured): int8 runs the first with its sparse kernel, expands the second once
+    # (DENSIFY) for the dense kernel
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((INPUTS,), name="features")
+    hidden = keras.layers.Dense(100, activation="relu", name="hidden")(inp)
+    model = keras.Model(inp, keras.layers.Dense(CLASSES, name="logits")(hidden))
+    rng = np.random.default_rng(8)
+    kernel, bias = model.get_layer("hidden").get_weights()
+    model.get_layer("hidden").set_weights([block_sparse(kernel, 16, 0.9, rng), bias])
+    kernel, bias = model.get_layer("logits").get_weights()
+    model.get_layer("logits").set_weights([block_sparse(kernel, 1, 0.9, rng), bias])
+    loaded = LoadedModel(ModelFormat.KERAS, keras_model=model)
+    x = rng.normal(size=(100, INPUTS)).astype("float32")
+    int8 = convert(loaded, "tflite_int8", [INPUTS], calibration=x).content
+    assert int8 is not None
+    rows = runtime.weight_storage(int8)
+    assert [(r["shape"], r["dtype"], r["stored"], r["block"], r["read_as"]) for r in rows] == [
+        ([100, INPUTS], "int8", "sparse", 16, "sparse"),
+        ([CLASSES, 100], "int8", "sparse", 1, "dense"),
+    ]
+    plain = convert(loaded, DENSE_FLOAT, [INPUTS]).content
+    assert plain is not None
+    assert [(r["stored"], r["block"], r["read_as"]) for r in runtime.weight_storage(plain)] == [
+        ("dense", None, "dense"),
+        ("dense", None, "dense"),
+    ]
+    # LiteRT 2.3's behaviour, measured (bench/README.md, litert_export): once one
+    # FULLY_CONNECTED reads a sparse weight, the default XNNPACK delegate takes no op of the
+    # file, the dense ones included; this fails when a runtime delegates around it
+    kernels = runtime.kernel_paths(int8)
+    assert kernels["xnnpack_refused"] is None
+    assert {op["kernel"] for op in kernels["ops"]} == {runtime.BUILTIN}
+
+
+def test_fallback_note_says_why_xnnpack_took_nothing() -> None:
+    dense = {"kernel_summary": {runtime.XNNPACK: 3, runtime.BUILTIN: 0}}
+    storage = [
+        {"tensor": "fc1", "read_as": "sparse"},
+        {"tensor": "fc2", "read_as": "dense"},
+    ]
+    export = {"kernel_summary": {runtime.XNNPACK: 0, runtime.BUILTIN: 3}, "weight_storage": storage}
+    note = _fallback_note("tflite_int8", dense, export)
+    assert note is not None and note.startswith(
+        "the tflite_int8 export runs 3 fewer op(s) on XNNPACK than the dense model (0 of 3)"
+    )
+    assert "a sparse kernel reads 1 weight(s) stored sparse" in note
+    refused = {**export, "xnnpack_refused": "failed to prepare"}
+    assert "XNNPACK refused the file (failed to prepare)" in (
+        _fallback_note("tflite_int8", dense, refused) or ""
+    )
+    all_xnnpack = {"kernel_summary": {runtime.XNNPACK: 3}, "weight_storage": storage}
+    assert _fallback_note("tflite_int8", dense, all_xnnpack) is None
