@@ -20,6 +20,11 @@ def _float(name: str, default: float) -> float:
     return float(raw) if raw else default
 
 
+def _optional_float(name: str) -> float | None:
+    raw = os.environ.get(name)
+    return float(raw) if raw else None
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -40,6 +45,9 @@ class Settings:
     reconcile_interval: float = 30
     lease_ttl: float = 30
     allow_h5: bool = False
+    # seconds a job's TF latency comparison may take (inf: no limit); None: the engine's
+    # default (prunekit.speedup.DEFAULT_BUDGET_S); a spec's measure.latency_budget_s wins
+    latency_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.task_soft_time_limit < self.task_time_limit < self.visibility_timeout:
@@ -54,6 +62,8 @@ class Settings:
             raise ValueError("PRUNEKIT_MAX_ATTEMPTS must be at least 1")
         if self.lease_ttl < 1 or self.reconcile_interval <= 0:
             raise ValueError("PRUNEKIT_LEASE_TTL must be >= 1 s, PRUNEKIT_RECONCILE_INTERVAL > 0")
+        if self.latency_budget_s is not None and not self.latency_budget_s > 0:
+            raise ValueError("PRUNEKIT_LATENCY_BUDGET_S must be > 0 seconds (inf: no limit)")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -80,6 +90,7 @@ class Settings:
             reconcile_interval=_float("PRUNEKIT_RECONCILE_INTERVAL", 30),
             lease_ttl=_float("PRUNEKIT_LEASE_TTL", 30),
             allow_h5=os.environ.get("PRUNEKIT_ALLOW_H5", "") in ("1", "true", "yes"),
+            latency_budget_s=_optional_float("PRUNEKIT_LATENCY_BUDGET_S"),
         )
 
     @property

@@ -214,6 +214,15 @@ def _rounded(d: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in d.items()}
 
 
+def _timing(timing: SpeedupConfig | None, spec: PruneSpec) -> SpeedupConfig:
+    """The caller's latency rules with what the spec's ``measure`` asked for."""
+    cfg = timing or SpeedupConfig()
+    m = spec.measure
+    if m is None:
+        return cfg
+    return cfg.requested(m.latency_batch_sizes, m.latency_budget_s, m.latency_force)
+
+
 def prune(
     source: Path,
     fmt: ModelFormat | str,
@@ -230,7 +239,8 @@ def prune(
 
     ``before``: figures of the original already measured (the ``before`` block of
     :func:`~prunekit.inspection.inspect_model`'s answer): its size and FLOPs are not measured
-    again. ``timing``: bounds and memory rules of the latency comparison."""
+    again. ``timing``: bounds, budget and memory rules of the latency comparison (the spec's
+    ``measure`` overrides its batch sizes and budget)."""
     reporter = reporter or NullReporter()
     fmt = ModelFormat(fmt)
     params = spec.strategy_params()
@@ -254,8 +264,10 @@ def prune(
     if measured_before.sample is not None:
         try:
             comparison = SpeedupMeasurement.start(
-                model, *measured_before.sample, measured_before.weight_bytes, timing
+                model, *measured_before.sample, measured_before.weight_bytes, _timing(timing, spec)
             )
+            if dataset is None:  # a data-free job trains nothing: load the copy while it prunes
+                comparison.preload(lambda: load_model(source, fmt))
         except Exception as exc:
             notes.append(f"latency not measured: {type(exc).__name__}: {str(exc)[:300]}")
     loss: LossSpec | None = None

@@ -27,6 +27,7 @@ from prunekit.formats import ArtifactFormat
 from prunekit.inspection import inspect_model
 from prunekit.pipeline import prune
 from prunekit.spec import PruneSpec
+from prunekit.speedup import SpeedupConfig
 from worker.celery_app import INSPECT_MODEL, RUN_JOB, celery_app
 from worker.guard import JobGuard, MemoryGuard, new_owner, take_lease
 from worker.reporter import JobReporter
@@ -160,6 +161,7 @@ def _run(job_id: str, job: dict[str, Any]) -> None:
             data=data,
             # the original's size and FLOPs, measured once when the model was inspected
             before=((model.get("inspection") or {}).get("details") or {}).get("before"),
+            timing=_speedup_config(get_settings().latency_budget_s),
         )
         reporter.check_cancelled()
         final = storage.publish(scratch / "out", storage.job_dir(job_id))
@@ -204,6 +206,13 @@ def _run(job_id: str, job: dict[str, Any]) -> None:
             _fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}")
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _speedup_config(budget_s: float | None) -> SpeedupConfig:
+    """The engine's latency rules with the service's budget (PRUNEKIT_LATENCY_BUDGET_S)."""
+    if budget_s is None:
+        return SpeedupConfig(budget_origin="PRUNEKIT_LATENCY_BUDGET_S unset: the default")
+    return SpeedupConfig(budget_s=budget_s, budget_origin="PRUNEKIT_LATENCY_BUDGET_S")
 
 
 def _timed_out(exc: BaseException | None) -> bool:
