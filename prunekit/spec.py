@@ -7,7 +7,7 @@ job's ``spec``; the engine reads it back unchanged.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -85,7 +85,10 @@ class Preprocessing(BaseModel):
     )
 
 
-def _unique[T: (int, str)](name: str, values: list[T]) -> list[T]:
+UniqueItem = TypeVar("UniqueItem", int, str)
+
+
+def _unique(name: str, values: list[UniqueItem]) -> list[UniqueItem]:
     """``values`` unchanged; a ValueError naming ``name`` when one repeats."""
     repeated = sorted({v for v in values if values.count(v) > 1})
     if repeated:
