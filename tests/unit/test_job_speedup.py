@@ -252,3 +252,13 @@ def test_bad_measure_values_are_rejected_naming_the_field(
     with pytest.raises(ValidationError) as err:
         PruneSpec(strategy={"name": "magnitude", "sparsity": 0.5}, measure=measure)
     assert [e["loc"] for e in err.value.errors()] == [field]
+
+
+def test_the_worker_passes_the_service_budget_to_the_engine() -> None:
+    from prunekit.speedup import DEFAULT_BUDGET_S
+    from worker.tasks import _speedup_config
+
+    unset = _speedup_config(None)
+    assert unset.budget_s == DEFAULT_BUDGET_S and "PRUNEKIT_LATENCY_BUDGET_S" in unset.budget_origin
+    assert _speedup_config(40.0).budget_s == 40.0
+    assert _speedup_config(40.0).budget_origin == "PRUNEKIT_LATENCY_BUDGET_S"
