@@ -38,7 +38,13 @@ from prunekit.evaluation import (
 from prunekit.formats import ModelFormat
 from prunekit.litert.exports import HeldOut, LiteRTReport, dense_reference, export_litert
 from prunekit.losses import LossSpec, resolve_loss
-from prunekit.metrics.flops import FlopsError, count_concrete_flops, count_flops, sample_shape
+from prunekit.metrics.flops import (
+    FlopsError,
+    count_concrete_flops,
+    count_flops,
+    nonzero_from_weights,
+    sample_shape,
+)
 from prunekit.metrics.latency import ForwardPass
 from prunekit.metrics.size import CODEC, compressed_size, raw_size, zip_directory
 from prunekit.metrics.sparsity import parameter_counts, sparsity_report
@@ -117,6 +123,26 @@ class _Measured:
     weight_bytes: int
     sample: tuple[list[int], str] | None  # sample shape and dtype; None: no latency/FLOPs
     notes: list[str]
+    flops_by_weight: dict[str, Any] | None = None  # FlopsReport.by_weight() of the count
+    weight_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+def _same_graph_flops(model: LoadedModel, original: _Measured) -> dict[str, Any] | None:
+    """FLOPs of ``model`` when only its weight values changed since ``original`` was counted
+    (an in-place strategy, every weight's name and shape as they were): the dense count is
+    the same, the non-zero count is recomputed from the original's count split by weight
+    (:meth:`~prunekit.metrics.flops.FlopsReport.by_weight`) with the current weights, which
+    is what freezing and counting the graph again would give; None otherwise."""
+    before, table = original.summary.get("flops"), original.flops_by_weight
+    weights = model.weights()
+    if before is None or table is None:
+        return None
+    if {w.name: w.shape for w in weights} != original.weight_shapes:
+        return None
+    nonzero = nonzero_from_weights(table, weights)
+    if nonzero is None or table.get("dense") != before.get("dense"):
+        return None
+    return {**before, "nonzero": nonzero}
 
 
 def cached_before(details: dict[str, Any] | None) -> dict[str, Any]:
@@ -131,6 +157,8 @@ def cached_before(details: dict[str, Any] | None) -> dict[str, Any]:
     if details.get("flops") is not None and details.get("flops_sample_shape") is not None:
         out["flops"] = details["flops"]
         out["flops_sample_shape"] = list(details["flops_sample_shape"])
+        if details.get("flops_by_weight"):
+            out["flops_by_weight"] = details["flops_by_weight"]
     return out
 
 
@@ -142,13 +170,16 @@ def _measure(
     cached: dict[str, Any] | None = None,
     compressed: int | None = None,
     forward: Callable[[list[int], str], ForwardPass] | None = None,
+    same_graph_as: _Measured | None = None,
 ) -> _Measured:
     """Data-free metrics of ``model`` but latency (the comparison fills it).
 
     ``cached``: :func:`cached_before` figures used instead of measuring again;
     ``compressed``: the artifact's compressed size when already known (the download zip);
     ``forward``: builds the forward pass FLOPs are counted on, so the latency timing reuses
-    its batch-1 trace (default: a trace of its own)."""
+    its batch-1 trace (default: a trace of its own); ``same_graph_as``: the original's
+    measurement when ``model`` is the original with other weight values (its FLOPs are then
+    recomputed from the original's count split by weight, :func:`_same_graph_flops`)."""
     cached = cached or {}
     notes: list[str] = []
     params, sparsity, weight_bytes = _model_stats(model, spec)
@@ -169,20 +200,29 @@ def _measure(
     except FlopsError as exc:
         notes.append(f"FLOPs and latency not measured: {exc}")
         return _Measured(out, sparsity, weight_bytes, None, notes)
+    by_weight: dict[str, Any] | None = None
+    same = None
+    if same_graph_as is not None and same_graph_as.sample == (shape, dtype):
+        same = _same_graph_flops(model, same_graph_as)
     # secondary metrics: a graph the counter cannot handle must not fail the job
     if cached.get("flops") is not None and cached.get("flops_sample_shape") == shape:
         out["flops"] = cached["flops"]
+        by_weight = cached.get("flops_by_weight")
+    elif same is not None:
+        out["flops"] = same
     else:
         try:
             if forward is not None:
-                out["flops"] = count_concrete_flops(
-                    forward(shape, dtype).concrete(1), shape
-                ).summary()
+                report = count_concrete_flops(
+                    forward(shape, dtype).concrete(1), shape, model.weights()
+                )
             else:
-                out["flops"] = count_flops(model, shape).summary()
+                report = count_flops(model, shape)
+            out["flops"], by_weight = report.summary(), report.by_weight()
         except Exception as exc:
             notes.append(f"FLOPs not counted: {type(exc).__name__}: {str(exc)[:300]}")
-    return _Measured(out, sparsity, weight_bytes, (shape, dtype), notes)
+    shapes = {w.name: w.shape for w in model.weights()}
+    return _Measured(out, sparsity, weight_bytes, (shape, dtype), notes, by_weight, shapes)
 
 
 def _predict(model: LoadedModel, x: np.ndarray) -> np.ndarray:
@@ -323,6 +363,9 @@ def prune(
         # compressed figure: report its real size, not a re-zip of it
         compressed=download.stat().st_size if download != model_path else None,
         forward=forward,
+        # an in-place strategy changed weight values only: the original's graph, FLOPs split
+        # by weight, recounted without freezing the graph again
+        same_graph_as=measured_before if outcome.model is None else None,
     )
     after, sparsity_after, after_notes = (
         measured_after.summary,

@@ -16,10 +16,11 @@ from pydantic import ValidationError
 
 from prunekit.formats import ModelFormat
 from prunekit.inspection import inspect_model
+from prunekit.metrics.flops import count_flops
 from prunekit.metrics.latency import LatencyConfig
 from prunekit.metrics.size import CODEC, ZIP_LEVEL, compressed_size, zip_directory
 from prunekit.metrics.timing import TimingConfig
-from prunekit.model import LoadedModel
+from prunekit.model import LoadedModel, load_model
 from prunekit.pipeline import prune
 from prunekit.spec import PruneSpec
 from prunekit.speedup import SpeedupConfig, SpeedupMeasurement
@@ -262,3 +263,26 @@ def test_the_worker_passes_the_service_budget_to_the_engine() -> None:
     assert unset.budget_s == DEFAULT_BUDGET_S and "PRUNEKIT_LATENCY_BUDGET_S" in unset.budget_origin
     assert _speedup_config(40.0).budget_s == 40.0
     assert _speedup_config(40.0).budget_origin == "PRUNEKIT_LATENCY_BUDGET_S"
+
+
+def test_an_in_place_job_recounts_flops_from_the_original_split_by_weight(
+    keras_file: Path, tmp_path: Path
+) -> None:
+    cached = inspect_model(keras_file, "keras")["before"]
+    assert cached["flops_by_weight"]["weights"] == {
+        "dense_1/kernel": 2 * 8 * 16,
+        "dense_2/kernel": 2 * 16 * 16,
+        "logits/kernel": 2 * 16 * 3,
+    }
+    cfg = SpeedupConfig(latency=QUICK)
+    result = prune(keras_file, "keras", SPEC, tmp_path, before=cached, timing=cfg)
+    after = result.metrics["after"]["flops"]
+    # by hand: every kernel weight is one multiply-accumulate per sample
+    pruned = load_model(result.model_path, "keras")
+    kernels = [w.numpy() for w in pruned.weights() if w.name.endswith("/kernel")]
+    assert after == {"dense": cached["flops"]["dense"], "nonzero": 2 * sum(
+        int(np.count_nonzero(k)) for k in kernels
+    )}  # fmt: skip
+    assert after["nonzero"] < after["dense"]
+    assert after == count_flops(pruned).summary()  # freezing the pruned graph agrees
+    keras.backend.clear_session()
