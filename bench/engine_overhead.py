@@ -195,6 +195,12 @@ def ensure_model(name: str) -> Path:
     return path
 
 
+def per_repeat_ratios(bare: list[dict[str, Any]], pruned: list[dict[str, Any]]) -> list[float]:
+    """Job / bare seconds of each repeat (its two children ran back to back, under about the
+    same load): how far the ratio of medians moves with the load."""
+    return [round(ratio(p["seconds"], b["seconds"]), 2) for b, p in zip(bare, pruned, strict=True)]
+
+
 def prune_vs_bare(
     name: str, repeats: int, breakdown: bool = True, timeout: float = 1200
 ) -> dict[str, Any]:
@@ -222,6 +228,7 @@ def prune_vs_bare(
         "bare_s": round(bare_s, 2),
         "prune_s": round(prune_s, 2),
         "time_ratio": round(ratio(prune_s, bare_s), 2),
+        "time_ratio_per_repeat": per_repeat_ratios(bare, pruned),
         "inspect_s": round(inspect_s, 2),
         "inspect_plus_prune_ratio": round(ratio(inspect_s + prune_s, bare_s), 2),
         "prune_core_s": round(engine_core, 2),
@@ -403,7 +410,9 @@ def _notes(prune_row: dict[str, Any]) -> list[str]:
         f"average (1 min) at the start and end of the prune-vs-load+save runs: "
         f"{prune_row['load_avg_1m'][0]} and {prune_row['load_avg_1m'][1]} on "
         f"{os.cpu_count()} logical CPUs (other processes shared the machine; both sides "
-        "alternated under it).",
+        "alternated under it). Job / load+save of each repeat: "
+        + ", ".join(f"{r}x" for r in prune_row["time_ratio_per_repeat"])
+        + ".",
         f"Prune vs load+save: each repeat is one child process per side; `prunekit` is the "
         f"whole `prunekit.pipeline.prune` call (global magnitude, sparsity {SPARSITY}) with "
         f"the original's size and FLOPs cached by `inspect_model` at upload (inspection took "
