@@ -46,6 +46,11 @@ def default_worker_memory_mb(concurrency: int) -> int:
     return max(1, int(machine_memory_mb() * fraction / max(concurrency, 1)))
 
 
+def _optional_float(name: str) -> float | None:
+    raw = os.environ.get(name)
+    return float(raw) if raw else None
+
+
 @dataclass(frozen=True)
 class Settings:
     home: Path
@@ -75,6 +80,9 @@ class Settings:
     tenant_max_active_jobs: int = 50  # 0: no limit
     tenant_max_stored_bytes: int = 50 * 1024**3  # 0: no limit
     inspection_time_limit: int = 600  # soft; the hard limit is 30 s later
+    # seconds a job's TF latency comparison may take (inf: no limit); None: the engine's
+    # default (prunekit.speedup.DEFAULT_BUDGET_S); a spec's measure.latency_budget_s wins
+    latency_budget_s: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 < self.task_soft_time_limit < self.task_time_limit < self.visibility_timeout:
@@ -94,6 +102,8 @@ class Settings:
             raise ValueError("PRUNEKIT_MAX_ATTEMPTS must be at least 1")
         if self.lease_ttl < 1 or self.reconcile_interval <= 0:
             raise ValueError("PRUNEKIT_LEASE_TTL must be >= 1 s, PRUNEKIT_RECONCILE_INTERVAL > 0")
+        if self.latency_budget_s is not None and not self.latency_budget_s > 0:
+            raise ValueError("PRUNEKIT_LATENCY_BUDGET_S must be > 0 seconds (inf: no limit)")
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -132,6 +142,7 @@ class Settings:
             tenant_max_active_jobs=_int("PRUNEKIT_TENANT_MAX_ACTIVE_JOBS", 50),
             tenant_max_stored_bytes=_int("PRUNEKIT_TENANT_MAX_STORED_BYTES", 50 * 1024**3),
             inspection_time_limit=_int("PRUNEKIT_INSPECTION_TIME_LIMIT", min(600, soft)),
+            latency_budget_s=_optional_float("PRUNEKIT_LATENCY_BUDGET_S"),
         )
 
     @property

@@ -195,6 +195,12 @@ def ensure_model(name: str) -> Path:
     return path
 
 
+def per_repeat_ratios(bare: list[dict[str, Any]], pruned: list[dict[str, Any]]) -> list[float]:
+    """Job / bare seconds of each repeat (its two children ran back to back, under about the
+    same load): how far the ratio of medians moves with the load."""
+    return [round(ratio(p["seconds"], b["seconds"]), 2) for b, p in zip(bare, pruned, strict=True)]
+
+
 def prune_vs_bare(
     name: str, repeats: int, breakdown: bool = True, timeout: float = 1200
 ) -> dict[str, Any]:
@@ -222,6 +228,7 @@ def prune_vs_bare(
         "bare_s": round(bare_s, 2),
         "prune_s": round(prune_s, 2),
         "time_ratio": round(ratio(prune_s, bare_s), 2),
+        "time_ratio_per_repeat": per_repeat_ratios(bare, pruned),
         "inspect_s": round(inspect_s, 2),
         "inspect_plus_prune_ratio": round(ratio(inspect_s + prune_s, bare_s), 2),
         "prune_core_s": round(engine_core, 2),
@@ -383,11 +390,83 @@ def step_overhead(
 
 
 # ---------------------------------------------------------------------- suite
+def _speedup_row_text(batch: str, row: dict[str, Any]) -> str:
+    """One ``speedup.tf`` row in words: the ratio with its interval, or why it was skipped."""
+    if "skipped" in row:
+        return f"{batch.replace('_', ' ')} skipped ({row['skipped']})"
+    ctx = row["context"]
+    return (
+        f"{batch.replace('_', ' ')} {row['median']}x, 95% CI {row['ci95']}, {row['runs']} pairs, "
+        f"converged {row['converged']}, load average "
+        f"{ctx['load_avg_1m_start']}-{ctx['load_avg_1m_end']}"
+    )
+
+
+def _notes(prune_row: dict[str, Any]) -> list[str]:
+    """What a reader must know of one run (from its stored ``prune_vs_bare`` row)."""
+    core = prune_row["prune_core_s"]
+    return [
+        "Ratios are prunekit / baseline, measured in the same run; times are medians. Load "
+        f"average (1 min) at the start and end of the prune-vs-load+save runs: "
+        f"{prune_row['load_avg_1m'][0]} and {prune_row['load_avg_1m'][1]} on "
+        f"{os.cpu_count()} logical CPUs (other processes shared the machine; both sides "
+        "alternated under it). Job / load+save of each repeat: "
+        + ", ".join(f"{r}x" for r in prune_row["time_ratio_per_repeat"])
+        + ".",
+        f"Prune vs load+save: each repeat is one child process per side; `prunekit` is the "
+        f"whole `prunekit.pipeline.prune` call (global magnitude, sparsity {SPARSITY}) with "
+        f"the original's size and FLOPs cached by `inspect_model` at upload (inspection took "
+        f"{prune_row['inspect_s']} s; inspection + job = "
+        f"{prune_row['inspect_plus_prune_ratio']}x the bare load+save). The job measures the "
+        f"pruned model (sizes, {prune_row['size_codec']}; FLOPs) and times it against the "
+        f"original (reloaded in a thread while it prunes and saves), interleaved, at batch 1 "
+        f"and 32 within the default latency budget of {prune_row['latency_budget_s']:g} s on "
+        f"this machine's {prune_row['latency_device'] or 'device'}: {prune_row['measure_s']} s "
+        f"of it. Loading + pruning + saving alone took {core} s ({prune_row['core_ratio']}x "
+        f"the bare load+save). Peak RSS right after imports: "
+        f"{prune_row['bare_rss_after_import_mib']} MiB (TF) vs "
+        f"{prune_row['prune_rss_after_import_mib']} MiB (prunekit, with Keras); peak RSS "
+        f"{prune_row['rss_ratio']}x: the job holds the original's copy for the comparison "
+        "while it saves (a data-free job loads it during pruning).",
+        *(
+            [
+                "The job's own TF speed-up (pruned over original, last repeat), within the "
+                f"engine's default latency budget of {prune_row['latency_budget_s']:g} s: "
+                + "; ".join(_speedup_row_text(b, row) for b, row in prune_row["speedup_tf"].items())
+                + "."
+            ]
+            if prune_row.get("speedup_tf")
+            else []
+        ),
+        *(
+            [
+                "Measuring the original model once, alone: "
+                + ", ".join(
+                    f"{k} {v:.1f} s" for k, v in prune_row["metric_seconds_original"].items()
+                )
+                + " (the compressed size DEFLATEs the whole artifact; FLOPs freeze the graph;"
+                " latency times the model alone at batch 1 and 32)."
+            ]
+            if prune_row["metric_seconds_original"]
+            else []
+        ),
+        "Masked step: the engine's own `prunekit.training.Trainer` step (gradients of pruned "
+        "weights zeroed, weights re-masked after `apply_gradients`) against a plain "
+        "`tf.function` step; steps timed in alternating pairs, the ratio is the median of the "
+        "per-pair ratios with its bootstrap 95% interval.",
+    ]
+
+
 def main(quick: bool = False) -> Path:
+    from prunekit.speedup import DEFAULT_BUDGET_S  # TF and Keras: not in the bare child
+
     repeats = 1 if quick else 3
     model = "mlp_6m" if quick else "resnet50"
     steps = 50 if quick else 300
+    load_start = round(os.getloadavg()[0], 2)
     prune_row = prune_vs_bare(model, repeats, breakdown=not quick)
+    prune_row["load_avg_1m"] = [load_start, round(os.getloadavg()[0], 2)]
+    prune_row["latency_budget_s"] = DEFAULT_BUDGET_S
     samples = prune_row.pop("_samples")
     prune_row["_desc"] = MODELS[model][1]
     step_rows = [step_overhead(lenet_300_100, steps), step_overhead(small_cnn, steps)]
@@ -416,52 +495,7 @@ def main(quick: bool = False) -> Path:
             for r in step_rows
         ),
     ]
-    core = prune_row["prune_core_s"]
-    notes = [
-        "Ratios are prunekit / baseline, measured in the same run; times are medians.",
-        f"Prune vs load+save: each repeat is one child process per side; `prunekit` is the "
-        f"whole `prunekit.pipeline.prune` call (global magnitude, sparsity {SPARSITY}) with "
-        f"the original's size and FLOPs cached by `inspect_model` at upload (inspection took "
-        f"{prune_row['inspect_s']} s; inspection + job = "
-        f"{prune_row['inspect_plus_prune_ratio']}x the bare load+save). The job measures the "
-        f"pruned model (sizes, {prune_row['size_codec']}; FLOPs) and times it against a "
-        f"reloaded original, interleaved, at batch 1 and 32 on "
-        f"this machine's {prune_row['latency_device'] or 'device'}: {prune_row['measure_s']} s "
-        f"of it. Loading + pruning + saving alone took {core} s ({prune_row['core_ratio']}x "
-        f"the bare load+save). Peak RSS right after imports: "
-        f"{prune_row['bare_rss_after_import_mib']} MiB (TF) vs "
-        f"{prune_row['prune_rss_after_import_mib']} MiB (prunekit, with Keras).",
-        *(
-            [
-                "The job's own TF speed-up (pruned over original, last repeat): "
-                + "; ".join(
-                    f"{b.replace('_', ' ')} {row['median']}x, 95% CI {row['ci95']}, "
-                    f"{row['runs']} pairs, converged {row['converged']}, load average "
-                    f"{row['context']['load_avg_1m_start']}-{row['context']['load_avg_1m_end']}"
-                    for b, row in prune_row["speedup_tf"].items()
-                )
-                + "."
-            ]
-            if prune_row.get("speedup_tf")
-            else []
-        ),
-        *(
-            [
-                "Measuring the original model once, alone: "
-                + ", ".join(
-                    f"{k} {v:.1f} s" for k, v in prune_row["metric_seconds_original"].items()
-                )
-                + " (the compressed size DEFLATEs the whole artifact; FLOPs freeze the graph;"
-                " latency times the model alone at batch 1 and 32)."
-            ]
-            if prune_row["metric_seconds_original"]
-            else []
-        ),
-        "Masked step: the engine's own `prunekit.training.Trainer` step (gradients of pruned "
-        "weights zeroed, weights re-masked after `apply_gradients`) against a plain "
-        "`tf.function` step; steps timed in alternating pairs, the ratio is the median of the "
-        "per-pair ratios with its bootstrap 95% interval.",
-    ]
+    notes = _notes(prune_row)
     headline = [
         {
             "metric": f"prune / load+save wall time, {prune_row['parameters'] / 1e6:.1f}M-param "

@@ -26,8 +26,12 @@ def before_figures(model: LoadedModel, path: Path) -> dict[str, Any]:
     out: dict[str, Any] = {"size_bytes": artifact_size(path).as_dict()}
     try:
         shape, _ = sample_shape(model)
-        out["flops"] = count_flops(model, shape).summary()
+        report = count_flops(model, shape)
+        out["flops"] = report.summary()
         out["flops_sample_shape"] = shape
+        by_weight = report.by_weight()
+        if by_weight is not None:  # lets a job recount an in-place result without freezing
+            out["flops_by_weight"] = by_weight
     except FlopsError as exc:
         out["flops_error"] = str(exc)
     except Exception as exc:  # a graph the counter cannot handle: the job will say so too

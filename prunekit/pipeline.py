@@ -38,7 +38,13 @@ from prunekit.evaluation import (
 from prunekit.formats import ModelFormat
 from prunekit.litert.exports import HeldOut, LiteRTReport, dense_reference, export_litert
 from prunekit.losses import LossSpec, resolve_loss
-from prunekit.metrics.flops import FlopsError, count_concrete_flops, count_flops, sample_shape
+from prunekit.metrics.flops import (
+    FlopsError,
+    count_concrete_flops,
+    count_flops,
+    nonzero_from_weights,
+    sample_shape,
+)
 from prunekit.metrics.latency import ForwardPass
 from prunekit.metrics.size import CODEC, compressed_size, raw_size, zip_directory
 from prunekit.metrics.sparsity import parameter_counts, sparsity_report
@@ -117,6 +123,26 @@ class _Measured:
     weight_bytes: int
     sample: tuple[list[int], str] | None  # sample shape and dtype; None: no latency/FLOPs
     notes: list[str]
+    flops_by_weight: dict[str, Any] | None = None  # FlopsReport.by_weight() of the count
+    weight_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+
+
+def _same_graph_flops(model: LoadedModel, original: _Measured) -> dict[str, Any] | None:
+    """FLOPs of ``model`` when only its weight values changed since ``original`` was counted
+    (an in-place strategy, every weight's name and shape as they were): the dense count is
+    the same, the non-zero count is recomputed from the original's count split by weight
+    (:meth:`~prunekit.metrics.flops.FlopsReport.by_weight`) with the current weights, which
+    is what freezing and counting the graph again would give; None otherwise."""
+    before, table = original.summary.get("flops"), original.flops_by_weight
+    weights = model.weights()
+    if before is None or table is None:
+        return None
+    if {w.name: w.shape for w in weights} != original.weight_shapes:
+        return None
+    nonzero = nonzero_from_weights(table, weights)
+    if nonzero is None or table.get("dense") != before.get("dense"):
+        return None
+    return {**before, "nonzero": nonzero}
 
 
 def cached_before(details: dict[str, Any] | None) -> dict[str, Any]:
@@ -131,6 +157,8 @@ def cached_before(details: dict[str, Any] | None) -> dict[str, Any]:
     if details.get("flops") is not None and details.get("flops_sample_shape") is not None:
         out["flops"] = details["flops"]
         out["flops_sample_shape"] = list(details["flops_sample_shape"])
+        if details.get("flops_by_weight"):
+            out["flops_by_weight"] = details["flops_by_weight"]
     return out
 
 
@@ -142,13 +170,16 @@ def _measure(
     cached: dict[str, Any] | None = None,
     compressed: int | None = None,
     forward: Callable[[list[int], str], ForwardPass] | None = None,
+    same_graph_as: _Measured | None = None,
 ) -> _Measured:
     """Data-free metrics of ``model`` but latency (the comparison fills it).
 
     ``cached``: :func:`cached_before` figures used instead of measuring again;
     ``compressed``: the artifact's compressed size when already known (the download zip);
     ``forward``: builds the forward pass FLOPs are counted on, so the latency timing reuses
-    its batch-1 trace (default: a trace of its own)."""
+    its batch-1 trace (default: a trace of its own); ``same_graph_as``: the original's
+    measurement when ``model`` is the original with other weight values (its FLOPs are then
+    recomputed from the original's count split by weight, :func:`_same_graph_flops`)."""
     cached = cached or {}
     notes: list[str] = []
     params, sparsity, weight_bytes = _model_stats(model, spec)
@@ -169,20 +200,29 @@ def _measure(
     except FlopsError as exc:
         notes.append(f"FLOPs and latency not measured: {exc}")
         return _Measured(out, sparsity, weight_bytes, None, notes)
+    by_weight: dict[str, Any] | None = None
+    same = None
+    if same_graph_as is not None and same_graph_as.sample == (shape, dtype):
+        same = _same_graph_flops(model, same_graph_as)
     # secondary metrics: a graph the counter cannot handle must not fail the job
     if cached.get("flops") is not None and cached.get("flops_sample_shape") == shape:
         out["flops"] = cached["flops"]
+        by_weight = cached.get("flops_by_weight")
+    elif same is not None:
+        out["flops"] = same
     else:
         try:
             if forward is not None:
-                out["flops"] = count_concrete_flops(
-                    forward(shape, dtype).concrete(1), shape
-                ).summary()
+                report = count_concrete_flops(
+                    forward(shape, dtype).concrete(1), shape, model.weights()
+                )
             else:
-                out["flops"] = count_flops(model, shape).summary()
+                report = count_flops(model, shape)
+            out["flops"], by_weight = report.summary(), report.by_weight()
         except Exception as exc:
             notes.append(f"FLOPs not counted: {type(exc).__name__}: {str(exc)[:300]}")
-    return _Measured(out, sparsity, weight_bytes, (shape, dtype), notes)
+    shapes = {w.name: w.shape for w in model.weights()}
+    return _Measured(out, sparsity, weight_bytes, (shape, dtype), notes, by_weight, shapes)
 
 
 def _predict(model: LoadedModel, x: np.ndarray) -> np.ndarray:
@@ -214,6 +254,15 @@ def _rounded(d: dict[str, Any]) -> dict[str, Any]:
     return {k: round(v, 6) if isinstance(v, float) else v for k, v in d.items()}
 
 
+def _timing(timing: SpeedupConfig | None, spec: PruneSpec) -> SpeedupConfig:
+    """The caller's latency rules with what the spec's ``measure`` asked for."""
+    cfg = timing or SpeedupConfig()
+    m = spec.measure
+    if m is None:
+        return cfg
+    return cfg.requested(m.latency_batch_sizes, m.latency_budget_s, m.latency_force)
+
+
 def prune(
     source: Path,
     fmt: ModelFormat | str,
@@ -230,7 +279,8 @@ def prune(
 
     ``before``: figures of the original already measured (the ``before`` block of
     :func:`~prunekit.inspection.inspect_model`'s answer): its size and FLOPs are not measured
-    again. ``timing``: bounds and memory rules of the latency comparison."""
+    again. ``timing``: bounds, budget and memory rules of the latency comparison (the spec's
+    ``measure`` overrides its batch sizes and budget)."""
     reporter = reporter or NullReporter()
     fmt = ModelFormat(fmt)
     params = spec.strategy_params()
@@ -254,8 +304,10 @@ def prune(
     if measured_before.sample is not None:
         try:
             comparison = SpeedupMeasurement.start(
-                model, *measured_before.sample, measured_before.weight_bytes, timing
+                model, *measured_before.sample, measured_before.weight_bytes, _timing(timing, spec)
             )
+            if dataset is None:  # a data-free job trains nothing: load the copy while it prunes
+                comparison.preload(lambda: load_model(source, fmt))
         except Exception as exc:
             notes.append(f"latency not measured: {type(exc).__name__}: {str(exc)[:300]}")
     loss: LossSpec | None = None
@@ -311,6 +363,9 @@ def prune(
         # compressed figure: report its real size, not a re-zip of it
         compressed=download.stat().st_size if download != model_path else None,
         forward=forward,
+        # an in-place strategy changed weight values only: the original's graph, FLOPs split
+        # by weight, recounted without freezing the graph again
+        same_graph_as=measured_before if outcome.model is None else None,
     )
     after, sparsity_after, after_notes = (
         measured_after.summary,

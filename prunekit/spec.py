@@ -6,7 +6,7 @@ job's ``spec``; the engine reads it back unchanged.
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -93,6 +93,53 @@ def _runs_on_re2(pattern: str) -> str:
 ExcludePattern = Annotated[str, AfterValidator(_runs_on_re2)]
 
 
+UniqueItem = TypeVar("UniqueItem", int, str)
+
+
+def _unique(name: str, values: list[UniqueItem]) -> list[UniqueItem]:
+    """``values`` unchanged; a ValueError naming ``name`` when one repeats."""
+    repeated = sorted({v for v in values if values.count(v) > 1})
+    if repeated:
+        raise ValueError(f"{name} lists {', '.join(map(str, repeated))} more than once")
+    return values
+
+
+MAX_LATENCY_BATCH = 4096
+MAX_LATENCY_BUDGET_S = 3600.0
+
+
+class Measure(BaseModel):
+    """How the job times the pruned model against the original (``speedup.tf``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    latency_batch_sizes: list[Annotated[int, Field(ge=1, le=MAX_LATENCY_BATCH)]] = Field(
+        default=[1, 32],
+        min_length=1,
+        max_length=8,
+        description="batch sizes timed, in this order, each within the job's latency budget",
+    )
+    latency_budget_s: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_LATENCY_BUDGET_S,
+        description="seconds the latency comparison may add to the job (waiting for the "
+        "original's copy, traces, warm-ups, timed pairs); null: the service's default "
+        "(PRUNEKIT_LATENCY_BUDGET_S). A batch size whose shortest comparison would overrun "
+        "it is not timed, and its row says why",
+    )
+    latency_force: bool = Field(
+        default=False,
+        description="time every batch size of latency_batch_sizes (at least its floor of "
+        "pairs), whatever the budget: a big model's batch 32 can take minutes on a CPU",
+    )
+
+    @field_validator("latency_batch_sizes")
+    @classmethod
+    def _batch_sizes_unique(cls, v: list[int]) -> list[int]:
+        return _unique("latency_batch_sizes", v)
+
+
 class PruneSpec(BaseModel):
     """A complete, validated pruning request (everything but the model and data files)."""
 
@@ -121,13 +168,16 @@ class PruneSpec(BaseModel):
         "the converter cannot convert fails only that export, with a note naming the op.",
     )
 
+    measure: Measure | None = Field(
+        default=None,
+        description="latency comparison settings; null: batch sizes 1 and 32 within the "
+        "service's latency budget",
+    )
+
     @field_validator("exports")
     @classmethod
     def _exports_unique(cls, v: list[str]) -> list[str]:
-        repeated = sorted({f for f in v if v.count(f) > 1})
-        if repeated:
-            raise ValueError(f"exports lists {', '.join(repeated)} more than once")
-        return v
+        return _unique("exports", v)
 
     def strategy_params(self) -> StrategyParams:
         return parse_params(self.strategy)

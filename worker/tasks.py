@@ -25,6 +25,7 @@ from prunekit.formats import ArtifactFormat
 from prunekit.inspection import inspect_model
 from prunekit.pipeline import PruneResult, prune
 from prunekit.spec import PruneSpec
+from prunekit.speedup import SpeedupConfig
 from worker.celery_app import INSPECT_MODEL, RUN_JOB, celery_app
 from worker.guard import JobGuard, Warden, new_owner, take_lease
 from worker.reporter import JobReporter
@@ -155,6 +156,7 @@ def _run(fence: jobs.Fence, job: dict[str, Any]) -> None:
             data=data,
             # the original's size and FLOPs, measured once when the model was inspected
             before=((model.get("inspection") or {}).get("details") or {}).get("before"),
+            timing=_speedup_config(get_settings().latency_budget_s),
         )
         reporter.check_cancelled()
         _publish(fence, model, result, out)
@@ -178,6 +180,13 @@ def _run(fence: jobs.Fence, job: dict[str, Any]) -> None:
             _fail(job_id, "internal_error", f"{type(exc).__name__}: {exc}", fence)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _speedup_config(budget_s: float | None) -> SpeedupConfig:
+    """The engine's latency rules with the service's budget (PRUNEKIT_LATENCY_BUDGET_S)."""
+    if budget_s is None:
+        return SpeedupConfig(budget_origin="PRUNEKIT_LATENCY_BUDGET_S unset: the default")
+    return SpeedupConfig(budget_s=budget_s, budget_origin="PRUNEKIT_LATENCY_BUDGET_S")
 
 
 def _publish(fence: jobs.Fence, model: dict[str, Any], result: PruneResult, out: Path) -> None:

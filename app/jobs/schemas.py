@@ -100,7 +100,8 @@ class JobReport(BaseModel):
         default=None,
         description="latency speed-up of the pruned model over the original, per runtime and "
         "batch size (`tf` -> `batch_1`...): median of interleaved pairs, `ci95`, `runs`, "
-        "`method`, per-side median/p90 (`a`: original, `b`: pruned) and the load context; "
+        "`method`, per-side median/p90 (`a`: original, `b`: pruned) and the load context, or "
+        '`{"skipped": why}` for a batch size the job\'s latency budget could not hold; '
         "`litert_<format>_<n>thread(s)`: the dense float32 LiteRT file against each export",
     )
     exports: dict[str, Any] | None = Field(

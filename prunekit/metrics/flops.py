@@ -30,7 +30,7 @@ from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2,
 )
 
-from prunekit.model import LoadedModel
+from prunekit.model import LoadedModel, Weight
 
 PASS_THROUGH = {
     "Identity",
@@ -67,6 +67,7 @@ class OpFlops:
     type: str
     flops: int
     weight_density: float  # non-zero fraction of the weight it reads (1.0 when none)
+    weight_const: str | None = None  # the frozen constant that weight was read from
 
     @property
     def nonzero_flops(self) -> float:
@@ -89,6 +90,8 @@ class FlopsReport:
     input_shape: list[int]
     ops: list[OpFlops] = field(default_factory=list)
     uncounted: list[str] = field(default_factory=list)  # ops with unknown static shapes
+    # frozen constant name -> the model weight it was a variable of (see by_weight)
+    const_weights: dict[str, str] = field(default_factory=dict)
 
     @property
     def dense(self) -> int:
@@ -104,6 +107,38 @@ class FlopsReport:
             out["uncounted_ops"] = self.uncounted
         return out
 
+    def by_weight(self) -> dict[str, Any] | None:
+        """The count split by the model weight each op reads: ``weights`` (name -> its ops'
+        dense FLOPs and the weight's shape), ``fixed_nonzero`` (ops reading no weight of the
+        model: their non-zero FLOPs cannot change). With it, :func:`nonzero_from_weights`
+        recounts the non-zero FLOPs of the same graph with other weight values, without
+        freezing it again. None when the weights were not known."""
+        if not self.const_weights:
+            return None
+        weights: dict[str, int] = {}
+        fixed = 0.0
+        for op in self.ops:
+            name = self.const_weights.get(op.weight_const or "")
+            if name is None:
+                fixed += op.nonzero_flops
+            else:
+                weights[name] = weights.get(name, 0) + op.flops
+        return {"dense": self.dense, "weights": weights, "fixed_nonzero": fixed}
+
+
+def nonzero_from_weights(table: dict[str, Any], weights: list[Weight]) -> int | None:
+    """Non-zero FLOPs of the graph :meth:`FlopsReport.by_weight` described, with the current
+    values of ``weights`` (each op's FLOPs scaled by the non-zero fraction of the weight it
+    reads, as :func:`count_graph_flops` does); None when a weight of the table is missing."""
+    by_name = {w.name: w for w in weights}
+    total = float(table["fixed_nonzero"])
+    for name, flops in table["weights"].items():
+        w = by_name.get(name)
+        if w is None or w.size == 0:
+            return None
+        total += flops * float(np.count_nonzero(w.numpy())) / float(w.size)
+    return round(total)
+
 
 def _dims(shape: tf.TensorShape) -> list[int] | None:
     if shape.rank is None:
@@ -112,26 +147,29 @@ def _dims(shape: tf.TensorShape) -> list[int] | None:
     return None if any(d is None for d in dims) else [int(d) for d in dims]
 
 
-def _const_value(tensor: tf.Tensor, depth: int = 0) -> np.ndarray | None:
-    """The constant a tensor is read from, following pass-through ops."""
+def _const_op(tensor: tf.Tensor, depth: int = 0) -> tf.Operation | None:
+    """The constant op a tensor is read from, following pass-through ops."""
     op = tensor.op
     if op.type == "Const":
-        return tf.make_ndarray(op.get_attr("value"))
+        return op
     if op.type in PASS_THROUGH and op.inputs and depth < 16:
         index = tensor.value_index if op.type == "IdentityN" else 0
-        return _const_value(op.inputs[index], depth + 1)
+        return _const_op(op.inputs[index], depth + 1)
     return None
 
 
-def _density(op: tf.Operation, weight_index: int | None = None) -> float:
+def _density(op: tf.Operation, weight_index: int | None = None) -> tuple[float, str | None]:
     """Non-zero fraction of the weight constant ``op`` reads (input ``weight_index``, or the
-    last constant input found)."""
+    last constant input found), and that constant's name (None: no weight, density 1)."""
     indices = [weight_index] if weight_index is not None else range(len(op.inputs) - 1, -1, -1)
     for i in indices:
-        value = _const_value(op.inputs[i])
-        if value is not None and value.size > 1:
-            return float(np.count_nonzero(value)) / float(value.size)
-    return 1.0
+        const = _const_op(op.inputs[i])
+        if const is None:
+            continue
+        value = tf.make_ndarray(const.get_attr("value"))
+        if value.size > 1:
+            return float(np.count_nonzero(value)) / float(value.size), const.name
+    return 1.0, None
 
 
 def _matmul(op: tf.Operation) -> int | None:
@@ -210,7 +248,8 @@ def count_graph_flops(graph: tf.Graph, input_shape: list[int]) -> FlopsReport:
         if flops is None:
             report.uncounted.append(f"{op.type}:{op.name}")
             continue
-        report.ops.append(OpFlops(op.name, op.type, flops, _density(op, WEIGHT_INPUT.get(op.type))))
+        density, const = _density(op, WEIGHT_INPUT.get(op.type))
+        report.ops.append(OpFlops(op.name, op.type, flops, density, const))
     return report
 
 
@@ -259,16 +298,35 @@ def frozen_graph(concrete: Any) -> tf.Graph:
     return graph
 
 
-def count_concrete_flops(concrete: Any, dims: list[int]) -> FlopsReport:
+def _captured_weights(concrete: Any, weights: list[Weight]) -> dict[str, str]:
+    """Name of each variable placeholder of ``concrete`` (which freezing turns into a constant
+    of that name) -> the model weight it captures."""
+    by_handle = {id(w.tf_variable.handle): w.name for w in weights}
+    out: dict[str, str] = {}
+    for external, internal in concrete.graph.captures:
+        name = by_handle.get(id(external))
+        if name is not None:
+            out[internal.op.name] = name
+    return out
+
+
+def count_concrete_flops(
+    concrete: Any, dims: list[int], weights: list[Weight] | None = None
+) -> FlopsReport:
     """FLOPs of a forward pass already traced for one sample of shape ``dims`` (a
     ``ConcreteFunction``, e.g. :meth:`prunekit.metrics.latency.ForwardPass.concrete` ``(1)``,
-    so the latency timing and the count share one trace), with its variables' current values."""
-    return count_graph_flops(frozen_graph(concrete), dims)
+    so the latency timing and the count share one trace), with its variables' current values.
+    ``weights``: the model's, to split the count by weight (:meth:`FlopsReport.by_weight`)."""
+    report = count_graph_flops(frozen_graph(concrete), dims)
+    if weights is not None:
+        report.const_weights = _captured_weights(concrete, weights)
+    return report
 
 
 def count_flops(model: LoadedModel, data_shape: list[int] | None = None) -> FlopsReport:
-    """FLOPs for one sample of ``model`` (its current weights), dense and non-zero."""
+    """FLOPs for one sample of ``model`` (its current weights), dense and non-zero, split by
+    weight (:meth:`FlopsReport.by_weight`)."""
     dims, dtype = sample_shape(model, data_shape)
     spec = tf.TensorSpec([1, *dims], tf.as_dtype(dtype))
     concrete = tf.function(lambda x: model.call(x, training=False)).get_concrete_function(spec)
-    return count_concrete_flops(concrete, dims)
+    return count_concrete_flops(concrete, dims, model.weights())

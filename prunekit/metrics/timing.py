@@ -29,7 +29,7 @@ import platform
 import statistics
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -197,6 +197,39 @@ def _warm_up(fns: tuple[Callable[[], object], ...], cfg: TimingConfig) -> float 
     return last
 
 
+class OverBudget(Exception):
+    """The shortest measurement (``floor_pairs`` rounds, or ``min_pairs`` without a floor)
+    would overrun the time left; raised right after the warm-up, which measured a round."""
+
+    def __init__(self, round_s: float, needed_s: float, left_s: float) -> None:
+        super().__init__(
+            f"one round takes {round_s:.3g} s, the shortest measurement {needed_s:.3g} s; "
+            f"{max(left_s, 0.0):.3g} s were left"
+        )
+        self.round_s = round_s  # one run of each callable, as the last warm-up round took
+        self.needed_s = needed_s
+        self.left_s = left_s
+
+
+def shortest_repeats(cfg: TimingConfig) -> int:
+    """The fewest pairs (or runs) a measurement makes: ``floor_pairs`` when set."""
+    return min(cfg.floor_pairs, cfg.min_pairs) if cfg.floor_pairs is not None else cfg.min_pairs
+
+
+def _within_limit(
+    cfg: TimingConfig, round_s: float | None, started: float, limit_s: float | None
+) -> TimingConfig:
+    """``cfg`` with its budget cut to what is left of ``limit_s`` seconds since ``started``;
+    :class:`OverBudget` when even :func:`shortest_repeats` rounds would not fit."""
+    if limit_s is None:
+        return cfg
+    left = limit_s - (time.perf_counter() - started)
+    needed = shortest_repeats(cfg) * (round_s or 0.0)
+    if needed > left:
+        raise OverBudget(round_s or 0.0, needed, left)
+    return replace(cfg, budget_s=min(cfg.budget_s, max(left, 0.0)))
+
+
 def _min_repeats(cfg: TimingConfig, round_s: float | None) -> int:
     """``cfg.min_pairs``, lowered (to ``cfg.floor_pairs`` at the least) when rounds that
     take ``round_s`` would not fit ``cfg.budget_s``."""
@@ -221,15 +254,22 @@ def interleaved_speedup(
     b: Callable[[], object],
     cfg: TimingConfig | None = None,
     context: dict[str, Any] | None = None,
+    limit_s: float | None = None,
 ) -> Speedup:
     """Time ``a`` and ``b`` in alternating pairs; the speed-up of ``b`` over ``a``.
 
     Each callable must finish its work before returning (copy outputs to the host).
+    ``limit_s``: seconds the whole call (warm-up included) may take; the pairs' budget is cut
+    to what the warm-up left, and :class:`OverBudget` is raised instead of timing when even
+    the shortest measurement would not fit.
     """
     cfg = cfg or TimingConfig()
     ctx = context if context is not None else timing_context()
     rng = np.random.default_rng(cfg.seed)
-    min_pairs = _min_repeats(cfg, _warm_up((a, b), cfg))
+    started = time.perf_counter()
+    round_s = _warm_up((a, b), cfg)
+    cfg = _within_limit(cfg, round_s, started, limit_s)
+    min_pairs = _min_repeats(cfg, round_s)
     ta: list[float] = []
     tb: list[float] = []
     deadline = time.perf_counter() + cfg.budget_s
@@ -269,11 +309,17 @@ def interleaved_speedup(
     )
 
 
-def time_runs(fn: Callable[[], object], cfg: TimingConfig | None = None) -> list[float]:
+def time_runs(
+    fn: Callable[[], object], cfg: TimingConfig | None = None, limit_s: float | None = None
+) -> list[float]:
     """Warm ``fn`` up, then time it ``min_pairs``..``max_pairs`` times within the budget
-    (``min_pairs`` lowered towards ``floor_pairs`` for a callable too slow for the budget)."""
+    (``min_pairs`` lowered towards ``floor_pairs`` for a callable too slow for the budget).
+    ``limit_s``: as for :func:`interleaved_speedup`."""
     cfg = cfg or TimingConfig()
-    min_runs = _min_repeats(cfg, _warm_up((fn,), cfg))
+    started = time.perf_counter()
+    round_s = _warm_up((fn,), cfg)
+    cfg = _within_limit(cfg, round_s, started, limit_s)
+    min_runs = _min_repeats(cfg, round_s)
     runs: list[float] = []
     deadline = time.perf_counter() + cfg.budget_s
     while len(runs) < cfg.max_pairs and (len(runs) < min_runs or time.perf_counter() < deadline):

@@ -101,6 +101,19 @@ def test_unknown_block_shape_is_422_naming_the_field(idle_api: Service) -> None:
     assert [e["field"] for e in resp.json()["errors"]] == ["body.strategy.block"]
 
 
+def test_a_bad_latency_budget_is_422_naming_the_field(idle_api: Service) -> None:
+    resp = idle_api.client.post(
+        "/v1/jobs",
+        json={
+            "model_id": "m-none",
+            "strategy": {"name": "magnitude", "sparsity": 0.9},
+            "measure": {"latency_batch_sizes": [1, 32], "latency_budget_s": 0},
+        },
+    )
+    assert resp.status_code == 422, resp.text
+    assert [e["field"] for e in resp.json()["errors"]] == ["body.measure.latency_budget_s"]
+
+
 # ---------------------------------------------------------------- schemathesis, in process
 from app.main import app  # noqa: E402  (the test env is set by tests/conftest.py)
 

@@ -70,6 +70,19 @@ def test_settings_refuse_misordered_time_limits(monkeypatch: pytest.MonkeyPatch)
     assert Settings.from_env().task_time_limit == 120
 
 
+def test_settings_read_the_latency_budget(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PRUNEKIT_LATENCY_BUDGET_S", raising=False)
+    assert Settings.from_env().latency_budget_s is None  # the engine's default
+    monkeypatch.setenv("PRUNEKIT_LATENCY_BUDGET_S", "12.5")
+    assert Settings.from_env().latency_budget_s == 12.5
+    monkeypatch.setenv("PRUNEKIT_LATENCY_BUDGET_S", "inf")
+    assert Settings.from_env().latency_budget_s == float("inf")
+    for bad in ("0", "-3", "nan"):
+        monkeypatch.setenv("PRUNEKIT_LATENCY_BUDGET_S", bad)
+        with pytest.raises(ValueError, match="PRUNEKIT_LATENCY_BUDGET_S must be > 0"):
+            Settings.from_env()
+
+
 def _job(status: str, **fields: object) -> dict:
     record = {
         "id": new_id(), "tenant": "lifecycle", "model_id": "nope", "dataset_id": None,

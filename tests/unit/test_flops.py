@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from prunekit.formats import ModelFormat
-from prunekit.metrics.flops import FlopsError, count_flops
+from prunekit.metrics.flops import FlopsError, count_flops, nonzero_from_weights
 from prunekit.model import LoadedModel, load_model
 from tests import tiny_models
 
@@ -50,6 +50,27 @@ def test_conv_model_keras_and_saved_model(tmp_path: Path) -> None:
     assert count_flops(_keras(model)).summary() == expected
     saved = load_model(tiny_models.export_saved_model(model, tmp_path / "sm"), "saved_model")
     assert count_flops(saved).summary() == expected
+
+
+def test_split_by_weight_recounts_new_weight_values_without_freezing(tmp_path: Path) -> None:
+    model = tiny_models.cnn()
+    for loaded in (
+        _keras(model),
+        load_model(tiny_models.export_saved_model(model, tmp_path / "sm"), "saved_model"),
+    ):
+        table = count_flops(loaded).by_weight()
+        assert table is not None
+        assert table["weights"] == {"conv/kernel": CONV_FLOPS, "logits/kernel": 2 * 400 * 5}
+        assert table["dense"] == CNN_FLOPS and table["fixed_nonzero"] == 0
+        conv = next(w for w in loaded.weights() if w.name == "conv/kernel")
+        flat = conv.numpy().reshape(-1).copy()
+        flat[:27] = 0  # 27 of 36 weights zero: the conv keeps a quarter of its work
+        conv.assign(flat.reshape(conv.shape))
+        expected = CONV_FLOPS // 4 + 2 * 400 * 5
+        assert nonzero_from_weights(table, loaded.weights()) == expected
+        assert count_flops(loaded).nonzero == expected  # what freezing again gives
+        others = [w for w in loaded.weights() if w.name != "logits/kernel"]
+        assert nonzero_from_weights(table, others) is None  # a weight it needs is gone
 
 
 def test_depthwise_transposed_and_1d_convs() -> None:

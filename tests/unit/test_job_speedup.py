@@ -5,18 +5,22 @@ from __future__ import annotations
 
 import os
 import zipfile
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
 import pytest
+from pydantic import ValidationError
 
 from prunekit.formats import ModelFormat
 from prunekit.inspection import inspect_model
+from prunekit.metrics.flops import count_flops
 from prunekit.metrics.latency import LatencyConfig
 from prunekit.metrics.size import CODEC, ZIP_LEVEL, compressed_size, zip_directory
 from prunekit.metrics.timing import TimingConfig
-from prunekit.model import LoadedModel
+from prunekit.model import LoadedModel, load_model
 from prunekit.pipeline import prune
 from prunekit.spec import PruneSpec
 from prunekit.speedup import SpeedupConfig, SpeedupMeasurement
@@ -153,3 +157,132 @@ def test_compressed_size_is_the_size_of_the_zip_without_writing_it(tmp_path: Pat
     assert set(infos) == {"variables/", "variables/w.npy", "zeros.bin"}
     assert infos["zeros.bin"].compress_size < 1000  # DEFLATE level 1 still folds the zeros
     assert ZIP_LEVEL == 1 and CODEC == "zip, DEFLATE level 1"
+
+
+# The job's latency budget. Batch 1 never converges (target 0) and may take pairs until the
+# budget runs out, so once it is timed nothing is left for batch 32: the budget, not a mock,
+# decides. 2 s hold batch 1's traces and warm-up even on a loaded machine.
+GREEDY = LatencyConfig(
+    batch_sizes=(1, 32),
+    timing=TimingConfig(
+        warmup=2, min_pairs=5, max_pairs=100_000, budget_s=60.0, floor_pairs=3,
+        target_rel_halfwidth=0.0,
+    ),
+)  # fmt: skip
+TIGHT = SpeedupConfig(latency=GREEDY, budget_s=2.0, budget_origin="PRUNEKIT_LATENCY_BUDGET_S")
+
+
+def test_a_batch_size_the_latency_budget_cannot_hold_is_skipped_and_says_how_to_ask(
+    keras_file: Path, tmp_path: Path
+) -> None:
+    result = prune(keras_file, "keras", SPEC, tmp_path, timing=TIGHT)
+    m = result.metrics
+    _check_speedup_row(m["speedup"]["tf"]["batch_1"], "interleaved", 1)
+    skipped = m["speedup"]["tf"]["batch_32"]
+    assert set(skipped) == {"skipped"}
+    why = skipped["skipped"]
+    assert why.startswith("batch 32 not timed: one batch-1 pass takes")
+    assert "latency budget of 2 s (PRUNEKIT_LATENCY_BUDGET_S)" in why
+    assert "measure.latency_force: true" in why and "measure.latency_budget_s" in why
+    assert any(n == f"TF latency speed-up at {why}" for n in result.notes)
+    # each side's latency block holds only what was timed
+    assert (
+        set(m["before"]["latency"])
+        == set(m["after"]["latency"])
+        == {
+            "device",
+            "device_name",
+            "batch_1",
+        }
+    )
+    assert "batch_32" not in m["delta"].get("latency", {})
+    keras.backend.clear_session()
+
+
+def test_the_spec_forces_every_batch_size_whatever_the_budget(
+    keras_file: Path, tmp_path: Path
+) -> None:
+    spec = PruneSpec(
+        strategy={"name": "magnitude", "sparsity": 0.5},
+        measure={"latency_batch_sizes": [1, 32], "latency_force": True},
+    )
+    # forced: no budget cuts the pairs either, so the pairs' own budget must end batch 1
+    forced = SpeedupConfig(
+        latency=replace(GREEDY, timing=replace(GREEDY.timing, budget_s=0.3)), budget_s=0.001
+    )
+    result = prune(keras_file, "keras", spec, tmp_path, timing=forced)
+    for batch in (1, 32):
+        _check_speedup_row(result.metrics["speedup"]["tf"][f"batch_{batch}"], "interleaved", batch)
+    assert not any("not timed" in n for n in result.notes)
+    keras.backend.clear_session()
+
+
+def test_the_spec_sets_the_batch_sizes_and_the_budget() -> None:
+    spec = PruneSpec(
+        strategy={"name": "magnitude", "sparsity": 0.5},
+        measure={"latency_batch_sizes": [4, 1], "latency_budget_s": 90},
+    )
+    assert spec.measure is not None
+    cfg = TIGHT.requested(
+        spec.measure.latency_batch_sizes, spec.measure.latency_budget_s, spec.measure.latency_force
+    )
+    assert cfg.latency.batch_sizes == (4, 1) and cfg.latency.timing == GREEDY.timing
+    assert cfg.budget_s == 90 and cfg.budget_origin == "measure.latency_budget_s"
+    assert not cfg.force
+    unset = TIGHT.requested([1, 32], None, False)  # no budget in the spec: the service's
+    assert unset.budget_s == 2.0 and unset.budget_origin == "PRUNEKIT_LATENCY_BUDGET_S"
+
+
+@pytest.mark.parametrize(
+    ("measure", "field"),
+    [
+        ({"latency_budget_s": 0}, ("measure", "latency_budget_s")),
+        ({"latency_budget_s": -1}, ("measure", "latency_budget_s")),
+        ({"latency_budget_s": 3601}, ("measure", "latency_budget_s")),
+        ({"latency_batch_sizes": []}, ("measure", "latency_batch_sizes")),
+        ({"latency_batch_sizes": [0]}, ("measure", "latency_batch_sizes", 0)),
+        ({"latency_batch_sizes": [1, 5000]}, ("measure", "latency_batch_sizes", 1)),
+        ({"latency_batch_sizes": [1, 32, 1]}, ("measure", "latency_batch_sizes")),
+        ({"latency_force": "sometimes"}, ("measure", "latency_force")),
+        ({"latency_budget": 5}, ("measure", "latency_budget")),
+    ],
+)
+def test_bad_measure_values_are_rejected_naming_the_field(
+    measure: dict[str, Any], field: tuple[str | int, ...]
+) -> None:
+    with pytest.raises(ValidationError) as err:
+        PruneSpec(strategy={"name": "magnitude", "sparsity": 0.5}, measure=measure)
+    assert [e["loc"] for e in err.value.errors()] == [field]
+
+
+def test_the_worker_passes_the_service_budget_to_the_engine() -> None:
+    from prunekit.speedup import DEFAULT_BUDGET_S
+    from worker.tasks import _speedup_config
+
+    unset = _speedup_config(None)
+    assert unset.budget_s == DEFAULT_BUDGET_S and "PRUNEKIT_LATENCY_BUDGET_S" in unset.budget_origin
+    assert _speedup_config(40.0).budget_s == 40.0
+    assert _speedup_config(40.0).budget_origin == "PRUNEKIT_LATENCY_BUDGET_S"
+
+
+def test_an_in_place_job_recounts_flops_from_the_original_split_by_weight(
+    keras_file: Path, tmp_path: Path
+) -> None:
+    cached = inspect_model(keras_file, "keras")["before"]
+    assert cached["flops_by_weight"]["weights"] == {
+        "dense_1/kernel": 2 * 8 * 16,
+        "dense_2/kernel": 2 * 16 * 16,
+        "logits/kernel": 2 * 16 * 3,
+    }
+    cfg = SpeedupConfig(latency=QUICK)
+    result = prune(keras_file, "keras", SPEC, tmp_path, before=cached, timing=cfg)
+    after = result.metrics["after"]["flops"]
+    # by hand: every kernel weight is one multiply-accumulate per sample
+    pruned = load_model(result.model_path, "keras")
+    kernels = [w.numpy() for w in pruned.weights() if w.name.endswith("/kernel")]
+    assert after == {"dense": cached["flops"]["dense"], "nonzero": 2 * sum(
+        int(np.count_nonzero(k)) for k in kernels
+    )}  # fmt: skip
+    assert after["nonzero"] < after["dense"]
+    assert after == count_flops(pruned).summary()  # freezing the pruned graph agrees
+    keras.backend.clear_session()

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from prunekit.metrics.timing import (
+    OverBudget,
     TimingConfig,
     bootstrap_median_ci,
     interleaved_speedup,
@@ -44,9 +45,28 @@ def test_a_model_timed_against_itself_gives_an_interval_containing_one() -> None
     assert s.a.runs == s.b.runs == s.runs
 
 
+# twice the work, robust to load: element-wise numpy runs on one thread (a matrix product's
+# BLAS threads stall whenever one of them is preempted on a busy machine), runs of several
+# milliseconds (a scheduler tick is small next to them) and at least 31 pairs
+V = RNG.normal(size=2**20).astype(np.float32)
+TWICE_CFG = TimingConfig(
+    warmup=3, min_pairs=31, max_pairs=400, budget_s=8.0, target_rel_halfwidth=0.03
+)
+
+
+def _one_thread_work(reps: int):
+    def run() -> None:
+        x = V
+        for _ in range(reps):
+            x = np.sin(x)
+
+    return run
+
+
 def test_twice_the_work_gives_an_interval_around_two() -> None:
-    s = interleaved_speedup(_work(12), _work(6), CFG)
+    s = interleaved_speedup(_one_thread_work(16), _one_thread_work(8), TWICE_CFG)
     lo, hi = s.ci95
+    assert s.b.median_ms > 2.0, s.as_dict()  # a run is several milliseconds
     assert 1.7 <= lo <= s.median <= hi <= 2.3, s.as_dict()
 
 
@@ -102,6 +122,30 @@ def test_too_slow_for_the_budget_means_fewer_pairs_and_not_converged() -> None:
         _sleep(0.04), TimingConfig(warmup=1, min_pairs=10, budget_s=0.1, floor_pairs=4)
     )
     assert len(runs) == 4  # 0.1 s holds 2 runs of 40 ms: the floor
+
+
+def test_a_limit_the_shortest_measurement_cannot_fit_is_refused_after_the_warm_up() -> None:
+    cfg = TimingConfig(warmup=1, min_pairs=10, budget_s=5.0, floor_pairs=3)
+    started = time.perf_counter()
+    with pytest.raises(OverBudget) as over:  # a round of 0.1 s; 3 pairs need 0.3 s of 0.25
+        interleaved_speedup(_sleep(0.05), _sleep(0.05), cfg, limit_s=0.35)
+    assert time.perf_counter() - started < 0.3  # the warm-up round only: nothing was timed
+    assert over.value.round_s >= 0.1
+    assert over.value.needed_s == pytest.approx(3 * over.value.round_s)
+    assert over.value.left_s < over.value.needed_s
+    with pytest.raises(OverBudget):
+        time_runs(_sleep(0.05), cfg, limit_s=0.15)  # 3 runs of 50 ms need 0.15 s of 0.1
+
+
+def test_a_limit_that_fits_cuts_the_pairs_budget_to_what_is_left() -> None:
+    cfg = TimingConfig(
+        warmup=1, min_pairs=3, max_pairs=1000, budget_s=5.0, target_rel_halfwidth=0.0
+    )
+    started = time.perf_counter()
+    s = interleaved_speedup(_sleep(0.01), _sleep(0.01), cfg, limit_s=0.5)
+    took = time.perf_counter() - started
+    assert s.runs >= 3 and not s.converged
+    assert took < 0.5 + 0.1  # the limit, not the 5 s budget, plus at most a pair's overrun
 
 
 def test_without_a_floor_min_pairs_stays_a_hard_minimum() -> None:
