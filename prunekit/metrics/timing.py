@@ -12,6 +12,11 @@ With few pairs the percentile bootstrap of a median is too narrow (with 3 pairs 
 interval is their range: about 75% coverage, not 95%), so below :data:`SMALL_SAMPLE` pairs
 the interval is widened to hold the Student-t 95% interval of the mean log-ratio too.
 
+No interval is reported narrower than ±:data:`RESOLUTION` of its median: on a shared CPU two
+timings of the very same callable differ systematically by a fraction of a percent (cache
+and frequency state), so a tighter claim would be overconfident, and a model timed against
+itself must not come out "significantly" faster.
+
 When both sides cannot be held at once, :func:`sequential_speedup` times them one after the
 other and bootstraps each side independently: the interval is wider, and says so
 (``method: "sequential"``).
@@ -35,6 +40,7 @@ from typing import Any
 import numpy as np
 
 BOOTSTRAP_SAMPLES = 2000
+RESOLUTION = 0.01  # the narrowest half-width an interval claims, as a fraction of its median
 SMALL_SAMPLE = 10  # below this many pairs (or runs per side) the t interval widens the bootstrap
 # Student-t 0.975 quantiles by degrees of freedom (no scipy); above the table, 1.96
 T_975 = {
@@ -239,14 +245,19 @@ def _min_repeats(cfg: TimingConfig, round_s: float | None) -> int:
     return max(min(cfg.floor_pairs, cfg.min_pairs), min(cfg.min_pairs, fit))
 
 
+def _resolved(ci: tuple[float, float], median: float) -> tuple[float, float]:
+    """``ci`` widened to at least ±:data:`RESOLUTION` of ``median``."""
+    return _hull(ci, (median * (1 - RESOLUTION), median * (1 + RESOLUTION)))
+
+
 def pairs_interval(ratios: np.ndarray, rng: np.random.Generator) -> tuple[float, float]:
     """The bootstrap interval of the median ratio, widened by :func:`paired_t_interval` (and to
-    the median itself) below :data:`SMALL_SAMPLE` pairs."""
+    the median itself) below :data:`SMALL_SAMPLE` pairs, and to the timing resolution."""
     ci = bootstrap_median_ci(ratios, rng)
+    med = float(np.median(ratios))
     if 2 <= ratios.size < SMALL_SAMPLE:
-        med = float(np.median(ratios))
         ci = _hull(ci, paired_t_interval(ratios), (med, med))
-    return ci
+    return _resolved(ci, med)
 
 
 def interleaved_speedup(
@@ -349,6 +360,7 @@ def sequential_speedup(
     ci = (float(lo), float(hi))
     if min(a.size, b.size) < SMALL_SAMPLE and min(a.size, b.size) >= 2:
         ci = _hull(ci, welch_t_interval(a, b), (med, med))
+    ci = _resolved(ci, med)
     return Speedup(
         median=med,
         ci95=ci,

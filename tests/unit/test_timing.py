@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from prunekit.metrics.timing import (
+    RESOLUTION,
     OverBudget,
     TimingConfig,
     bootstrap_median_ci,
@@ -187,3 +188,12 @@ def test_sequential_with_few_runs_is_widened_to_welch() -> None:
     s = sequential_speedup(a, b)
     w_lo, w_hi = welch_t_interval(np.array(a), np.array(b))
     assert s.ci95[0] <= w_lo and s.ci95[1] >= w_hi
+
+
+def test_no_interval_is_narrower_than_the_timing_resolution() -> None:
+    same = np.full(20, 2.0)  # twenty identical ratios: the bootstrap alone says [2.0, 2.0]
+    assert bootstrap_median_ci(same, np.random.default_rng(0)) == (2.0, 2.0)
+    lo, hi = pairs_interval(same, np.random.default_rng(0))
+    assert lo == pytest.approx(2.0 * (1 - RESOLUTION)) and hi == pytest.approx(2.0 * 1.01)
+    s = sequential_speedup([2.0] * 12, [1.0] * 12)
+    assert s.ci95 == pytest.approx((1.98, 2.02))
