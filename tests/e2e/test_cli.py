@@ -1,0 +1,137 @@
+"""The ``prunekit`` CLI against the real service, in a subprocess as a pipeline runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+
+from tests.e2e.conftest import REPO, Service, new_key
+
+pytestmark = pytest.mark.e2e
+
+
+class Cli:
+    """``python -m prunekit_client.cli`` with a tenant of its own, configured by env only."""
+
+    def __init__(self, service: Service, workdir: Path) -> None:
+        self.api_key = new_key(f"cli-{uuid.uuid4().hex[:8]}")
+        self.service = service.as_key(self.api_key)
+        self.workdir = workdir
+        self.env = {
+            **os.environ,
+            "PYTHONPATH": str(REPO),
+            "PRUNEKIT_URL": service.base_url,
+            "PRUNEKIT_API_KEY": self.api_key,
+            "XDG_CONFIG_HOME": str(workdir / "no-config"),
+            "COLUMNS": "160",
+        }
+
+    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "prunekit_client.cli", *args],
+            cwd=self.workdir,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+        )
+
+    def json(self, *args: str, code: int = 0) -> Any:
+        proc = self.run(*args, "--json")
+        assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+        return json.loads(proc.stdout)
+
+
+@pytest.fixture
+def cli(service: Service, tmp_path: Path) -> Cli:
+    return Cli(service, tmp_path)
+
+
+def test_prune_waits_downloads_and_reuses_the_upload(
+    cli: Cli, model_files: dict[str, Path], tmp_path: Path
+) -> None:
+    out = tmp_path / "pruned.keras"
+    first = cli.json(
+        "prune", str(model_files["keras"]), "--strategy", "magnitude", "--sparsity", "0.5",
+        "--param", "scope=global", "--out", str(out),
+    )  # fmt: skip
+    assert first["model_uploaded"] is True
+    job = first["job"]
+    assert job["status"] == "succeeded", job
+    spec = job["spec"]["strategy"]
+    assert (spec["name"], spec["sparsity"], spec["scope"]) == ("magnitude", 0.5, "global")
+    assert first["report"]["job_id"] == job["id"]
+    assert first["downloads"] == {"model": str(out)}
+    pruned = keras.saving.load_model(out)
+    kernels = np.concatenate([layer.kernel.numpy().ravel() for layer in pruned.layers[1:]])
+    assert np.mean(kernels == 0) == pytest.approx(0.5, abs=0.01)  # global 50% of the kernels
+
+    second = cli.run(
+        "prune", str(model_files["keras"]), "-s", "magnitude", "--sparsity", "0.8",
+        "-o", str(tmp_path / "pruned80.keras"),
+    )  # fmt: skip
+    assert second.returncode == 0, (second.stdout, second.stderr)
+    assert f"model {first['model']['id']} (already uploaded)" in second.stderr
+    models = cli.json("models", "ls")
+    assert [m["id"] for m in models] == [first["model"]["id"]]  # uploaded once
+
+    listed = cli.json("jobs", "ls")
+    assert [j["id"] for j in listed][1] == job["id"]  # newest first
+    after = cli.json("jobs", "show", listed[0]["id"])["report"]["after"]
+    sparsity_row = next(line for line in second.stdout.splitlines() if " sparsity " in line)
+    assert f"{100 * after['sparsity']:.1f}%" in sparsity_row, second.stdout  # the table
+    assert 0.79 < after["sparsity"] < 0.81
+    shown = cli.json("jobs", "show", job["id"])
+    assert shown["job"]["id"] == job["id"] and shown["report"]["after"]["sparsity"] > 0.49
+    events = cli.json("jobs", "events", job["id"])
+    assert [e["seq"] for e in events] == list(range(len(events)))
+    assert events[-1]["data"] == {"status": "succeeded"}
+    assert any(s["name"] == "magnitude" for s in cli.json("strategies"))
+    refused = cli.json("jobs", "cancel", job["id"], code=2)  # finished: 409
+    assert refused["error"]["status"] == 409
+    assert cli.json("jobs", "rm", job["id"]) == {"deleted": job["id"]}
+    assert cli.json("jobs", "show", job["id"], code=2)["error"]["status"] == 404
+
+
+def test_a_failed_job_exits_1_with_its_reason(cli: Cli, model_files: dict[str, Path]) -> None:
+    result = cli.json(
+        "prune", str(model_files["keras"]), "-s", "magnitude", "--sparsity", "0.5",
+        "--exclude", ".*", code=1,
+    )  # fmt: skip
+    assert result["job"]["status"] == "failed"
+    assert result["job"]["error"]["reason"] == "invalid_spec"
+    assert "no prunable weights" in result["job"]["error"]["message"]
+    assert not list(cli.workdir.glob("*pruned*"))  # nothing downloaded
+
+
+def test_timeout_cancels_the_job_and_exits_3(cli: Cli, big_model_zip: Path) -> None:
+    result = cli.json(
+        "prune", str(big_model_zip), "-s", "magnitude", "--sparsity", "0.5", "--timeout", "0.5",
+        code=3,
+    )  # fmt: skip
+    assert result["timed_out"] is True
+    assert result["job"]["status"] in {"cancelled", "cancelling"}
+    assert cli.service.wait_job(result["job"]["id"])["status"] == "cancelled"
+
+
+def test_usage_errors_exit_2(cli: Cli, model_files: dict[str, Path], tmp_path: Path) -> None:
+    model = str(model_files["keras"])
+    bad_option = cli.run("prune", model, "-s", "magnitude", "--sparsity", "lots")
+    assert bad_option.returncode == 2, bad_option.stderr
+    assert cli.run("prune", str(tmp_path / "missing.keras"), "-s", "magnitude").returncode == 2
+    assert cli.run("prune", model, "-s", "magnitude", "-p", "novalue").returncode == 2
+    refused = cli.json("prune", model, "-s", "magnitude", "--sparsity", "1.5", code=2)
+    assert refused["error"]["status"] == 422
+    assert "body.strategy.sparsity" in [e["field"] for e in refused["error"]["errors"]]
+    unknown = cli.json("prune", model, "-s", "no-such-strategy", code=2)
+    assert unknown["error"]["status"] == 422
+    assert cli.json("jobs", "ls") == []  # nothing was submitted
