@@ -375,7 +375,7 @@ def _upload_commands(group: typer.Typer, kind: str, table: Callable[[Any], Any])
     @group.command("rm", help=f"Delete a {kind} and its files (409 while a job uses it).")
     def rm(
         ctx: typer.Context,
-        ident: Annotated[str, typer.Argument(metavar="ID", help=f"The {kind}'s id.")],
+        ident: Annotated[str, typer.Argument(metavar="ID", help="Its id.")],
         as_json: JsonFlag = False,
     ) -> None:
         with answering(as_json):

@@ -123,6 +123,29 @@ def test_timeout_cancels_the_job_and_exits_3(cli: Cli, big_model_zip: Path) -> N
     assert cli.service.wait_job(result["job"]["id"])["status"] == "cancelled"
 
 
+def test_no_wait_with_data_then_cancel_and_clean_up(
+    cli: Cli, big_model_zip: Path, tmp_path: Path
+) -> None:
+    rng = np.random.default_rng(0)
+    data = tmp_path / "wide.npz"
+    np.savez(data, x_train=rng.normal(size=(64, 256)).astype("float32"),
+             y_train=rng.integers(0, 10, size=64))  # fmt: skip
+    submitted = cli.json(
+        "prune", str(big_model_zip), "-s", "magnitude", "--sparsity", "0.5",
+        "--data", str(data), "--no-wait",
+    )  # fmt: skip
+    job, dataset = submitted["job"], submitted["dataset"]
+    assert submitted["dataset_uploaded"] is True and job["dataset_id"] == dataset["id"]
+    assert job["status"] in {"queued", "running"}
+    assert cli.json("jobs", "cancel", job["id"])["status"] in {"cancelled", "cancelling"}
+    assert cli.service.wait_job(job["id"])["status"] == "cancelled"
+    assert [d["id"] for d in cli.json("datasets", "ls")] == [dataset["id"]]
+    assert cli.json("jobs", "rm", job["id"]) == {"deleted": job["id"]}
+    assert cli.json("datasets", "rm", dataset["id"]) == {"deleted": dataset["id"]}
+    assert cli.json("models", "rm", job["model_id"]) == {"deleted": job["model_id"]}
+    assert cli.json("datasets", "ls") == [] and cli.json("models", "ls") == []
+
+
 def test_usage_errors_exit_2(cli: Cli, model_files: dict[str, Path], tmp_path: Path) -> None:
     model = str(model_files["keras"])
     bad_option = cli.run("prune", model, "-s", "magnitude", "--sparsity", "lots")
