@@ -144,9 +144,13 @@ def export_path(out_path: Path, fmt: str) -> Path:
     return out_path.with_name(stem + EXPORT_SUFFIX.get(fmt, f".{fmt}"))
 
 
-def _follow(client: Client, job: Job, timeout: float | None, as_json: bool) -> Job:
-    """Wait for the job, with a progress bar (none with --json); on timeout the job is
-    cancelled and the command exits 3."""
+def _is_warning(event: dict[str, Any]) -> bool:
+    return (event.get("data") or {}).get("level", "info") != "info"
+
+
+def _follow(client: Client, job: Job, timeout: float | None, as_json: bool, shown: set[str]) -> Job:
+    """Wait for the job, with a progress bar (none with --json) and its warnings as they come
+    (added to ``shown``); on timeout the job is cancelled and the command exits 3."""
     try:
         if as_json:
             for update in client.wait(job["id"], timeout=timeout):
@@ -164,8 +168,11 @@ def _follow(client: Client, job: Job, timeout: float | None, as_json: bool) -> J
             for update in client.wait(job["id"], timeout=timeout):
                 job = update.job
                 for event in update.events:
-                    if event.get("type") == "message":
-                        bar.console.print(f"  {event.get('message')}", highlight=False)
+                    if event.get("type") == "message" and _is_warning(event):
+                        shown.add(str(event.get("message")))
+                        bar.console.print(
+                            f"[yellow]warning:[/yellow] {event.get('message')}", highlight=False
+                        )
                 bar.update(
                     task,
                     completed=1.0 if job.get("status") == "succeeded" else update.fraction,
@@ -260,7 +267,8 @@ def prune(
             else:
                 out.print(f"job {job['id']} {job.get('status')}", highlight=False)
             return
-        job = _follow(client, job, timeout, as_json)
+        shown: set[str] = set()
+        job = _follow(client, job, timeout, as_json, shown)
         summary["job"] = job
         if job.get("status") != "succeeded":
             error = job.get("error") or {}
@@ -282,7 +290,7 @@ def prune(
             _emit_json({**summary, "report": report, "downloads": downloads})
             return
         out.print(render.report_table(report))
-        for warning in report.get("warnings") or []:
+        for warning in [w for w in report.get("warnings") or [] if w not in shown]:
             err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
         for name, path in downloads.items():
             out.print(f"{name}: {path}", highlight=False)
@@ -340,7 +348,7 @@ def jobs_events(
                     sys.stdout.write(json.dumps(event) + "\n")  # one event a line
                     sys.stdout.flush()
                 else:
-                    out.print(render.events_table([event]))
+                    out.print(render.event_line(event), highlight=False)
 
 
 @jobs_app.command("cancel")

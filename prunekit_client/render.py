@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from rich.table import Table
+from rich.table import Column, Table
 
 
 def human_bytes(n: float | None) -> str:
@@ -112,8 +112,14 @@ def _strategy(strategy: Any) -> str:
     return f"{strategy.get('name')}({params})"
 
 
+def _id_column() -> Column:
+    """Ids are copied into the next command: never cut or wrapped."""
+    return Column("id", no_wrap=True, min_width=32)
+
+
 def jobs_table(jobs: Sequence[dict[str, Any]]) -> Table:
-    table = Table("id", "status", "strategy", "phase", "progress", "created")
+    table = Table("status", "strategy", "phase", "progress", "created")
+    table.columns.insert(0, _id_column())
     for job in jobs:
         progress = job.get("progress") or {}
         table.add_row(
@@ -150,22 +156,32 @@ def job_table(job: dict[str, Any]) -> Table:
     return table
 
 
+def _event_cells(event: dict[str, Any]) -> list[str]:
+    data = event.get("data") or {}
+    return [
+        str(event.get("seq", "")),
+        str(event.get("at", "")),
+        str(event.get("type", "")),
+        str(event.get("message") or ""),
+        ", ".join(f"{k}={v}" for k, v in data.items()),
+    ]
+
+
 def events_table(events: Sequence[dict[str, Any]]) -> Table:
     table = Table("seq", "at", "type", "message", "data")
     for event in events:
-        data = event.get("data") or {}
-        table.add_row(
-            str(event.get("seq", "")),
-            str(event.get("at", "")),
-            str(event.get("type", "")),
-            str(event.get("message") or ""),
-            ", ".join(f"{k}={v}" for k, v in data.items()),
-        )
+        table.add_row(*_event_cells(event))
     return table
 
 
+def event_line(event: dict[str, Any]) -> str:
+    """One event as one line, for ``jobs events --follow``."""
+    return "  ".join(cell for cell in _event_cells(event) if cell)
+
+
 def models_table(models: Sequence[dict[str, Any]]) -> Table:
-    table = Table("id", "filename", "format", "size", "inspection", "sha256", "created")
+    table = Table("filename", "format", "size", "inspection", "sha256", "created")
+    table.columns.insert(0, _id_column())
     for m in models:
         table.add_row(
             m.get("id", ""),
@@ -180,7 +196,8 @@ def models_table(models: Sequence[dict[str, Any]]) -> Table:
 
 
 def datasets_table(datasets: Sequence[dict[str, Any]]) -> Table:
-    table = Table("id", "filename", "size", "splits", "sha256", "created")
+    table = Table("filename", "size", "splits", "sha256", "created")
+    table.columns.insert(0, _id_column())
     for d in datasets:
         splits = ", ".join(f"{k}: {v.get('samples')}" for k, v in (d.get("splits") or {}).items())
         table.add_row(
