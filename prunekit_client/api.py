@@ -383,15 +383,17 @@ class Client:
         out: Path | str,
         dataset: Path | str | None = None,
         timeout: float | None = None,
+        spec: Mapping[str, Any] | None = None,
         **params: Any,
     ) -> Job:
         """Upload what is not uploaded yet, prune, wait, download to ``out``; returns the
-        finished job. ``params`` are the strategy's (``sparsity=0.9``); raises
+        finished job. ``params`` are the strategy's (``sparsity=0.9``), ``spec`` the rest of
+        the job spec (``{"exports": ["tflite"], "exclude": [...]}``); raises
         :class:`JobEndedError` when the job failed or was cancelled."""
         model_id = self.upload_model(model)["id"]
         dataset_id = self.upload_dataset(dataset)["id"] if dataset is not None else None
         name = {"name": strategy} if isinstance(strategy, str) else dict(strategy)
-        job = self.submit_job(model_id, {**name, **params}, dataset_id=dataset_id)
+        job = self.submit_job(model_id, {**name, **params}, dataset_id=dataset_id, **(spec or {}))
         for update in self.wait(job["id"], timeout=timeout):
             job = update.job
         if job.get("status") != "succeeded":

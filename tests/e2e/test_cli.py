@@ -14,6 +14,7 @@ import keras
 import numpy as np
 import pytest
 
+from prunekit_client import Client, JobEndedError, ProblemError
 from tests.e2e.conftest import REPO, Service, new_key
 
 pytestmark = pytest.mark.e2e
@@ -158,3 +159,36 @@ def test_usage_errors_exit_2(cli: Cli, model_files: dict[str, Path], tmp_path: P
     unknown = cli.json("prune", model, "-s", "no-such-strategy", code=2)
     assert unknown["error"]["status"] == 422
     assert cli.json("jobs", "ls") == []  # nothing was submitted
+
+
+def test_the_notebook_example_and_its_errors(cli: Cli, model_files: dict[str, Path]) -> None:
+    client = Client(cli.service.base_url, cli.api_key)
+    out = cli.workdir / "nb.keras"
+    job = client.prune(model_files["keras"], "magnitude", sparsity=0.5, out=out)
+    assert job["status"] == "succeeded" and keras.saving.load_model(out) is not None
+    with pytest.raises(JobEndedError) as ended:
+        client.prune(
+            model_files["keras"], "magnitude", sparsity=0.5, out=out, spec={"exclude": [".*"]}
+        )
+    assert ended.value.job["error"]["reason"] == "invalid_spec"
+    with pytest.raises(ProblemError) as refused:
+        client.submit_job(job["model_id"], {"name": "magnitude", "sparsity": 2})
+    assert refused.value.status == 422 and "body.strategy.sparsity" in refused.value.fields
+    assert len(client.models()) == 1  # the second prune reused the upload
+
+
+def test_config_file_and_flags_over_the_environment(cli: Cli, tmp_path: Path) -> None:
+    nowhere = "http://127.0.0.1:9"  # the discard port: nothing answers
+    cli.env |= {"PRUNEKIT_URL": nowhere, "PRUNEKIT_API_KEY": "pk_wrong"}
+    unreachable = cli.run("strategies", "--json")
+    assert unreachable.returncode == 1 and "cannot reach" in json.loads(unreachable.stdout)["error"]
+    config = tmp_path / "ci.toml"
+    config.write_text(f'url = "{cli.service.base_url}"\napi_key = "{cli.api_key}"\n')
+    del cli.env["PRUNEKIT_URL"], cli.env["PRUNEKIT_API_KEY"]
+    assert cli.json("--config", str(config), "models", "ls") == []  # the file alone
+    cli.env["PRUNEKIT_API_KEY"] = "pk_wrong"  # the environment wins over the file...
+    assert cli.json("--config", str(config), "models", "ls", code=2)["error"]["status"] == 401
+    flags = ["--api-key", cli.api_key, "--config", str(config)]  # ...and a flag over both
+    assert cli.json(*flags, "models", "ls") == []
+    missing = cli.run("--config", str(tmp_path / "none.toml"), "models", "ls")
+    assert missing.returncode == 2 and "does not exist" in missing.stderr
