@@ -224,7 +224,7 @@ def prune(
     ] = None,
     wait: Annotated[bool, typer.Option("--wait/--no-wait", help="Follow the job.")] = True,
     timeout: Annotated[
-        float | None, typer.Option(help="Cancel the job and exit 3 after this many seconds.")
+        float | None, typer.Option(help="Cancel the job and exit 3 when it runs longer (s).")
     ] = None,
     as_json: JsonFlag = False,
 ) -> None:
@@ -268,7 +268,11 @@ def prune(
                 out.print(f"job {job['id']} {job.get('status')}", highlight=False)
             return
         shown: set[str] = set()
-        job = _follow(client, job, timeout, as_json, shown)
+        try:
+            job = _follow(client, job, timeout, as_json, shown)
+        except KeyboardInterrupt:
+            err.print(f"job {job['id']} keeps running: prunekit jobs cancel {job['id']}")
+            raise typer.Exit(130) from None
         summary["job"] = job
         if job.get("status") != "succeeded":
             error = job.get("error") or {}

@@ -4,6 +4,8 @@ event stream parser, strategy parameters, and ``wait`` over a scripted transport
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -238,3 +240,16 @@ def test_wait_follows_the_event_stream_when_the_server_offers_one() -> None:
     assert updates[2].fraction == 0.2
     assert polled and min(polled) == 3  # polling resumes after the streamed events
     assert updates[-1].job["status"] == "succeeded"
+
+
+def test_the_client_imports_nothing_of_the_service_nor_tensorflow() -> None:
+    """HTTP only: it installs and starts anywhere, fast (no TensorFlow import)."""
+    code = (
+        "import sys, prunekit_client.cli\n"
+        "roots = {name.split('.')[0] for name in sys.modules}\n"
+        "print(sorted(roots & {'app', 'worker', 'prunekit', 'tensorflow', 'keras'}))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
