@@ -13,6 +13,7 @@ from typing import Any
 import keras
 import numpy as np
 import pytest
+from ai_edge_litert.interpreter import Interpreter
 
 from prunekit_client import Client, JobEndedError, ProblemError
 from tests.e2e.conftest import REPO, Service, new_key
@@ -78,10 +79,14 @@ def test_prune_waits_downloads_and_reuses_the_upload(
 
     second = cli.run(
         "prune", str(model_files["keras"]), "-s", "magnitude", "--sparsity", "0.8",
-        "-o", str(tmp_path / "pruned80.keras"),
+        "-o", str(tmp_path / "pruned80.keras"), "--export", "tflite",
     )  # fmt: skip
     assert second.returncode == 0, (second.stdout, second.stderr)
     assert f"model {first['model']['id']} (already uploaded)" in second.stderr
+    assert f"tflite: {tmp_path / 'pruned80.tflite'}" in second.stdout  # next to --out
+    interpreter = Interpreter(model_path=str(tmp_path / "pruned80.tflite"))
+    interpreter.allocate_tensors()
+    assert list(interpreter.get_input_details()[0]["shape"]) == [1, 8]
     models = cli.json("models", "ls")
     assert [m["id"] for m in models] == [first["model"]["id"]]  # uploaded once
 
@@ -133,9 +138,13 @@ def test_no_wait_with_data_then_cancel_and_clean_up(
              y_train=rng.integers(0, 10, size=64))  # fmt: skip
     submitted = cli.json(
         "prune", str(big_model_zip), "-s", "magnitude", "--sparsity", "0.5",
-        "--data", str(data), "--no-wait",
+        "--data", str(data), "--rescale", "0.5", "--epochs", "1", "--seed", "7", "--no-wait",
     )  # fmt: skip
     job, dataset = submitted["job"], submitted["dataset"]
+    spec = job["spec"]
+    assert (spec["preprocessing"]["rescale"], spec["fine_tune"]["epochs"], spec["seed"]) == (
+        0.5, 1, 7,
+    )  # fmt: skip
     assert submitted["dataset_uploaded"] is True and job["dataset_id"] == dataset["id"]
     assert job["status"] in {"queued", "running"}
     assert cli.json("jobs", "cancel", job["id"])["status"] in {"cancelled", "cancelling"}
