@@ -44,6 +44,7 @@ class Job(TypedDict, total=False):
     created_at: str
     started_at: str | None
     finished_at: str | None
+    updated_at: str | None
     links: dict[str, str]
 
 
