@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, StreamingResponse
 
 from app.auth.tenancy import Principal, current_principal
 from app.downloads import file_download
-from app.jobs import service
+from app.jobs import live_events, service
 from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport
 from app.json_body import JSONBodyRoute
 from prunekit.formats import ArtifactFormat
@@ -80,15 +80,33 @@ def delete_job(job_id: str, principal: Principal = Depends(current_principal)) -
     return Response(status_code=204)
 
 
-@router.get("/{job_id}/events", response_model=JobEvents)
+@router.get(
+    "/{job_id}/events",
+    response_model=JobEvents,
+    responses={200: {"content": {live_events.MEDIA_TYPE: {}}}},
+)
 def job_events(
     job_id: str,
     start: int = Query(
         default=0, ge=0, le=2**31, description="skip this many events (those already seen)"
     ),
+    accept: str | None = Header(default=None),
+    last_event_id: str | None = Header(
+        default=None, description="SSE resume: the stream starts after this event seq"
+    ),
     principal: Principal = Depends(current_principal),
-) -> JobEvents:
-    """The job's ordered log: status changes, phases, messages (``start`` skips seen ones)."""
+) -> JobEvents | Response:
+    """The job's ordered log: status changes, phases, messages (``start`` skips seen ones).
+    With ``Accept: text/event-stream`` the log is streamed as Server-Sent Events (``id`` = seq,
+    ``event`` = type, ``data`` = the event) until the job's terminal event."""
+    if live_events.wants_stream(accept):
+        service.get_or_404(job_id, principal.tenant)
+        first = live_events.resume_from(last_event_id, start)
+        return StreamingResponse(
+            live_events.stream(job_id, first),
+            media_type=live_events.MEDIA_TYPE,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     items = service.events(job_id, principal.tenant, start)
     return JobEvents.model_validate({"job_id": job_id, "items": items})
 
