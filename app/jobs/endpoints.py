@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse, StreamingResponse
 
+from app import labels
 from app.auth.tenancy import Principal, current_principal
 from app.downloads import file_download
 from app.jobs import live_events, service
-from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport
+from app.jobs.filters import JobFilter
+from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport, JobStatus
 from app.json_body import JSONBodyRoute
 from prunekit.formats import ArtifactFormat
 
@@ -52,12 +55,29 @@ def create_job(
 
 @router.get("", response_model=JobList)
 def list_jobs(
+    request: Request,
     limit: int = Query(default=20, ge=1, le=200),
     after: str | None = None,
+    status: list[JobStatus] = Query(
+        default=[], description="only jobs in these statuses (repeat the parameter for several)"
+    ),
+    created_after: datetime | None = Query(
+        default=None, description="only jobs created after this time (ISO 8601; naive = UTC)"
+    ),
     principal: Principal = Depends(current_principal),
 ) -> JobList:
-    """Jobs, newest first. Pass ``next_after`` back as ``after`` for the next page."""
-    items, next_after = service.list_jobs(principal.tenant, limit, after)
+    """Jobs, newest first. Pass ``next_after`` back as ``after`` for the next page. Filters:
+    ``status``, ``created_after`` and labels (``metadata[team]=vision``, all must match); a
+    filtered page looks at no more than 5000 jobs and may then be short, with ``next_after``
+    set to continue."""
+    if created_after is not None and created_after.tzinfo is None:
+        created_after = created_after.replace(tzinfo=UTC)
+    filters = JobFilter(
+        statuses=frozenset(s.value for s in status),
+        created_after=created_after,
+        metadata=labels.from_query(request.query_params),
+    )
+    items, next_after = service.list_jobs(principal.tenant, limit, after, filters)
     return JobList(items=[_out(i) for i in items], next_after=next_after)
 
 
