@@ -25,6 +25,7 @@ from prunekit.formats import ArtifactFormat
 from prunekit.inspection import inspect_model
 from prunekit.pipeline import PruneResult, prune
 from prunekit.spec import PruneSpec
+from worker import job_outcomes
 from worker.celery_app import INSPECT_MODEL, RUN_JOB, celery_app
 from worker.guard import JobGuard, Warden, new_owner, take_lease
 from worker.reporter import JobReporter
@@ -206,6 +207,7 @@ def _publish(fence: jobs.Fence, model: dict[str, Any], result: PruneResult, out:
         finished_at=now_iso(),
     ):
         storage.remove_other_attempts(job_id, fence.token)
+        job_outcomes.record_success(result.metrics)
         return
     storage.unpublish_attempt(job_id, fence.token)
     if jobs.status(job_id) == JobStatus.CANCELLING.value:  # cancelled during the last step

@@ -6,12 +6,12 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from app import labels
 from app.auth.tenancy import Principal, current_principal
 from app.downloads import file_download
-from app.jobs import live_events, service
+from app.jobs import dry_run, live_events, service
 from app.jobs.filters import JobFilter
 from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport, JobStatus
 from app.json_body import JSONBodyRoute
@@ -32,10 +32,24 @@ def _out(record: dict[str, Any]) -> JobOut:
     return JobOut.model_validate({**fields, "links": links})
 
 
-@router.post("", status_code=202, response_model=JobOut, responses={409: {}})
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        200: {"description": "`validate_only=true`: the dry run's answer, nothing recorded"},
+        409: {},
+    },
+)
 def create_job(
     body: JobCreate,
     response: Response,
+    validate_only: bool = Query(
+        default=False,
+        description="dry run: run every check, answer 200 with the resolved spec, the layers "
+        "that would be pruned, expected parameters, FLOPs and an estimated duration; no job "
+        "is written and nothing is queued",
+    ),
     principal: Principal = Depends(current_principal),
     idempotency_key: str | None = Header(
         default=None,
@@ -44,8 +58,10 @@ def create_job(
         description="Retry-safe submission: the same key and body return the same job; "
         "the same key with another body answers 409. Kept 24 h, per tenant.",
     ),
-) -> JobOut:
+) -> JobOut | Response:
     """Submit a pruning job. It is recorded, then queued; poll it with ``GET /v1/jobs/{id}``."""
+    if validate_only:
+        return JSONResponse(dry_run.preview(body, principal.tenant))
     record, replayed = service.create(body, principal.tenant, idempotency_key)
     response.headers["Location"] = f"/v1/jobs/{record['id']}"
     if replayed:

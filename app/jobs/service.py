@@ -65,6 +65,20 @@ def check_dataset(
             raise problem
 
 
+def validate_submission(body: JobCreate, tenant: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every check a submission passes before it is recorded (a dry run runs them too):
+    the normalised spec the engine will read, and the model record."""
+    params = validate_strategy(body.strategy)
+    model = models.get_or_404(body.model_id, tenant)
+    models.ensure_usable(model)
+    check_dataset(body, params, model, tenant)
+    structured.check_submission(params, model, body.dataset_id)
+    spec = body.model_dump(mode="json", exclude={"model_id", "dataset_id"})
+    spec["strategy"] = params.model_dump(mode="json")
+    spec.pop("metadata", None)  # labels live on the record, not in the engine's spec
+    return spec, model
+
+
 IDEMPOTENCY_TTL_S = 24 * 3600
 
 
@@ -90,14 +104,7 @@ def create(
 ) -> tuple[dict[str, Any], bool]:
     """Record and queue a job; returns (record, replayed). With an ``Idempotency-Key`` the
     same key and body give back the same job (``replayed``), another body answers 409."""
-    params = validate_strategy(body.strategy)
-    model = models.get_or_404(body.model_id, tenant)
-    models.ensure_usable(model)
-    check_dataset(body, params, model, tenant)
-    structured.check_submission(params, model, body.dataset_id)
-    spec = body.model_dump(mode="json", exclude={"model_id", "dataset_id"})
-    spec["strategy"] = params.model_dump(mode="json")
-    spec.pop("metadata", None)  # labels live on the record, not in the engine's spec
+    spec, _ = validate_submission(body, tenant)
     job_id = new_id()
     if idempotency_key is not None:
         canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True)
