@@ -17,6 +17,7 @@ from app.jobs import store, structured
 from app.jobs.filters import JobFilter
 from app.jobs.schemas import JobCreate, JobStatus
 from app.models import service as models
+from app.observability.requests import current_request_id
 from app.problems import Problem, field_errors, validation_problem
 from app.records import load_page, new_id, now_iso
 from app.redis_client import get_redis, tenant_index
@@ -120,6 +121,7 @@ def create(
         "model_id": body.model_id,
         "dataset_id": body.dataset_id,
         "metadata": body.metadata,
+        "request_id": current_request_id(),  # the submitting request, for the worker's logs
         "status": JobStatus.QUEUED.value,
         "progress": {"phase": "queued", "fraction": 0.0},
         "spec": spec,
