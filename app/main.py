@@ -24,16 +24,13 @@ def create_app() -> FastAPI:
         title="prunekit",
         version=__version__,
         description="Upload a TensorFlow model, prune it on a worker, download the result.",
+        lifespan=metrics.lifespan,  # PRUNEKIT_METRICS_PORT: /metrics on its own port
     )
     problems.install(app)
     app.add_middleware(RequestTelemetry)  # X-Request-ID, JSON request log, request metrics
     app.include_router(health_router)  # /healthz and /readyz stay open
-    if metrics.enabled():
-        port = metrics.separate_port()
-        if port is None:
-            app.include_router(metrics.router)  # /metrics, no key
-        else:
-            app.add_event_handler("startup", lambda: metrics.serve_on_own_port(port))
+    if metrics.enabled() and metrics.separate_port() is None:
+        app.include_router(metrics.router)  # /metrics, no key
     for router in (models_router, datasets_router, jobs_router, strategies_router):
         app.include_router(router, dependencies=[Depends(current_principal)])  # a key each
     return app

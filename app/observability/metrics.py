@@ -20,7 +20,8 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import redis
 from fastapi import APIRouter, Response
@@ -30,6 +31,7 @@ from prometheus_client import (
     Counter,
     Histogram,
     generate_latest,
+    start_http_server,
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.registry import Collector
@@ -147,7 +149,16 @@ def metrics() -> Response:
     return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
 
 
-def serve_on_own_port(port: int) -> None:
-    from prometheus_client import start_http_server
-
-    start_http_server(port, registry=REGISTRY)
+@asynccontextmanager
+async def lifespan(app: object) -> AsyncIterator[None]:
+    """With ``PRUNEKIT_METRICS_PORT`` (and metrics on), serve the registry on that port
+    (all interfaces) for the API process's lifetime."""
+    port = separate_port()
+    server = None
+    if enabled() and port is not None:
+        server, _ = start_http_server(port, registry=REGISTRY)
+    try:
+        yield
+    finally:
+        if server is not None:
+            server.shutdown()

@@ -11,6 +11,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from app.embedded_redis import free_port
 from app.observability import counters
 from tests.e2e.conftest import Service, api_without_worker
 
@@ -102,6 +103,17 @@ def metrics_off(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
 
 def test_metrics_can_be_turned_off(metrics_off: Service) -> None:
     assert httpx.get(f"{metrics_off.base_url}/metrics").status_code == 404
+
+
+def test_metrics_on_their_own_port(tmp_path_factory: pytest.TempPathFactory) -> None:
+    port = free_port()
+    env = {"PRUNEKIT_METRICS_PORT": str(port)}
+    for svc in api_without_worker(tmp_path_factory.mktemp("metrics-port"), "metrics-port", env):
+        assert httpx.get(f"{svc.base_url}/metrics").status_code == 404
+        resp = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=30)
+        assert resp.status_code == 200
+        names = {f.name for f in text_string_to_metric_families(resp.text)}
+        assert {"prunekit_jobs", "prunekit_http_requests"} <= names
 
 
 def _json_lines(path: Path) -> list[dict]:
