@@ -7,7 +7,8 @@ the event as JSON (the same object the JSON list holds). The stream polls the lo
 line every ``PRUNEKIT_SSE_KEEPALIVE_S`` seconds without events so proxies keep it open, and
 ends after the job's terminal status event. A client resumes with ``Last-Event-ID`` (the
 last ``seq`` it saw): the stream starts at the next event. A lost Redis connection, or the
-job being deleted meanwhile, ends the stream with one ``error`` event.
+job being deleted meanwhile, ends the stream with one ``error`` event; so does a poll of Redis
+that takes longer than ``STORE_TIMEOUT_S`` (a server that stopped answering).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from starlette.concurrency import run_in_threadpool
 from app.jobs import store
 
 POLL_S = 0.25
+STORE_TIMEOUT_S = 10.0  # one poll of the event store longer than this ends the stream
 DEFAULT_KEEPALIVE_S = 15.0
 MEDIA_TYPE = "text/event-stream"
 
@@ -69,10 +71,11 @@ async def stream(
     yield "retry: 1000\n\n"
     while True:
         try:
-            status = await run_in_threadpool(store.status, job_id)
-            # read after the status: a terminal status's event is already in the log
-            batch = await run_in_threadpool(store.events, job_id, next_seq)
-        except redis.RedisError as exc:
+            with anyio.fail_after(STORE_TIMEOUT_S):  # a Redis that stops answering
+                status = await run_in_threadpool(store.status, job_id)
+                # read after the status: a terminal status's event is already in the log
+                batch = await run_in_threadpool(store.events, job_id, next_seq)
+        except (redis.RedisError, TimeoutError) as exc:
             yield format_error(
                 f"the event store is unreachable ({type(exc).__name__}); "
                 "reconnect with Last-Event-ID to resume"

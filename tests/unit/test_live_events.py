@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import time
+from pathlib import Path
 from typing import Any
 
 import anyio
 import pytest
 import redis
 
+from app.embedded_redis import start_embedded
 from app.jobs import live_events, store
 
 
@@ -70,3 +73,39 @@ def test_resume_from_last_event_id() -> None:
     assert live_events.resume_from("4", 0) == 5
     assert live_events.resume_from(None, 3) == 3
     assert live_events.resume_from("garbage", 2) == 2
+
+
+def test_a_real_redis_dying_mid_stream_ends_it_with_an_error(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    server = start_embedded(tmp_path, appendonly=False)
+    try:
+        client = redis.Redis.from_url(server.url, decode_responses=True)
+        monkeypatch.setattr(store, "get_redis", lambda: client)
+        store.create({"id": "job1", "tenant": "t", "status": "running"})
+
+        async def run() -> list[str]:
+            out: list[str] = []
+            with anyio.fail_after(20):  # a hang fails the test
+                async for message in live_events.stream("job1", 0, poll_s=0.05):
+                    out.append(message)
+                    if message.startswith("id: 0"):
+                        server.process.kill()  # Redis goes away after the first event
+            return out
+
+        out = anyio.run(run)
+    finally:
+        server.stop()
+    assert out[1].startswith("id: 0\nevent: status\n")
+    assert out[-1].startswith("event: error\n") and "unreachable" in out[-1]
+
+
+def test_a_store_that_stops_answering_ends_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
+    def hang(job_id: str) -> str:
+        time.sleep(1)
+        return "running"
+
+    monkeypatch.setattr(store, "status", hang)
+    monkeypatch.setattr(live_events, "STORE_TIMEOUT_S", 0.2)
+    out = _collect("j")
+    assert out[-1].startswith("event: error\n") and "TimeoutError" in out[-1]
