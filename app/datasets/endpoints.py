@@ -23,7 +23,8 @@ UPLOAD_BODY = multipart_file_body(
 async def upload_dataset(
     request: Request, principal: Principal = Depends(current_principal)
 ) -> DatasetOut:
-    """Upload a dataset. Streamed to disk; only the array headers are read here."""
+    """Upload a dataset. Streamed to disk; only the array headers are read here.
+    Labels: ``?metadata[key]=value`` query parameters (see ``app.labels`` for the bounds)."""
     metadata = labels.from_query(request.query_params)
     out = await service.upload(request, principal.tenant, metadata)
     return DatasetOut.model_validate(out)
@@ -36,6 +37,7 @@ def list_datasets(
     after: str | None = None,
     principal: Principal = Depends(current_principal),
 ) -> DatasetList:
+    """Datasets, newest first; ``?metadata[key]=value`` keeps those with that label."""
     items, next_after = service.list_datasets(
         principal.tenant, limit, after, labels.from_query(request.query_params)
     )

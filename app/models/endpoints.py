@@ -22,7 +22,8 @@ UPLOAD_BODY = multipart_file_body("A SavedModel directory as .zip or .tar.gz, or
 async def upload_model(
     request: Request, principal: Principal = Depends(current_principal)
 ) -> ModelOut:
-    """Upload a model. The body is streamed to disk; the format is judged by content."""
+    """Upload a model. The body is streamed to disk; the format is judged by content.
+    Labels: ``?metadata[key]=value`` query parameters (see ``app.labels`` for the bounds)."""
     metadata = labels.from_query(request.query_params)
     out = await service.upload(request, principal.tenant, metadata)
     return ModelOut.model_validate(out)
@@ -35,6 +36,7 @@ def list_models(
     after: str | None = None,
     principal: Principal = Depends(current_principal),
 ) -> ModelList:
+    """Models, newest first; ``?metadata[key]=value`` keeps those with that label."""
     items, next_after = service.list_models(
         principal.tenant, limit, after, labels.from_query(request.query_params)
     )
