@@ -12,6 +12,8 @@ from app.datasets.endpoints import router as datasets_router
 from app.health.endpoints import router as health_router
 from app.jobs.endpoints import router as jobs_router
 from app.models.endpoints import router as models_router
+from app.observability import metrics
+from app.observability.requests import RequestTelemetry
 from app.strategies.endpoints import router as strategies_router
 from prunekit import __version__
 
@@ -22,9 +24,13 @@ def create_app() -> FastAPI:
         title="prunekit",
         version=__version__,
         description="Upload a TensorFlow model, prune it on a worker, download the result.",
+        lifespan=metrics.lifespan,  # PRUNEKIT_METRICS_PORT: /metrics on its own port
     )
     problems.install(app)
+    app.add_middleware(RequestTelemetry)  # X-Request-ID, JSON request log, request metrics
     app.include_router(health_router)  # /healthz and /readyz stay open
+    if metrics.enabled() and metrics.separate_port() is None:
+        app.include_router(metrics.router)  # /metrics, no key
     for router in (models_router, datasets_router, jobs_router, strategies_router):
         app.include_router(router, dependencies=[Depends(current_principal)])  # a key each
     return app

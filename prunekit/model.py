@@ -27,7 +27,7 @@ import tensorflow as tf
 
 from prunekit.errors import ModelLoadError, SpecError
 from prunekit.formats import ModelFormat
-from prunekit.patterns import compile_patterns
+from prunekit.patterns import compile_patterns, excludes
 
 EMBEDDING_PATTERN = re.compile(r"embedding", re.IGNORECASE)
 
@@ -181,7 +181,7 @@ class LoadedModel:
                 continue
             if not include_embeddings and EMBEDDING_PATTERN.search(w.name):
                 continue
-            if any(p.search(w.name) or p.search(w.layer) for p in patterns):
+            if excludes(patterns, w.name, w.layer):
                 continue
             out.append(w)
         return out

@@ -49,3 +49,9 @@ def compile_pattern(pattern: str) -> NamePattern:
 
 def compile_patterns(patterns: Sequence[str] | None) -> list[NamePattern]:
     return [compile_pattern(p) for p in patterns or ()]
+
+
+def excludes(patterns: Sequence[NamePattern], name: str, layer: str) -> bool:
+    """Whether a weight called ``name`` in ``layer`` matches one of the ``exclude`` patterns
+    (the rule :meth:`prunekit.model.LoadedModel.prunable_weights` applies)."""
+    return any(p.search(name) or p.search(layer) for p in patterns)

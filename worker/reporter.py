@@ -10,15 +10,22 @@ import time
 from typing import Any
 
 from app.jobs import store
+from app.observability import counters, logs
 from prunekit.errors import CancelledError
 
 MIN_INTERVAL_S = 0.5  # progress writes are throttled; phase changes are always written
 
 
 class JobReporter:
-    def __init__(self, job_id: str, fence: store.Fence | None = None) -> None:
+    def __init__(
+        self,
+        job_id: str,
+        fence: store.Fence | None = None,
+        log_fields: dict[str, Any] | None = None,
+    ) -> None:
         self.job_id = job_id
         self.fence = fence
+        self.log_fields = log_fields or {}  # tenant and request id for the JSON phase log
         self.phase_name = "starting"
         self._last_write = 0.0
 
@@ -36,6 +43,8 @@ class JobReporter:
             )
         )  # fmt: skip
         self._last_write = time.monotonic()
+        logs.emit("job_phase", job_id=self.job_id, phase=name, **self.log_fields)
+        counters.record_worker_memory()
 
     def progress(self, fraction: float, **detail: Any) -> None:
         now = time.monotonic()

@@ -18,6 +18,7 @@ from app.datasets import store as datasets
 from app.jobs import store as jobs
 from app.jobs.schemas import JobStatus
 from app.models import store as models
+from app.observability import counters, logs
 from app.records import now_iso
 from app.settings import get_settings
 from prunekit.errors import CancelledError, PrunekitError
@@ -26,6 +27,7 @@ from prunekit.inspection import inspect_model
 from prunekit.pipeline import PruneResult, prune
 from prunekit.spec import PruneSpec
 from prunekit.speedup import SpeedupConfig
+from worker import job_outcomes
 from worker.celery_app import INSPECT_MODEL, RUN_JOB, celery_app
 from worker.guard import JobGuard, Warden, new_owner, take_lease
 from worker.reporter import JobReporter
@@ -104,6 +106,8 @@ def run_job(job_id: str) -> None:
         log.info("job %s is finished or held by a live worker; dropping this delivery", job_id)
         return
     attempts = jobs.incr_attempts(job_id)
+    if attempts > 1:  # redelivered: the worker that had it died or lost its lease
+        counters.record_job_retried()
     if attempts > settings.max_attempts:
         _fail(
             job_id,
@@ -125,13 +129,15 @@ def run_job(job_id: str) -> None:
     ):
         jobs.release_lease(job_id, fence.owner)
         return  # cancelled or deleted meanwhile
+    logs.emit("job_phase", job_id=job_id, phase="running", attempt=attempts,
+              **job_outcomes.log_fields(job))  # fmt: skip
     with JobGuard(fence, settings.lease_ttl, settings.worker_max_memory_mb):
         _run(fence, job)
 
 
 def _run(fence: jobs.Fence, job: dict[str, Any]) -> None:
     job_id = fence.job_id
-    reporter = JobReporter(job_id, fence)
+    reporter = JobReporter(job_id, fence, job_outcomes.log_fields(job))
     scratch = storage.scratch_dir(f"job-{job_id}-")
     try:
         model = models.get(job["model_id"])
@@ -215,6 +221,7 @@ def _publish(fence: jobs.Fence, model: dict[str, Any], result: PruneResult, out:
         finished_at=now_iso(),
     ):
         storage.remove_other_attempts(job_id, fence.token)
+        job_outcomes.record_success(job_id, result.metrics)
         return
     storage.unpublish_attempt(job_id, fence.token)
     if jobs.status(job_id) == JobStatus.CANCELLING.value:  # cancelled during the last step
@@ -234,6 +241,7 @@ def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
 
 
 def _cancelled(job_id: str, fence: jobs.Fence | None = None) -> None:
+    job_outcomes.log_status(job_id, "cancelled")
     jobs.transition(
         job_id,
         JobStatus.CANCELLED.value,
@@ -260,6 +268,7 @@ def _describe(
 
 
 def _fail(job_id: str, reason: str, message: str, fence: jobs.Fence | None = None) -> None:
+    job_outcomes.log_status(job_id, "failed", reason=reason)
     jobs.transition(
         job_id,
         JobStatus.FAILED.value,

@@ -19,6 +19,7 @@ from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from app.auth import keys
+from app.observability.requests import note_tenant
 from app.problems import Problem, not_found
 
 bearer = HTTPBearer(
@@ -56,6 +57,7 @@ def current_principal(
     found = keys.lookup(credentials.credentials.strip())
     if found is None:
         raise unauthorized("the API key is unknown or was revoked")
+    note_tenant(found.tenant)  # the request's log line names its tenant
     return Principal(tenant=found.tenant, key_id=found.id)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from app import labels
 from app.auth.tenancy import Principal, current_principal
 from app.datasets import service
 from app.datasets.schemas import DatasetList, DatasetOut
@@ -22,17 +23,24 @@ UPLOAD_BODY = multipart_file_body(
 async def upload_dataset(
     request: Request, principal: Principal = Depends(current_principal)
 ) -> DatasetOut:
-    """Upload a dataset. Streamed to disk; only the array headers are read here."""
-    return DatasetOut.model_validate(await service.upload(request, principal.tenant))
+    """Upload a dataset. Streamed to disk; only the array headers are read here.
+    Labels: ``?metadata[key]=value`` query parameters (see ``app.labels`` for the bounds)."""
+    metadata = labels.from_query(request.query_params)
+    out = await service.upload(request, principal.tenant, metadata)
+    return DatasetOut.model_validate(out)
 
 
 @router.get("", response_model=DatasetList)
 def list_datasets(
+    request: Request,
     limit: int = Query(default=20, ge=1, le=200),
     after: str | None = None,
     principal: Principal = Depends(current_principal),
 ) -> DatasetList:
-    items, next_after = service.list_datasets(principal.tenant, limit, after)
+    """Datasets, newest first; ``?metadata[key]=value`` keeps those with that label."""
+    items, next_after = service.list_datasets(
+        principal.tenant, limit, after, labels.from_query(request.query_params)
+    )
     return DatasetList(items=[DatasetOut.model_validate(i) for i in items], next_after=next_after)
 
 

@@ -19,6 +19,9 @@ class DatasetOut(BaseModel):
     size_bytes: int
     sha256: str
     created_at: str
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="labels, set as `?metadata[key]=value` at upload"
+    )
     splits: dict[str, SplitInfo] = Field(description="train, and val/test when present.")
 
 

@@ -12,17 +12,19 @@ from __future__ import annotations
 
 import shutil
 import zipfile
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 
-from app import quotas, storage
+from app import labels, quotas, storage
 from app.auth.tenancy import owned_or_404
 from app.datasets import store
 from app.offload import off_loop
 from app.problems import Problem
 from app.records import load_page, new_id, now_iso
+from app.redis_client import get_redis, tenant_index
 from app.settings import get_settings
 from app.uploads import ReceivedFile, receive_file
 from prunekit.data import (
@@ -78,19 +80,27 @@ def _check(path: Path, head: bytes) -> dict[str, ArrayInfo]:
     return arrays
 
 
-async def upload(request: Request, tenant: str) -> dict[str, Any]:
+async def upload(
+    request: Request, tenant: str, metadata: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Stream the body to disk, then check and record it off the event loop."""
     dataset_id = new_id()
     scratch = storage.scratch_dir(f"dataset-{dataset_id}-")
     try:
         max_bytes, over_quota = await off_loop(quotas.upload_allowance, tenant)
         received = await receive_file(request, scratch / "upload", "file", max_bytes, over_quota)
-        return await off_loop(_accept, dataset_id, tenant, received, scratch)
+        return await off_loop(_accept, dataset_id, tenant, received, scratch, metadata or {})
     finally:
         await off_loop(shutil.rmtree, scratch, True)
 
 
-def _accept(dataset_id: str, tenant: str, received: ReceivedFile, scratch: Path) -> dict[str, Any]:
+def _accept(
+    dataset_id: str,
+    tenant: str,
+    received: ReceivedFile,
+    scratch: Path,
+    metadata: dict[str, str] | None = None,
+) -> dict[str, Any]:
     arrays = _check(received.path, received.head)
     staged = scratch / "dataset"
     staged.mkdir()
@@ -102,6 +112,7 @@ def _accept(dataset_id: str, tenant: str, received: ReceivedFile, scratch: Path)
         "size_bytes": received.size,
         "sha256": received.sha256,
         "created_at": now_iso(),
+        "metadata": metadata or {},
         "path": storage.relative(storage.dataset_dir(dataset_id) / DATASET_FILE),
         "splits": describe(arrays),
     }
@@ -116,8 +127,12 @@ def get_or_404(dataset_id: str, tenant: str) -> dict[str, Any]:
 
 
 def list_datasets(
-    tenant: str, limit: int, after: str | None
+    tenant: str, limit: int, after: str | None, metadata: dict[str, str] | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
+    if metadata:
+        index = tenant_index(tenant, "datasets")
+        keep = partial(labels.matches, wanted=metadata)
+        return labels.filtered_page(get_redis(), index, store.get, limit, after, keep)
     return load_page(store.list_ids(tenant, limit, after), store.get, limit)
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
-from fastapi.responses import FileResponse
+from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
+from app import labels
 from app.auth.tenancy import Principal, current_principal
 from app.downloads import file_download
-from app.jobs import service
-from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport
+from app.jobs import dry_run, live_events, service
+from app.jobs.filters import JobFilter
+from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport, JobStatus
 from app.json_body import JSONBodyRoute
 from prunekit.formats import ArtifactFormat
 
@@ -29,10 +32,24 @@ def _out(record: dict[str, Any]) -> JobOut:
     return JobOut.model_validate({**fields, "links": links})
 
 
-@router.post("", status_code=202, response_model=JobOut, responses={409: {}})
+@router.post(
+    "",
+    status_code=202,
+    response_model=JobOut,
+    responses={
+        200: {"description": "`validate_only=true`: the dry run's answer, nothing recorded"},
+        409: {},
+    },
+)
 def create_job(
     body: JobCreate,
     response: Response,
+    validate_only: bool = Query(
+        default=False,
+        description="dry run: run every check, answer 200 with the resolved spec, the layers "
+        "that would be pruned, expected parameters, FLOPs and an estimated duration; no job "
+        "is written and nothing is queued",
+    ),
     principal: Principal = Depends(current_principal),
     idempotency_key: str | None = Header(
         default=None,
@@ -41,8 +58,10 @@ def create_job(
         description="Retry-safe submission: the same key and body return the same job; "
         "the same key with another body answers 409. Kept 24 h, per tenant.",
     ),
-) -> JobOut:
+) -> JobOut | Response:
     """Submit a pruning job. It is recorded, then queued; poll it with ``GET /v1/jobs/{id}``."""
+    if validate_only:
+        return JSONResponse(dry_run.preview(body, principal.tenant))
     record, replayed = service.create(body, principal.tenant, idempotency_key)
     response.headers["Location"] = f"/v1/jobs/{record['id']}"
     if replayed:
@@ -52,12 +71,29 @@ def create_job(
 
 @router.get("", response_model=JobList)
 def list_jobs(
+    request: Request,
     limit: int = Query(default=20, ge=1, le=200),
     after: str | None = None,
+    status: list[JobStatus] = Query(
+        default=[], description="only jobs in these statuses (repeat the parameter for several)"
+    ),
+    created_after: datetime | None = Query(
+        default=None, description="only jobs created after this time (ISO 8601; naive = UTC)"
+    ),
     principal: Principal = Depends(current_principal),
 ) -> JobList:
-    """Jobs, newest first. Pass ``next_after`` back as ``after`` for the next page."""
-    items, next_after = service.list_jobs(principal.tenant, limit, after)
+    """Jobs, newest first. Pass ``next_after`` back as ``after`` for the next page. Filters:
+    ``status``, ``created_after`` and labels (``metadata[team]=vision``, all must match); a
+    filtered page looks at no more than 5000 jobs and may then be short, with ``next_after``
+    set to continue."""
+    if created_after is not None and created_after.tzinfo is None:
+        created_after = created_after.replace(tzinfo=UTC)
+    filters = JobFilter(
+        statuses=frozenset(s.value for s in status),
+        created_after=created_after,
+        metadata=labels.from_query(request.query_params),
+    )
+    items, next_after = service.list_jobs(principal.tenant, limit, after, filters)
     return JobList(items=[_out(i) for i in items], next_after=next_after)
 
 
@@ -80,15 +116,33 @@ def delete_job(job_id: str, principal: Principal = Depends(current_principal)) -
     return Response(status_code=204)
 
 
-@router.get("/{job_id}/events", response_model=JobEvents)
+@router.get(
+    "/{job_id}/events",
+    response_model=JobEvents,
+    responses={200: {"content": {live_events.MEDIA_TYPE: {}}}},
+)
 def job_events(
     job_id: str,
     start: int = Query(
         default=0, ge=0, le=2**31, description="skip this many events (those already seen)"
     ),
+    accept: str | None = Header(default=None),
+    last_event_id: str | None = Header(
+        default=None, description="SSE resume: the stream starts after this event seq"
+    ),
     principal: Principal = Depends(current_principal),
-) -> JobEvents:
-    """The job's ordered log: status changes, phases, messages (``start`` skips seen ones)."""
+) -> JobEvents | Response:
+    """The job's ordered log: status changes, phases, messages (``start`` skips seen ones).
+    With ``Accept: text/event-stream`` the log is streamed as Server-Sent Events (``id`` = seq,
+    ``event`` = type, ``data`` = the event) until the job's terminal event."""
+    if live_events.wants_stream(accept):
+        service.get_or_404(job_id, principal.tenant)
+        first = live_events.resume_from(last_event_id, start)
+        return StreamingResponse(
+            live_events.stream(job_id, first),
+            media_type=live_events.MEDIA_TYPE,
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
     items = service.events(job_id, principal.tenant, start)
     return JobEvents.model_validate({"job_id": job_id, "items": items})
 

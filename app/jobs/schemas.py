@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
+from app import labels
 from app.redaction import redact_paths
 from prunekit.spec import PruneSpec
 
@@ -40,6 +41,11 @@ class JobCreate(PruneSpec):
 
     model_id: str = Field(min_length=1, max_length=64)
     dataset_id: str | None = Field(default=None, max_length=64)
+    metadata: Annotated[dict[str, str], AfterValidator(labels.check)] = Field(
+        default_factory=dict,
+        description=f"labels: at most {labels.MAX_KEYS} keys of [a-z0-9_.-]{{1,63}}, values of "
+        f"at most {labels.MAX_VALUE_CHARS} characters; filter lists with ?metadata[key]=value",
+    )
 
 
 class Progress(BaseModel):
@@ -62,6 +68,7 @@ class JobOut(BaseModel):
     id: str
     model_id: str
     dataset_id: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
     status: JobStatus
     progress: Progress
     spec: dict[str, Any]

@@ -10,14 +10,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from app import quotas, storage
+from app import labels, quotas, storage
 from app.auth.tenancy import owned_or_404
 from app.datasets import service as datasets
 from app.jobs import store, structured
+from app.jobs.filters import JobFilter
 from app.jobs.schemas import JobCreate, JobStatus
 from app.models import service as models
+from app.observability.requests import current_request_id
 from app.problems import Problem, field_errors, validation_problem
 from app.records import load_page, new_id, now_iso
+from app.redis_client import get_redis, tenant_index
 from prunekit.strategies import StrategyParams, UnknownStrategyError, get, parse_params
 from worker.celery_app import RUN_JOB, enqueue
 
@@ -63,6 +66,20 @@ def check_dataset(
             raise problem
 
 
+def validate_submission(body: JobCreate, tenant: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Every check a submission passes before it is recorded (a dry run runs them too):
+    the normalised spec the engine will read, and the model record."""
+    params = validate_strategy(body.strategy)
+    model = models.get_or_404(body.model_id, tenant)
+    models.ensure_usable(model)
+    check_dataset(body, params, model, tenant)
+    structured.check_submission(params, model, body.dataset_id)
+    spec = body.model_dump(mode="json", exclude={"model_id", "dataset_id"})
+    spec["strategy"] = params.model_dump(mode="json")
+    spec.pop("metadata", None)  # labels live on the record, not in the engine's spec
+    return spec, model
+
+
 IDEMPOTENCY_TTL_S = 24 * 3600
 
 
@@ -88,13 +105,7 @@ def create(
 ) -> tuple[dict[str, Any], bool]:
     """Record and queue a job; returns (record, replayed). With an ``Idempotency-Key`` the
     same key and body give back the same job (``replayed``), another body answers 409."""
-    params = validate_strategy(body.strategy)
-    model = models.get_or_404(body.model_id, tenant)
-    models.ensure_usable(model)
-    check_dataset(body, params, model, tenant)
-    structured.check_submission(params, model, body.dataset_id)
-    spec = body.model_dump(mode="json", exclude={"model_id", "dataset_id"})
-    spec["strategy"] = params.model_dump(mode="json")
+    spec, _ = validate_submission(body, tenant)
     job_id = new_id()
     if idempotency_key is not None:
         canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True)
@@ -109,6 +120,8 @@ def create(
         "tenant": tenant,
         "model_id": body.model_id,
         "dataset_id": body.dataset_id,
+        "metadata": body.metadata,
+        "request_id": current_request_id(),  # the submitting request, for the worker's logs
         "status": JobStatus.QUEUED.value,
         "progress": {"phase": "queued", "fraction": 0.0},
         "spec": spec,
@@ -152,8 +165,12 @@ def get_or_404(job_id: str, tenant: str) -> dict[str, Any]:
 
 
 def list_jobs(
-    tenant: str, limit: int, after: str | None
+    tenant: str, limit: int, after: str | None, filters: JobFilter | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
+    if filters is not None and filters.active():
+        index = tenant_index(tenant, "jobs")
+        keep, floor = filters.keep, filters.floor_ms()
+        return labels.filtered_page(get_redis(), index, store.get, limit, after, keep, floor)
     return load_page(store.list_ids(tenant, limit, after), store.get, limit)
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
+from app import labels
 from app.auth.tenancy import Principal, current_principal
 from app.json_body import JSONBodyRoute
 from app.models import service
@@ -21,17 +22,24 @@ UPLOAD_BODY = multipart_file_body("A SavedModel directory as .zip or .tar.gz, or
 async def upload_model(
     request: Request, principal: Principal = Depends(current_principal)
 ) -> ModelOut:
-    """Upload a model. The body is streamed to disk; the format is judged by content."""
-    return ModelOut.model_validate(await service.upload(request, principal.tenant))
+    """Upload a model. The body is streamed to disk; the format is judged by content.
+    Labels: ``?metadata[key]=value`` query parameters (see ``app.labels`` for the bounds)."""
+    metadata = labels.from_query(request.query_params)
+    out = await service.upload(request, principal.tenant, metadata)
+    return ModelOut.model_validate(out)
 
 
 @router.get("", response_model=ModelList)
 def list_models(
+    request: Request,
     limit: int = Query(default=20, ge=1, le=200),
     after: str | None = None,
     principal: Principal = Depends(current_principal),
 ) -> ModelList:
-    items, next_after = service.list_models(principal.tenant, limit, after)
+    """Models, newest first; ``?metadata[key]=value`` keeps those with that label."""
+    items, next_after = service.list_models(
+        principal.tenant, limit, after, labels.from_query(request.query_params)
+    )
     return ModelList(items=[ModelOut.model_validate(i) for i in items], next_after=next_after)
 
 

@@ -34,6 +34,9 @@ class ModelOut(BaseModel):
     size_bytes: int
     sha256: str
     created_at: str
+    metadata: dict[str, str] = Field(
+        default_factory=dict, description="labels, set as `?metadata[key]=value` at upload"
+    )
     inspection: Inspection
 
 

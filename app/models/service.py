@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import shutil
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from fastapi import Request
 
-from app import quotas, storage
+from app import labels, quotas, storage
 from app.auth.tenancy import owned_or_404
 from app.models import archive, store
 from app.offload import off_loop
 from app.problems import Problem
 from app.records import load_page, new_id, now_iso
+from app.redis_client import get_redis, tenant_index
 from app.settings import get_settings
 from app.uploads import ReceivedFile, receive_file
 from prunekit.formats import ModelFormat
@@ -32,7 +34,9 @@ def _limits() -> archive.Limits:
     )
 
 
-async def upload(request: Request, tenant: str) -> dict[str, Any]:
+async def upload(
+    request: Request, tenant: str, metadata: dict[str, str] | None = None
+) -> dict[str, Any]:
     """Stream the body to disk (on the event loop), then check, unpack and record it in a
     worker thread (:func:`app.offload.off_loop`): a hostile archive never stalls the API."""
     model_id = new_id()
@@ -40,12 +44,18 @@ async def upload(request: Request, tenant: str) -> dict[str, Any]:
     try:
         max_bytes, over_quota = await off_loop(quotas.upload_allowance, tenant)
         received = await receive_file(request, scratch / "upload", "file", max_bytes, over_quota)
-        return await off_loop(_accept, model_id, tenant, received, scratch)
+        return await off_loop(_accept, model_id, tenant, received, scratch, metadata or {})
     finally:
         await off_loop(shutil.rmtree, scratch, True)
 
 
-def _accept(model_id: str, tenant: str, received: ReceivedFile, scratch: Path) -> dict[str, Any]:
+def _accept(
+    model_id: str,
+    tenant: str,
+    received: ReceivedFile,
+    scratch: Path,
+    metadata: dict[str, str] | None = None,
+) -> dict[str, Any]:
     """Recognise, unpack and publish an upload, record it and ask for its inspection."""
     settings = get_settings()
     detected = archive.detect(received.path, received.head, _limits(), settings.allow_h5)
@@ -65,6 +75,7 @@ def _accept(model_id: str, tenant: str, received: ReceivedFile, scratch: Path) -
         "size_bytes": received.size,
         "sha256": received.sha256,
         "created_at": now_iso(),
+        "metadata": metadata or {},
         "path": storage.relative(storage.model_dir(model_id) / filename),
         "inspection": {"status": "pending"},
     }
@@ -80,8 +91,12 @@ def get_or_404(model_id: str, tenant: str) -> dict[str, Any]:
 
 
 def list_models(
-    tenant: str, limit: int, after: str | None
+    tenant: str, limit: int, after: str | None, metadata: dict[str, str] | None = None
 ) -> tuple[list[dict[str, Any]], str | None]:
+    if metadata:
+        index = tenant_index(tenant, "models")
+        keep = partial(labels.matches, wanted=metadata)
+        return labels.filtered_page(get_redis(), index, store.get, limit, after, keep)
     return load_page(store.list_ids(tenant, limit, after), store.get, limit)
 
 
