@@ -13,6 +13,7 @@ from app.health.endpoints import router as health_router
 from app.jobs.endpoints import router as jobs_router
 from app.models.endpoints import router as models_router
 from app.strategies.endpoints import router as strategies_router
+from app.webhooks.endpoints import router as webhooks_router
 from prunekit import __version__
 
 
@@ -25,7 +26,8 @@ def create_app() -> FastAPI:
     )
     problems.install(app)
     app.include_router(health_router)  # /healthz and /readyz stay open
-    for router in (models_router, datasets_router, jobs_router, strategies_router):
+    routers = (models_router, datasets_router, jobs_router, strategies_router, webhooks_router)
+    for router in routers:
         app.include_router(router, dependencies=[Depends(current_principal)])  # a key each
     return app
 

@@ -9,7 +9,7 @@ from fastapi.responses import FileResponse
 
 from app.auth.tenancy import Principal, current_principal
 from app.downloads import file_download
-from app.jobs import service
+from app.jobs import deadlines, service
 from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport
 from app.json_body import JSONBodyRoute
 from prunekit.formats import ArtifactFormat
@@ -41,8 +41,17 @@ def create_job(
         description="Retry-safe submission: the same key and body return the same job; "
         "the same key with another body answers 409. Kept 24 h, per tenant.",
     ),
+    cancel_after: str | None = Header(
+        default=None,
+        max_length=32,
+        description="Cancel the job when it is unfinished this long after submission: "
+        "seconds (`90`) or a duration (`5m`, `1h30m`); sets `deadline_seconds`.",
+    ),
 ) -> JobOut:
     """Submit a pruning job. It is recorded, then queued; poll it with ``GET /v1/jobs/{id}``."""
+    if cancel_after is not None:
+        seconds = deadlines.parse_cancel_after(cancel_after)
+        body = body.model_copy(update={"deadline_seconds": seconds})
     record, replayed = service.create(body, principal.tenant, idempotency_key)
     response.headers["Location"] = f"/v1/jobs/{record['id']}"
     if replayed:

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from app.redaction import redact_paths
+from app.webhooks.schemas import WebhookSpec
 from prunekit.spec import PruneSpec
 
 
@@ -40,6 +41,20 @@ class JobCreate(PruneSpec):
 
     model_id: str = Field(min_length=1, max_length=64)
     dataset_id: str | None = Field(default=None, max_length=64)
+    webhook: WebhookSpec | None = Field(
+        default=None, description="POST the job's events, signed, to this URL"
+    )
+    deadline_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=30 * 24 * 3600,
+        description="cancel the job when it is still unfinished this long after submission "
+        "(the `Cancel-After` header sets it too)",
+    )
+
+
+# JobCreate fields that configure the job's handling, not the engine's PruneSpec
+HANDLING_FIELDS = frozenset({"webhook", "deadline_seconds"})
 
 
 class Progress(BaseModel):
@@ -72,6 +87,9 @@ class JobOut(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     updated_at: str | None = None
+    webhook: dict[str, Any] | None = None
+    deadline_seconds: float | None = None
+    deadline_at: str | None = None
     links: dict[str, str] = Field(default_factory=dict)
 
 

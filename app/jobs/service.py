@@ -13,11 +13,12 @@ from pydantic import ValidationError
 from app import quotas, storage
 from app.auth.tenancy import owned_or_404
 from app.datasets import service as datasets
-from app.jobs import store, structured
-from app.jobs.schemas import JobCreate, JobStatus
+from app.jobs import deadlines, store, structured
+from app.jobs.schemas import HANDLING_FIELDS, JobCreate, JobStatus
 from app.models import service as models
 from app.problems import Problem, field_errors, validation_problem
 from app.records import load_page, new_id, now_iso
+from app.webhooks import service as webhooks
 from prunekit.strategies import StrategyParams, UnknownStrategyError, get, parse_params
 from worker.celery_app import RUN_JOB, enqueue
 
@@ -93,7 +94,11 @@ def create(
     models.ensure_usable(model)
     check_dataset(body, params, model, tenant)
     structured.check_submission(params, model, body.dataset_id)
-    spec = body.model_dump(mode="json", exclude={"model_id", "dataset_id"})
+    handling = {
+        **webhooks.job_fields(body.webhook, tenant),
+        **deadlines.job_fields(body.deadline_seconds),
+    }
+    spec = body.model_dump(mode="json", exclude={"model_id", "dataset_id", *HANDLING_FIELDS})
     spec["strategy"] = params.model_dump(mode="json")
     job_id = new_id()
     if idempotency_key is not None:
@@ -119,6 +124,7 @@ def create(
         "started_at": None,
         "finished_at": None,
         "updated_at": now_iso(),
+        **handling,
     }
     try:
         with quotas.job_slot(tenant):  # 429 beyond the tenant's unfinished jobs
