@@ -55,7 +55,7 @@ def post_pinned(url: str, address: str, headers: dict[str, str], body: str) -> i
     timeout = get_settings().webhook_timeout
     target = httpx.URL(url)
     pinned = target.copy_with(host=address)
-    host_header = target.host if target.port is None else f"{target.host}:{target.port}"
+    host_header = target.netloc.decode("ascii")  # the URL's host[:port], IPv6 in brackets
     extensions = {"sni_hostname": target.host} if target.scheme == "https" else {}
     with (
         httpx.Client(timeout=httpx.Timeout(timeout), follow_redirects=False) as client,

@@ -123,3 +123,32 @@ def test_reporter_raises_past_the_deadline() -> None:
     time.sleep(0.35)
     with pytest.raises(deadlines.DeadlineExceededError, match=r"deadline of 0\.3 s"):
         reporter.check_cancelled()
+
+
+def test_post_goes_to_the_checked_address_with_the_urls_host() -> None:
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    from worker.webhooks import post_pinned
+
+    seen: list[tuple[str, str, bytes]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers["content-length"]))
+            seen.append((self.headers["host"], self.path, body))
+            self.send_response(202)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    port = server.server_address[1]
+    try:
+        url = f"http://receiver.invalid:{port}/hooks?x=1"  # never resolved: pinned instead
+        assert post_pinned(url, "127.0.0.1", {"webhook-id": "m"}, '{"a":1}') == 202
+    finally:
+        server.server_close()
+    assert seen == [(f"receiver.invalid:{port}", "/hooks?x=1", b'{"a":1}')]
