@@ -95,7 +95,7 @@ def create(
     check_dataset(body, params, model, tenant)
     structured.check_submission(params, model, body.dataset_id)
     handling = {
-        **webhooks.job_fields(body.webhook, tenant),
+        **webhooks.job_fields(body.webhook, "webhook" in body.model_fields_set, tenant),
         **deadlines.job_fields(body.deadline_seconds),
     }
     spec = body.model_dump(mode="json", exclude={"model_id", "dataset_id", *HANDLING_FIELDS})

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Response
 
 from app.auth.tenancy import Principal, current_principal
 from app.jobs import service as jobs
 from app.json_body import JSONBodyRoute
 from app.webhooks import service
-from app.webhooks.schemas import Deliveries, WebhookSecret
+from app.webhooks.schemas import Deliveries, WebhookOut, WebhookSecret, WebhookSpec
 
 router = APIRouter(prefix="/v1", route_class=JSONBodyRoute, tags=["webhooks"])
 
@@ -18,6 +18,26 @@ def rotate_webhook_secret(principal: Principal = Depends(current_principal)) -> 
     """Create or rotate the tenant's signing secret; it is shown only in this answer. After a
     rotation, deliveries also carry a signature made with the previous secret for 24 h."""
     return WebhookSecret.model_validate(service.rotate_secret(principal.tenant))
+
+
+@router.put("/webhook", response_model=WebhookOut, responses={409: {}})
+def set_default_webhook(
+    body: WebhookSpec, principal: Principal = Depends(current_principal)
+) -> WebhookOut:
+    """The tenant's default webhook, used by jobs whose spec names none (``"webhook": null``
+    opts a job out); the job keeps the default as it was at submission."""
+    return WebhookOut.model_validate(service.set_default(body, principal.tenant))
+
+
+@router.get("/webhook", response_model=WebhookOut)
+def get_default_webhook(principal: Principal = Depends(current_principal)) -> WebhookOut:
+    return WebhookOut.model_validate(service.get_default_or_404(principal.tenant))
+
+
+@router.delete("/webhook", status_code=204)
+def delete_default_webhook(principal: Principal = Depends(current_principal)) -> Response:
+    service.delete_default(principal.tenant)
+    return Response(status_code=204)
 
 
 @router.get("/jobs/{job_id}/webhooks", response_model=Deliveries)

@@ -47,6 +47,13 @@ class WebhookSpec(BaseModel):
         return list(dict.fromkeys(events))
 
 
+class WebhookOut(BaseModel):
+    """A stored webhook as shown back (not re-checked: the check runs on input and delivery)."""
+
+    url: str
+    events: list[str]
+
+
 class WebhookSecret(BaseModel):
     """A tenant's signing secret, shown once, when created or rotated."""
 

@@ -59,6 +59,23 @@ def signing_secrets(tenant: str) -> list[str]:
     return out
 
 
+def _default_key(tenant: str) -> str:
+    return key("tenant", tenant, "webhook_default")
+
+
+def set_default(tenant: str, webhook: dict[str, Any] | None) -> None:
+    """The tenant's default webhook (for jobs that name none); None removes it."""
+    if webhook is None:
+        get_redis().delete(_default_key(tenant))
+    else:
+        get_redis().set(_default_key(tenant), json.dumps(webhook))
+
+
+def get_default(tenant: str) -> dict[str, Any] | None:
+    raw = get_redis().get(_default_key(tenant))
+    return json.loads(raw) if raw else None
+
+
 def has_secret(tenant: str) -> bool:
     return bool(get_redis().exists(_secret_key(tenant)))
 

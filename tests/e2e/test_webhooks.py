@@ -290,3 +290,38 @@ def test_bad_cancel_after_and_missing_secret(
     )  # fmt: skip
     assert resp.status_code == 409, resp.text
     assert "POST /v1/webhook-secret" in resp.json()["detail"]
+
+
+def test_tenant_default_webhook(
+    hooked: tuple[Service, str], receiver: Receiver, model_files: dict[str, Path]
+) -> None:
+    svc, _ = hooked
+    team = svc.as_key(new_key(f"default-hook-{time.time_ns()}"))
+    assert team.client.get("/v1/webhook").status_code == 404
+    hook = {"url": f"{receiver.base}/ok-default", "events": ["succeeded"]}
+    assert team.client.put("/v1/webhook", json=hook).status_code == 409  # no secret yet
+    secret = team.client.post("/v1/webhook-secret").json()["secret"]
+    assert team.client.put("/v1/webhook", json=hook).json() == hook
+    assert team.client.get("/v1/webhook").json() == hook
+    model = team.upload(model_files["keras"])
+    by_default = _submit(team, model["id"])
+    assert by_default["webhook"] == hook  # the default, kept on the job
+    resp = team.client.post(
+        "/v1/jobs",
+        json={"model_id": model["id"], "strategy": {"name": "magnitude", "sparsity": 0.5},
+              "webhook": None},
+    )  # fmt: skip
+    opted_out = resp.json()
+    assert resp.status_code == 202 and opted_out["webhook"] is None
+    for job in (by_default, opted_out):
+        assert team.wait_job(job["id"])["status"] == "succeeded"
+    (delivery,) = _settled(team, by_default["id"])
+    assert delivery["event"] == "succeeded" and delivery["status"] == "delivered"
+    assert team.client.get(f"/v1/jobs/{opted_out['id']}/webhooks").json()["items"] == []
+    got = receiver.at("/ok-default")
+    assert (
+        Webhook(secret).verify(got[-1]["body"], got[-1]["headers"])["data"]["id"]
+        == (by_default["id"])
+    )
+    assert team.client.delete("/v1/webhook").status_code == 204
+    assert team.client.get("/v1/webhook").status_code == 404
