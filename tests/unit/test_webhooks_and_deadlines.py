@@ -152,3 +152,27 @@ def test_post_goes_to_the_checked_address_with_the_urls_host() -> None:
     finally:
         server.server_close()
     assert seen == [(f"receiver.invalid:{port}", "/hooks?x=1", b'{"a":1}')]
+
+
+def test_delivery_rechecks_the_address_and_gives_up_on_a_refusal() -> None:
+    """A stored delivery whose host now resolves to loopback (this process does not allow
+    private addresses) is refused at delivery time: one attempt, logged, no retry."""
+    from worker.webhooks import deliver_webhook_task
+
+    job = _job("succeeded", finished_at="2020-01-01T00:00:00.000Z")
+    tenant = job["tenant"]
+    store.rotate_secret(tenant)
+    delivery = {
+        "id": "msg_recheck", "seq": 0, "tenant": tenant, "event": "succeeded",
+        "url": "http://localhost:9/hook", "status": "pending", "created_at": "t",
+        "attempts": [], "payload": {"type": "job.succeeded", "data": {"id": job["id"]}},
+    }  # fmt: skip
+    store.put_delivery(job["id"], delivery)
+    deliver_webhook_task(job["id"], "msg_recheck")
+    (done,) = store.deliveries(job["id"])
+    assert done["status"] == "failed"
+    (attempt,) = done["attempts"]
+    assert attempt["error"].startswith("refused:") and "non-public" in attempt["error"]
+    assert attempt["status_code"] is None and attempt["next_retry_at"] is None
+    deliver_webhook_task(job["id"], "msg_recheck")  # a redelivered message changes nothing
+    assert len(store.deliveries(job["id"])[0]["attempts"]) == 1
