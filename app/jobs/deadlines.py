@@ -14,12 +14,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 from app.jobs import store
-from app.jobs.schemas import JobStatus
+from app.jobs.schemas import MAX_DEADLINE_S, JobStatus
 from app.problems import validation_problem
 from app.records import now_iso
 from prunekit.errors import CancelledError
 
-MAX_DEADLINE_S = 30 * 24 * 3600
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(h|ms|m|s)")
 _UNIT_S = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 

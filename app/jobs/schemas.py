@@ -22,6 +22,7 @@ class JobStatus(StrEnum):
 
 
 TERMINAL = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+MAX_DEADLINE_S = 30 * 24 * 3600  # the longest deadline a job may ask for
 
 
 class JobCreate(PruneSpec):
@@ -47,7 +48,7 @@ class JobCreate(PruneSpec):
     deadline_seconds: float | None = Field(
         default=None,
         gt=0,
-        le=30 * 24 * 3600,
+        le=MAX_DEADLINE_S,
         description="cancel the job when it is still unfinished this long after submission "
         "(the `Cancel-After` header sets it too)",
     )
