@@ -23,7 +23,7 @@ from standardwebhooks import Webhook
 from app.records import now_iso
 from app.settings import get_settings
 from app.webhooks import store
-from app.webhooks.addresses import AddressRefusedError, resolve_checked
+from app.webhooks.addresses import AddressRefusedError, HostUnresolvedError, resolve_checked
 from worker.celery_app import DELIVER_WEBHOOK, celery_app
 
 log = logging.getLogger("prunekit.webhooks")
@@ -78,7 +78,9 @@ def _attempt(delivery: dict[str, Any]) -> tuple[int | None, str | None, bool]:
         return None, "the tenant has no webhook signing secret (POST /v1/webhook-secret)", True
     try:
         address = resolve_checked(delivery["url"], settings.webhook_allow_private)
-    except AddressRefusedError as exc:
+    except HostUnresolvedError as exc:  # DNS may answer at the next attempt
+        return None, str(exc), True
+    except AddressRefusedError as exc:  # the SSRF rule: retrying cannot help
         return None, f"refused: {exc}", False
     body = json.dumps(delivery["payload"], separators=(",", ":"))
     try:

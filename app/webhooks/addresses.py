@@ -20,6 +20,10 @@ class AddressRefusedError(ValueError):
     """The URL may not be delivered to; the message says why."""
 
 
+class HostUnresolvedError(AddressRefusedError):
+    """The URL's host does not resolve (now: DNS may answer later)."""
+
+
 def _is_public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         address = address.ipv4_mapped
@@ -41,10 +45,10 @@ def resolve_checked(url: str, allow_private: bool) -> str:
         port = parts.port or (443 if parts.scheme == "https" else 80)
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, ValueError) as exc:
-        raise AddressRefusedError(f"the host {host!r} does not resolve: {exc}") from exc
+        raise HostUnresolvedError(f"the host {host!r} does not resolve: {exc}") from exc
     addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
     if not addresses:
-        raise AddressRefusedError(f"the host {host!r} does not resolve")
+        raise HostUnresolvedError(f"the host {host!r} does not resolve")
     if not allow_private:
         private = sorted({str(a) for a in addresses if not _is_public(a)})
         if private:

@@ -176,3 +176,15 @@ def test_delivery_rechecks_the_address_and_gives_up_on_a_refusal() -> None:
     assert attempt["status_code"] is None and attempt["next_retry_at"] is None
     deliver_webhook_task(job["id"], "msg_recheck")  # a redelivered message changes nothing
     assert len(store.deliveries(job["id"])[0]["attempts"]) == 1
+
+
+def test_an_unresolved_host_is_retried_a_refused_address_is_not() -> None:
+    from worker.webhooks import _attempt
+
+    tenant = f"t-{time.time_ns()}"
+    store.rotate_secret(tenant)
+    base = {"id": "msg_x", "tenant": tenant, "payload": {"type": "job.running"}}
+    status, error, retryable = _attempt({**base, "url": "http://receiver.invalid/hook"})
+    assert status is None and "does not resolve" in error and retryable
+    status, error, retryable = _attempt({**base, "url": "http://10.0.0.1/hook"})
+    assert status is None and error.startswith("refused:") and not retryable
