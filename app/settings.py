@@ -83,6 +83,12 @@ class Settings:
     # seconds a job's TF latency comparison may take (inf: no limit); None: the engine's
     # default (prunekit.speedup.DEFAULT_BUDGET_S); a spec's measure.latency_budget_s wins
     latency_budget_s: float | None = None
+    webhook_allow_private: bool = False  # deliver to loopback/private/link-local addresses
+    webhook_timeout: float = 5  # connect and read timeout of one delivery attempt
+    webhook_max_attempts: int = 6  # a delivery is given up after this many attempts
+    webhook_retry_base: float = 5  # first retry after ~this, doubling, with jitter
+    webhook_retry_max: float = 900  # no retry waits longer than this
+    webhook_progress_interval: float = 5  # at most one progress delivery per job per this
 
     def __post_init__(self) -> None:
         if not 0 < self.task_soft_time_limit < self.task_time_limit < self.visibility_timeout:
@@ -100,6 +106,10 @@ class Settings:
             )
         if self.max_attempts < 1:
             raise ValueError("PRUNEKIT_MAX_ATTEMPTS must be at least 1")
+        if self.webhook_timeout <= 0 or self.webhook_max_attempts < 1:
+            raise ValueError(
+                "PRUNEKIT_WEBHOOK_TIMEOUT must be > 0, PRUNEKIT_WEBHOOK_MAX_ATTEMPTS >= 1"
+            )
         if self.lease_ttl < 1 or self.reconcile_interval <= 0:
             raise ValueError("PRUNEKIT_LEASE_TTL must be >= 1 s, PRUNEKIT_RECONCILE_INTERVAL > 0")
         if self.latency_budget_s is not None and not self.latency_budget_s > 0:
@@ -143,6 +153,13 @@ class Settings:
             tenant_max_stored_bytes=_int("PRUNEKIT_TENANT_MAX_STORED_BYTES", 50 * 1024**3),
             inspection_time_limit=_int("PRUNEKIT_INSPECTION_TIME_LIMIT", min(600, soft)),
             latency_budget_s=_optional_float("PRUNEKIT_LATENCY_BUDGET_S"),
+            webhook_allow_private=os.environ.get("PRUNEKIT_WEBHOOK_ALLOW_PRIVATE", "")
+            in ("1", "true", "yes"),
+            webhook_timeout=_float("PRUNEKIT_WEBHOOK_TIMEOUT", 5),
+            webhook_max_attempts=_int("PRUNEKIT_WEBHOOK_MAX_ATTEMPTS", 6),
+            webhook_retry_base=_float("PRUNEKIT_WEBHOOK_RETRY_BASE", 5),
+            webhook_retry_max=_float("PRUNEKIT_WEBHOOK_RETRY_MAX", 900),
+            webhook_progress_interval=_float("PRUNEKIT_WEBHOOK_PROGRESS_INTERVAL", 5),
         )
 
     @property

@@ -14,6 +14,7 @@ from app.settings import Settings, get_settings
 
 RUN_JOB = "prunekit.run_job"
 INSPECT_MODEL = "prunekit.inspect_model"
+DELIVER_WEBHOOK = "prunekit.deliver_webhook"
 
 
 def create_celery(settings: Settings) -> Celery:
@@ -21,7 +22,7 @@ def create_celery(settings: Settings) -> Celery:
         "prunekit",
         broker=settings.redis_url,
         # worker.environment first: it sets KERAS_HOME etc. before worker.tasks imports Keras
-        include=["worker.environment", "worker.tasks", "worker.lifecycle"],
+        include=["worker.environment", "worker.tasks", "worker.lifecycle", "worker.webhooks"],
     )
     app.conf.update(
         task_default_queue=settings.queue,

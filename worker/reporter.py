@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from app.jobs import store
+from app.jobs import deadlines, store
 from app.observability import counters, logs
+from app.webhooks import dispatch
 from prunekit.errors import CancelledError
 
 MIN_INTERVAL_S = 0.5  # progress writes are throttled; phase changes are always written
@@ -28,6 +29,10 @@ class JobReporter:
         self.log_fields = log_fields or {}  # tenant and request id for the JSON phase log
         self.phase_name = "starting"
         self._last_write = 0.0
+        record = store.get(job_id) or {}
+        self._deadline = deadlines.deadline_epoch(record)
+        self._deadline_reason = deadlines.explanation(record)
+        self._progress_hook = dispatch.wants(record, "progress")
 
     def phase(self, name: str, fraction: float = 0.0, **detail: Any) -> None:
         self.check_cancelled()
@@ -45,6 +50,8 @@ class JobReporter:
         self._last_write = time.monotonic()
         logs.emit("job_phase", job_id=self.job_id, phase=name, **self.log_fields)
         counters.record_worker_memory()
+        if self._progress_hook:
+            dispatch.progress(self.job_id)
 
     def progress(self, fraction: float, **detail: Any) -> None:
         now = time.monotonic()
@@ -59,6 +66,8 @@ class JobReporter:
         if detail:
             progress["detail"] = detail
         self._check(store.update(self.job_id, fence=self.fence, progress=progress))
+        if self._progress_hook:
+            dispatch.progress(self.job_id)
 
     def event(self, message: str, level: str = "info", **detail: Any) -> None:
         self._check(
@@ -76,6 +85,9 @@ class JobReporter:
         """Raise :class:`CancelledError` once ``POST /v1/jobs/{id}/cancel`` asked to stop.
 
         One Redis read; the engine calls it between phases and batches, and every phase
-        change and progress write here checks too."""
+        change and progress write here checks too. Past the job's deadline it raises
+        :class:`~app.jobs.deadlines.DeadlineExceededError` (a ``CancelledError``)."""
+        if self._deadline is not None and time.time() >= self._deadline:
+            raise deadlines.DeadlineExceededError(self._deadline_reason)
         if store.status(self.job_id) in ("cancelling", "cancelled"):
             raise CancelledError("the job was cancelled on request")

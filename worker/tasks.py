@@ -15,6 +15,7 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from app import storage
 from app.datasets import store as datasets
+from app.jobs import deadlines
 from app.jobs import store as jobs
 from app.jobs.schemas import JobStatus
 from app.models import store as models
@@ -119,6 +120,10 @@ def run_job(job_id: str) -> None:
         )
         jobs.release_lease(job_id, fence.owner)
         return
+    if deadlines.expired(job):  # it waited in the queue past its deadline
+        deadlines.cancel_expired(job)
+        jobs.release_lease(job_id, fence.owner)
+        return
     if not attempts or not jobs.transition(
         job_id,
         JobStatus.RUNNING.value,
@@ -170,7 +175,7 @@ def _run(fence: jobs.Fence, job: dict[str, Any]) -> None:
         if _caused_by(exc, jobs.LeaseLostError):
             log.warning("job %s: lease lost; this attempt stops and writes nothing", job_id)
         elif _caused_by(exc, CancelledError):
-            _cancelled(job_id, fence)
+            _cancelled(job_id, fence, deadline=_caused_by(exc, deadlines.DeadlineExceededError))
         elif _caused_by(exc, SoftTimeLimitExceeded):  # also when the engine wrapped it
             limit = get_settings().task_soft_time_limit
             _fail(
@@ -240,15 +245,23 @@ def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
     return False
 
 
-def _cancelled(job_id: str, fence: jobs.Fence | None = None) -> None:
+def _cancelled(job_id: str, fence: jobs.Fence | None = None, deadline: bool = False) -> None:
+    """Mark the job cancelled; ``deadline``: because it ran past its deadline (the event
+    and the job's ``error`` say so)."""
+    record = jobs.get(job_id) or {}
+    deadline = deadline or deadlines.expired(record)  # or the reconciler asked for the stop
+    why: dict[str, Any] = {"message": "cancelled"}
+    if deadline:
+        why = {"message": f"cancelled: {deadlines.explanation(record)}"}
+        why["error"] = deadlines.error(record)
     job_outcomes.log_status(job_id, "cancelled")
     jobs.transition(
         job_id,
         JobStatus.CANCELLED.value,
         {JobStatus.CANCELLING.value, JobStatus.RUNNING.value, JobStatus.QUEUED.value},
-        message="cancelled",
         fence=fence,
         finished_at=now_iso(),
+        **why,
     )
 
 

@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from app import labels
 from app.auth.tenancy import Principal, current_principal
 from app.downloads import file_download
-from app.jobs import dry_run, live_events, service
+from app.jobs import deadlines, dry_run, live_events, service
 from app.jobs.filters import JobFilter
 from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport, JobStatus
 from app.json_body import JSONBodyRoute
@@ -58,8 +58,17 @@ def create_job(
         description="Retry-safe submission: the same key and body return the same job; "
         "the same key with another body answers 409. Kept 24 h, per tenant.",
     ),
+    cancel_after: str | None = Header(
+        default=None,
+        max_length=32,
+        description="Cancel the job when it is unfinished this long after submission: "
+        "seconds (`90`) or a duration (`5m`, `1h30m`); sets `deadline_seconds`.",
+    ),
 ) -> JobOut | Response:
     """Submit a pruning job. It is recorded, then queued; poll it with ``GET /v1/jobs/{id}``."""
+    if cancel_after is not None:
+        seconds = deadlines.parse_cancel_after(cancel_after)
+        body = body.model_copy(update={"deadline_seconds": seconds})
     if validate_only:
         return JSONResponse(dry_run.preview(body, principal.tenant))
     record, replayed = service.create(body, principal.tenant, idempotency_key)

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from app import labels
 from app.redaction import redact_paths
+from app.webhooks.schemas import WebhookSpec
 from prunekit.spec import PruneSpec
 
 
@@ -22,6 +23,7 @@ class JobStatus(StrEnum):
 
 
 TERMINAL = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
+MAX_DEADLINE_S = 30 * 24 * 3600  # the longest deadline a job may ask for
 
 
 class JobCreate(PruneSpec):
@@ -46,6 +48,20 @@ class JobCreate(PruneSpec):
         description=f"labels: at most {labels.MAX_KEYS} keys of [a-z0-9_.-]{{1,63}}, values of "
         f"at most {labels.MAX_VALUE_CHARS} characters; filter lists with ?metadata[key]=value",
     )
+    webhook: WebhookSpec | None = Field(
+        default=None, description="POST the job's events, signed, to this URL"
+    )
+    deadline_seconds: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_DEADLINE_S,
+        description="cancel the job when it is still unfinished this long after submission "
+        "(the `Cancel-After` header sets it too)",
+    )
+
+
+# JobCreate fields that configure the job's handling, not the engine's PruneSpec
+HANDLING_FIELDS = frozenset({"webhook", "deadline_seconds"})
 
 
 class Progress(BaseModel):
@@ -79,6 +95,9 @@ class JobOut(BaseModel):
     started_at: str | None = None
     finished_at: str | None = None
     updated_at: str | None = None
+    webhook: dict[str, Any] | None = None
+    deadline_seconds: float | None = None
+    deadline_at: str | None = None
     links: dict[str, str] = Field(default_factory=dict)
 
 

@@ -13,14 +13,15 @@ from pydantic import ValidationError
 from app import labels, quotas, storage
 from app.auth.tenancy import owned_or_404
 from app.datasets import service as datasets
-from app.jobs import store, structured
+from app.jobs import deadlines, store, structured
 from app.jobs.filters import JobFilter
-from app.jobs.schemas import JobCreate, JobStatus
+from app.jobs.schemas import HANDLING_FIELDS, JobCreate, JobStatus
 from app.models import service as models
 from app.observability.requests import current_request_id
 from app.problems import Problem, field_errors, validation_problem
 from app.records import load_page, new_id, now_iso
 from app.redis_client import get_redis, tenant_index
+from app.webhooks import service as webhooks
 from prunekit.strategies import StrategyParams, UnknownStrategyError, get, parse_params
 from worker.celery_app import RUN_JOB, enqueue
 
@@ -74,9 +75,10 @@ def validate_submission(body: JobCreate, tenant: str) -> tuple[dict[str, Any], d
     models.ensure_usable(model)
     check_dataset(body, params, model, tenant)
     structured.check_submission(params, model, body.dataset_id)
-    spec = body.model_dump(mode="json", exclude={"model_id", "dataset_id"})
+    # labels, webhook and deadline live on the record, not in the engine's spec
+    exclude = {"model_id", "dataset_id", "metadata", *HANDLING_FIELDS}
+    spec = body.model_dump(mode="json", exclude=exclude)
     spec["strategy"] = params.model_dump(mode="json")
-    spec.pop("metadata", None)  # labels live on the record, not in the engine's spec
     return spec, model
 
 
@@ -106,6 +108,10 @@ def create(
     """Record and queue a job; returns (record, replayed). With an ``Idempotency-Key`` the
     same key and body give back the same job (``replayed``), another body answers 409."""
     spec, _ = validate_submission(body, tenant)
+    handling = {
+        **webhooks.job_fields(body.webhook, "webhook" in body.model_fields_set, tenant),
+        **deadlines.job_fields(body.deadline_seconds),
+    }
     job_id = new_id()
     if idempotency_key is not None:
         canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True)
@@ -132,6 +138,7 @@ def create(
         "started_at": None,
         "finished_at": None,
         "updated_at": now_iso(),
+        **handling,
     }
     try:
         with quotas.job_slot(tenant):  # 429 beyond the tenant's unfinished jobs

@@ -47,6 +47,10 @@ def _events_key(job_id: str) -> str:
     return key("job", job_id, "events")
 
 
+def webhooks_key(job_id: str) -> str:
+    return key("job", job_id, "webhooks")  # its webhook deliveries (app.webhooks.store)
+
+
 def _event(kind: str, message: str | None, data: dict[str, Any]) -> str:
     return json.dumps({"at": now_iso(), "type": kind, "message": message, "data": data})
 
@@ -157,6 +161,10 @@ def transition(
         done = True
 
     get_redis().transaction(_tx, *_watched(job_id, fence))
+    if done:
+        from app.webhooks import dispatch  # the job's webhook, when it wants this status
+
+        dispatch.status_changed(job_id, to)
     return done
 
 
@@ -219,7 +227,7 @@ def delete(record: dict[str, Any]) -> None:
     r = get_redis()
     job_id = record["id"]
     with r.pipeline() as p:
-        p.delete(_key(job_id), _events_key(job_id), _lease_key(job_id))
+        p.delete(_key(job_id), _events_key(job_id), _lease_key(job_id), webhooks_key(job_id))
         p.zrem(key("jobs"), job_id)
         p.zrem(tenant_index(record["tenant"], "jobs"), job_id)
         p.srem(_active_key(), job_id)

@@ -31,6 +31,7 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from app.jobs import deadlines
 from app.jobs import store as jobs
 from app.jobs.schemas import JobStatus
 from app.lifecycle.sweeper import sweep
@@ -128,6 +129,10 @@ def reconcile_once(now: float | None = None) -> ReconcileReport:
     grace = max(MIN_RESERVATION_GRACE_S, s.lease_ttl, 2 * s.reconcile_interval)
     for job in jobs.active_jobs():
         job_id, status = job["id"], job["status"]
+        if status != JobStatus.CANCELLING.value and deadlines.expired(job, now):
+            if deadlines.cancel_expired(job):  # queued: cancelled; running: asked to stop
+                report.cancelled.append(job_id)
+            continue
         if status == JobStatus.QUEUED.value:
             delivery = broker.delivery(job_id, now, grace)
             if _age_s(job.get("updated_at"), now) > s.reconcile_interval and delivery != "live":

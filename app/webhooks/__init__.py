@@ -1,0 +1,1 @@
+"""Signed webhooks: job events POSTed to a URL the job names (Standard Webhooks)."""
