@@ -58,13 +58,15 @@ def test_metrics_parse_and_move_with_a_job(service: Service, model_files: dict[s
         after, "prunekit_http_request_duration_seconds",
         "prunekit_http_request_duration_seconds_count", **get_job,
     ) >= 1  # fmt: skip
+    # jobs by status and durations count every job of the service: other tests' jobs may
+    # finish meanwhile (the service is shared), so this job moves them by at least one
     succeeded = ("prunekit_jobs", "prunekit_jobs", {"status": "succeeded"})
     assert (
         value(after, *succeeded[:2], **succeeded[2])
-        == value(before, *succeeded[:2], **succeeded[2]) + 1
+        >= value(before, *succeeded[:2], **succeeded[2]) + 1
     )
     durations = ("prunekit_job_duration_seconds", "prunekit_job_duration_seconds_count")
-    assert value(after, *durations, strategy="magnitude") == (
+    assert value(after, *durations, strategy="magnitude") >= (
         value(before, *durations, strategy="magnitude") + 1
     )
     assert value(after, "prunekit_job_duration_seconds", "prunekit_job_duration_seconds_sum",
