@@ -5,43 +5,23 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import keras
 import numpy as np
 import pytest
 
+from tests.digits import RESCALE, digits_classifier
 from tests.e2e.conftest import Service
 
 pytestmark = pytest.mark.e2e
 
 PROBLEM = "application/problem+json"
-DIGITS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "digits_8x8.npz"
-RESCALE = 1 / 16  # digits pixels are 0..16
 
 
 @pytest.fixture(scope="module")
 def digits(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A slice of the 8x8 digits as an .npz, and a small classifier trained on it."""
-    tmp = tmp_path_factory.mktemp("digits")
-    with np.load(DIGITS.resolve(), allow_pickle=False) as d:
-        x_train, y_train = d["x_train"][:400], d["y_train"][:400]
-        x_test, y_test = d["x_test"][:120], d["y_test"][:120]
-    npz = tmp / "digits_slice.npz"
-    np.savez_compressed(npz, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((8, 8), name="pixels")
-    x = keras.layers.Flatten()(inp)
-    x = keras.layers.Dense(32, activation="relu", name="hidden")(x)
-    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(x))
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x_train * RESCALE, y_train, epochs=15, batch_size=32, verbose=0)
-    path = tmp / "digits.keras"
-    model.save(path)
-    logits = model.predict(x_test * RESCALE, verbose=0)
-    return {
-        "npz": npz,
-        "model": path,
-        "accuracy": float(np.mean(np.argmax(logits, -1) == y_test)),
-    }
+    return digits_classifier(
+        tmp_path_factory.mktemp("digits"), n_train=400, n_test=120, hidden=32, epochs=15
+    )
 
 
 def _upload_dataset(service: Service, path: Path) -> Any:

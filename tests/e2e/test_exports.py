@@ -16,34 +16,20 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
+from tests.digits import RESCALE, digits_classifier
 from tests.e2e.conftest import Service
 
 pytestmark = pytest.mark.e2e
 
 PROBLEM = "application/problem+json"
-DIGITS = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "digits_8x8.npz"
-RESCALE = 1 / 16  # digits pixels are 0..16
 
 
 @pytest.fixture(scope="module")
 def digits_mlp(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """An 8x8-digits MLP whose 64-wide input tiles by 4 and by 16, and a slice of the data."""
-    tmp = tmp_path_factory.mktemp("exports")
-    with np.load(DIGITS.resolve(), allow_pickle=False) as d:
-        x_train, y_train = d["x_train"][:600], d["y_train"][:600]
-        x_test, y_test = d["x_test"][:200], d["y_test"][:200]
-    npz = tmp / "digits_slice.npz"
-    np.savez_compressed(npz, x_train=x_train, y_train=y_train, x_test=x_test, y_test=y_test)
-    keras.utils.set_random_seed(0)
-    inp = keras.Input((8, 8), name="pixels")
-    x = keras.layers.Flatten()(inp)
-    x = keras.layers.Dense(64, activation="relu", name="hidden")(x)
-    model = keras.Model(inp, keras.layers.Dense(10, name="logits")(x))
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x_train * RESCALE, y_train, epochs=20, batch_size=32, verbose=0)
-    path = tmp / "digits_mlp.keras"
-    model.save(path)
-    return {"npz": npz, "model": path, "x_test": (x_test * RESCALE).astype("float32")}
+    return digits_classifier(
+        tmp_path_factory.mktemp("exports"), n_train=600, n_test=200, hidden=64, epochs=20
+    )
 
 
 def _problem(resp: Any, status: int) -> dict[str, Any]:

@@ -226,7 +226,8 @@ def test_cancel_after_ends_cancelled_with_its_webhook(
     deliveries = _settled(svc, job["id"])
     assert deliveries[-1]["event"] == "cancelled" and deliveries[-1]["status"] == "delivered"
     progress = [d for d in deliveries if d["event"] == "progress"]
-    if done["started_at"]:  # it ran (was not cancelled in the queue): its phases went out
+    if any(e["type"] == "phase" for e in events):  # it reached a phase before its deadline
+        # (under load the deadline can pass between starting and the first phase check)
         assert progress and all(d["payload"]["data"]["status"] == "running" for d in progress)
     stamps = [datetime.fromisoformat(d["payload"]["timestamp"]).timestamp() for d in progress]
     interval = float(HOOK_ENV["PRUNEKIT_WEBHOOK_PROGRESS_INTERVAL"])
