@@ -411,6 +411,9 @@ def disrupt(
             for job_id, pid in running_jobs(stack, ids).items()
             if kills[job_id] < cfg.max_attempts - 1
         }
+        stack.external_exits += stack.revive_workers()
+        if all((monitor.status(j) or ("", 0))[0] in TERMINAL for j in ids):
+            return None  # nothing left to kill
         if candidates:
             job_id = rng.choice(sorted(candidates))
             pid = candidates[job_id]
