@@ -1,7 +1,8 @@
 """Errors as RFC 9457 problem details (``application/problem+json``).
 
 Every error the API answers goes through here: raised ``Problem``s, request validation
-errors (422 with the offending fields), unknown routes and unexpected failures.
+errors (422 with the offending fields), unknown routes, Redis out of reach (503, retry: a
+restart or failover is a state that passes, not a server error) and unexpected failures.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
+import redis
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -64,6 +66,16 @@ def not_found(kind: str, ident: str) -> Problem:
         f"{kind}-not-found",
         f"{kind.capitalize()} not found",
         f"no {kind} with id {ident!r}; list yours with GET /v1/{kind}s",
+    )
+
+
+def store_unavailable() -> Problem:
+    return Problem(
+        503,
+        "store-unavailable",
+        "Service temporarily unavailable",
+        "the job store (Redis) cannot be reached right now; retry shortly",
+        headers={"Retry-After": "1"},
     )
 
 
@@ -129,6 +141,12 @@ def install(app: FastAPI) -> None:
             headers=getattr(exc, "headers", None),
         )
         return problem_response(problem, request)
+
+    @app.exception_handler(redis.ConnectionError)  # includes "LOADING" after a restart
+    @app.exception_handler(redis.TimeoutError)
+    async def _store_unavailable(request: Request, exc: redis.RedisError) -> JSONResponse:
+        log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(store_unavailable(), request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

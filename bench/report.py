@@ -43,6 +43,7 @@ SUITE_ORDER = [
     "structured_vgg",
     "engine_overhead",
     "service_load",
+    "chaos_drill",
 ]
 
 

@@ -65,6 +65,8 @@ SUITES: dict[str, Suite] = {
     "litert_export": Suite("litert_export"),
     "engine_overhead": Suite("engine_overhead"),
     "service_load": Suite("service_load"),
+    # 20 jobs, 2 workers, 10 SIGKILLs and 2 Redis restarts: jobs lost, double effects, recovery
+    "chaos_drill": Suite("chaos_drill"),
 }
 
 

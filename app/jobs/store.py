@@ -237,14 +237,16 @@ def delete(record: dict[str, Any]) -> None:
 # ------------------------------------------------------------------ the running lease
 def acquire_lease(job_id: str, owner: str, ttl_s: float) -> Fence | None:
     """Take the job's lease (only one worker runs a job at a time) and a new fencing token;
-    None if another holds it or the job no longer exists."""
+    None if another holds it, or the job finished or no longer exists (a duplicate delivery
+    that waited for the lease must not count an attempt of a finished job)."""
     k, lease = _key(job_id), _lease_key(job_id)
     fence: Fence | None = None
 
     def _tx(pipe: redis.client.Pipeline) -> None:
         nonlocal fence
         fence = None
-        if not pipe.exists(k) or pipe.exists(lease):
+        status = pipe.hget(k, "status")
+        if status is None or json.loads(status) in FINISHED or pipe.exists(lease):
             pipe.multi()
             return
         raw = pipe.hget(k, "lease_token")

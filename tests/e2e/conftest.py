@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,8 +14,9 @@ import httpx
 import pytest
 
 from app.embedded_redis import free_port
+from tests.service_processes import REPO, spawn_api, spawn_worker, stop
 
-REPO = Path(__file__).resolve().parents[2]
+__all__ = ["REPO", "spawn_api", "spawn_worker", "stop"]  # used by the e2e modules
 
 
 def new_key(tenant: str) -> str:
@@ -65,43 +64,6 @@ class Service:
         return resp.json()
 
 
-def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    full_env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", **(env or {})}
-    return subprocess.Popen(
-        args,
-        cwd=REPO,
-        env=full_env,
-        stdout=log.open("ab"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,  # its own process group: a test can kill it whole
-    )
-
-
-def spawn_worker(
-    logs: Path, env: dict[str, str] | None = None, concurrency: int = 2, name: str = "worker"
-) -> subprocess.Popen[bytes]:
-    queue = (env or {}).get("PRUNEKIT_QUEUE", os.environ["PRUNEKIT_QUEUE"])
-    return spawn(
-        [sys.executable, "-m", "celery", "-A", "worker.celery_app:celery_app", "worker",
-         "--loglevel", "INFO", "--concurrency", str(concurrency), "-Q", queue,
-         "--hostname", f"{name}-{free_port()}@%h"],
-        logs / f"{name}.log",
-        env,
-    )  # fmt: skip
-
-
-def spawn_api(logs: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    """uvicorn as ``make run`` starts it (read deadlines, connection limit), with ``env``."""
-    from app.serve import uvicorn_command
-    from app.settings import Settings
-
-    with pytest.MonkeyPatch.context() as mp:  # the API's settings, as its process reads them
-        for name, value in (env or {}).items():
-            mp.setenv(name, value)
-        settings = Settings.from_env()
-    return spawn(uvicorn_command("127.0.0.1", port, settings), logs / "api.log", env)
-
-
 def wait_ready(
     svc: Service, procs: list[subprocess.Popen[bytes]], path: str = "/readyz", timeout: float = 90
 ) -> None:
@@ -116,18 +78,6 @@ def wait_ready(
             logs = "".join(f.read_text()[-3000:] for f in sorted(svc.log_dir.glob("*.log")))
             raise RuntimeError(f"service did not become ready ({path}):\n{logs}")
         time.sleep(0.3)
-
-
-def stop(*procs: subprocess.Popen[bytes]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.terminate()
-    for proc in procs:
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(5)
 
 
 def api_without_worker(logs: Path, queue_suffix: str, env: dict[str, str]) -> Iterator[Service]:

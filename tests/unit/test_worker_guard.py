@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,7 @@ import pytest
 from app import storage
 from app.jobs import store as jobs
 from app.records import new_id, now_iso
-from worker.guard import JobGuard, Warden, holder_is_dead, new_owner
+from worker.guard import JobGuard, Warden, holder_is_dead, new_owner, take_lease
 from worker.reporter import JobReporter
 
 
@@ -80,6 +81,31 @@ def test_each_acquisition_gets_a_new_token_and_fences_the_old_one() -> None:
         reporter.phase("pruning", 0.5)
     # a token bumped under the same holder fences too (what a takeover looks like mid-write)
     assert jobs.transition(job_id, "succeeded", {"running"}, fence=second)
+
+
+def test_a_delivery_waiting_for_the_lease_of_a_job_that_then_finishes_takes_nothing() -> None:
+    """Found by the chaos drill: a second delivery (the reconciler re-sent the job while the
+    first re-sent message sat reserved) waited for the lease, got it once the job had
+    succeeded, and counted one more attempt on the finished job (attempts 4 of 3 on a
+    succeeded job; such phantom attempts can push a job past PRUNEKIT_MAX_ATTEMPTS)."""
+    job_id = _job()
+    running = jobs.acquire_lease(job_id, new_owner(), ttl_s=30)  # a live holder: this process
+    assert running is not None
+    got: list[jobs.Fence | None] = []
+    waiter = threading.Thread(
+        target=lambda: got.append(take_lease(job_id, "host:2:b", ttl_s=30, wait_s=10))
+    )
+    waiter.start()
+    time.sleep(0.5)  # the duplicate delivery now waits for the lease
+    assert jobs.transition(job_id, "succeeded", {"running"}, fence=running)
+    jobs.release_lease(job_id, running.owner)
+    waiter.join(15)
+    assert got == [None]
+    record = jobs.get(job_id)
+    assert record is not None and record["status"] == "succeeded"
+    assert record["lease_token"] == running.token and jobs.lease_holder(job_id) is None
+    for finished in ("failed", "cancelled"):
+        assert jobs.acquire_lease(_job(finished), "host:3:c", ttl_s=30) is None
 
 
 def test_a_deleted_job_stays_deleted(tmp_path: Path) -> None:
