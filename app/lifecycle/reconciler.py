@@ -159,8 +159,8 @@ def reconcile_once(now: float | None = None) -> ReconcileReport:
             ):  # fmt: skip
                 report.failed.append(job_id)
             continue
-        if job_id in broker.waiting:
-            continue  # a delivery is already queued: it takes the job over
+        if broker.delivery(job_id, now, grace) == "live":
+            continue  # a delivery waits, or a worker took one just now: it takes the job over
         # a lease renewed every lease_ttl/3 is gone: its worker died (SIGKILL, OOM, host lost)
         jobs.add_event(job_id, "message", "its worker was lost; queued again", level="warning")
         enqueue(RUN_JOB, job_id)

@@ -331,3 +331,33 @@ def test_reconciler_requeues_a_job_whose_reserving_worker_died() -> None:
         r.zrem(f"{prefix}unacked_index", "tag-dead", "tag-fresh")
         for j in (dead, fresh):
             jobs.transition(j["id"], "cancelled", {"queued"})
+
+
+@pytest.mark.usefixtures("private_reconcile")
+def test_reconciler_does_not_resend_a_lost_job_a_worker_just_took_again() -> None:
+    """A running job whose worker died was sent again; a worker reserved that message a
+    moment ago and has not taken the lease yet: the next pass sends no second message (the
+    chaos drill saw "its worker was lost; queued again" twice for one death). The dead
+    worker's own reservation, an hour old, does not count as live."""
+    import json
+
+    from app.redis_client import get_redis
+    from app.settings import get_settings
+
+    r = get_redis()
+    prefix = f"{get_settings().key_prefix}:celery:"
+    taken = _job("running", started_at=now_iso())  # no lease: its worker died
+    orphan = _job("running", started_at=now_iso())  # only the dead worker's old reservation
+    now = time.time()
+    reservations = (("tag-taken", taken, now - 0.5), ("tag-orphan", orphan, now - 3600))
+    for tag, job, at in reservations:
+        r.hset(f"{prefix}unacked", tag, json.dumps([{"args": [job["id"]]}, "", "q"]))
+        r.zadd(f"{prefix}unacked_index", {tag: at})
+    try:
+        report = reconciler.reconcile_once(now)
+        assert taken["id"] not in report.requeued and orphan["id"] in report.requeued
+    finally:
+        r.hdel(f"{prefix}unacked", "tag-taken", "tag-orphan")
+        r.zrem(f"{prefix}unacked_index", "tag-taken", "tag-orphan")
+        for j in (taken, orphan):
+            jobs.transition(j["id"], "cancelled", {"running"})
