@@ -194,8 +194,25 @@ def load_npz(path: Path, rescale: float | None = None) -> Dataset:
                 x = d[f"x_{split}"]
                 if rescale is not None or x.dtype.kind in "biu":
                     x = x.astype("float32") * np.float32(rescale if rescale is not None else 1.0)
-                splits[split] = Split(x, d[f"y_{split}"])
+                y = d[f"y_{split}"]
+                _check_finite(f"x_{split}", x)
+                _check_finite(f"y_{split}", y)
+                splits[split] = Split(x, y)
     return Dataset(train=splits["train"], val=splits.get("val"), test=splits.get("test"))
+
+
+def _check_finite(name: str, array: np.ndarray) -> None:
+    """Refuse NaN and infinite values: a loss over them is NaN, and a job that trained and
+    evaluated on them would "succeed" with no figures (inf can also come from ``rescale``)."""
+    if array.dtype.kind not in "fc":
+        return
+    bad = int(array.size - np.count_nonzero(np.isfinite(array)))
+    if bad:
+        raise DatasetError(
+            f"{name} holds {bad} NaN or infinite value(s); drop or repair those samples "
+            "(or pick a smaller preprocessing.rescale) and upload the dataset again",
+            reason="non_finite",
+        )
 
 
 def input_mismatch(x_shape: list[int], model_shape: list[int | None]) -> str | None:

@@ -187,3 +187,26 @@ def test_memory_needed_counts_widened_inputs_in_python_ints() -> None:
     assert memory_needed(arrays) == 784_000 + 3_136_000 + 8_000
     huge = {"x_train": ArrayInfo((2**61, 8), "<f4"), "y_train": ArrayInfo((2**61,), "<f4")}
     assert memory_needed(huge) == 2**61 * 8 * 8 + 2**61 * 4 > 2**64  # no wrap
+
+
+@pytest.mark.parametrize(
+    ("arrays", "rescale", "where"),
+    [
+        ({"x_train": np.array([[0.5, np.nan], [1.0, 2.0]], "float32")}, None, "x_train holds 1"),
+        ({"x_train": np.array([[0.5, np.inf], [-np.inf, 2.0]])}, None, "x_train holds 2"),
+        ({"y_train": np.array([0.0, np.nan])}, None, "y_train holds 1"),
+        ({"x_train": np.array([[1e30, 1.0], [1.0, 1.0]], "float32")}, 1e10, "x_train holds 1"),
+    ],
+)
+def test_non_finite_values_are_refused_with_where_they_are(
+    tmp_path: Path, arrays: dict, rescale: float | None, where: str
+) -> None:
+    """A NaN dataset used to "succeed" with loss null; now it fails naming the array."""
+    full = {"x_train": np.ones((2, 2), "float32"), "y_train": np.array([0, 1]), **arrays}
+    path = tmp_path / "d.npz"
+    np.savez(path, **full)
+    with pytest.raises(DatasetError, match=where) as err:
+        load_npz(path, rescale)
+    assert err.value.reason == "non_finite"
+    np.savez(path, x_train=np.ones((2, 2), "float32"), y_train=np.array([0, 1]))
+    assert load_npz(path, rescale).train.x.shape == (2, 2)  # finite data still loads
