@@ -342,10 +342,15 @@ def _attach_keras_graph(loaded: LoadedModel, path: Path) -> None:
 def _keras_load_message(exc: Exception) -> str:
     text = str(exc)
     if "safe_mode" in text or "Lambda" in text:
+        # name the layer Keras refused: a Lambda, or another that deserialises code or
+        # unsafe state (a StringLookup's vocabulary file, say) - not always a Lambda
+        culprit = (
+            "a Lambda layer" if "lambda" in text.lower() else "a layer Keras will not load safely"
+        )
         return (
-            "the .keras file contains a Lambda layer or other code that would run on load; "
-            "prunekit loads models with safe_mode=True and refuses to execute embedded code. "
-            "Replace the Lambda with built-in layers and upload again."
+            f"the .keras file contains {culprit} ({text.splitlines()[0][:300]}); prunekit "
+            "loads models with safe_mode=True and refuses to execute embedded code. Replace "
+            "that layer with built-in layers that need no code on load and upload again."
         )
     if "Could not locate" in text or "Unknown" in text or "custom" in text.lower():
         return (

@@ -103,3 +103,16 @@ def test_unsafe_keras_lambda_is_refused(tmp_path: Path) -> None:
 
     with pytest.raises(ModelLoadError, match="Lambda"):
         load_model(path, "keras")
+
+
+def test_a_safe_mode_refusal_names_what_keras_refused_not_always_a_lambda() -> None:
+    from prunekit.model import _keras_load_message
+
+    other = _keras_load_message(
+        ValueError("StringLookup: loading this vocabulary needs safe_mode=False (unsafe)")
+    )
+    assert "Lambda" not in other and "StringLookup" in other and "safe_mode=True" in other
+    lam = _keras_load_message(
+        ValueError("Requested the deserialization of a `lambda` function; pass safe_mode=False")
+    )
+    assert "a Lambda layer" in lam
