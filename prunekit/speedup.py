@@ -59,7 +59,7 @@ from prunekit.metrics.timing import (
 from prunekit.model import LoadedModel
 
 SIDES = {"a": "original", "b": "pruned"}  # speed-up = time(a) / time(b)
-DEFAULT_BUDGET_S = 3.0
+DEFAULT_BUDGET_S = 2.0
 # a batch of N samples is predicted to take at least N / BATCHING_GAIN_BOUND passes of one
 # sample: batching buys at most this much per sample (on CPUs far less), so a batch size
 # skipped before its warm-up would not have fit had it been measured
