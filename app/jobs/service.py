@@ -6,7 +6,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import ValidationError
 
@@ -22,6 +22,7 @@ from app.problems import Problem, field_errors, validation_problem
 from app.records import load_page, new_id, now_iso
 from app.redis_client import get_redis, tenant_index
 from app.webhooks import service as webhooks
+from prunekit.spec import LiteRTFormat
 from prunekit.strategies import StrategyParams, UnknownStrategyError, get, parse_params
 from worker.celery_app import RUN_JOB, enqueue
 
@@ -250,7 +251,7 @@ def pick_format(record: dict[str, Any], fmt: str | None) -> dict[str, Any]:
     exports = (record.get("metrics") or {}).get("exports") or {}
     if fmt in exports:  # asked for, but its conversion failed
         why = f"its {fmt} export failed: {exports[fmt].get('error') or exports[fmt].get('note')}"
-    elif fmt in ("tflite", "tflite_int8"):
+    elif fmt in get_args(LiteRTFormat):  # exportable, but the spec did not ask
         why = f'the job did not ask for it: submit a job with "exports": ["{fmt}"]'
     else:
         why = "only structured strategies (filter, slimming) write both .keras and SavedModel"
