@@ -206,8 +206,9 @@ def _publish(fence: jobs.Fence, model: dict[str, Any], result: PruneResult, out:
     job_id = fence.job_id
     final = storage.attempt_dir(job_id, fence.token)
     artifact = _describe(out, final, result.download, ArtifactFormat(result.format), model)
-    # ?format=: structured jobs' other Keras format, and the LiteRT exports asked for
-    others = {**result.alternates, **result.exports}
+    # ?format=: structured jobs' other Keras format, the LiteRT exports asked for, and the
+    # sensitivity plot of a job that analysed sensitivity
+    others = {**result.alternates, **result.exports, **result.artifacts}
     artifact["alternates"] = {
         str(fmt): _describe(out, final, path, ArtifactFormat(fmt), model)
         for fmt, path in others.items()

@@ -141,6 +141,24 @@ class JobReport(BaseModel):
         description="per prunable layer of the pruned model: which path can turn its sparsity "
         "into speed (block-sparse FC kernels, sparse 1x1 convolutions, channel removal, 2:4)",
     )
+    allocation: dict[str, Any] | None = Field(
+        default=None,
+        description="the layer budget (`rule`: uniform, global, lamp, erk, sensitivity) and "
+        "what each prunable tensor got (`layers`: size, pruned, sparsity); null for strategies "
+        "without one",
+    )
+    sensitivity: dict[str, Any] | None = Field(
+        default=None,
+        description="one-shot sensitivity curves (strategy sensitivity or auto, allocation "
+        "sensitivity): per layer or channel group, accuracy/loss/drop at each ratio; the plot "
+        "downloads with `?format=sensitivity_png`",
+    )
+    search: dict[str, Any] | None = Field(
+        default=None,
+        description="strategy auto: the budget, every candidate (ratio, allocation, validation "
+        "accuracy, size, FLOPs, latency, on the Pareto front or not), the choice and why, and "
+        "the test figure",
+    )
     warnings: list[str] = Field(
         default_factory=list,
         description="results a user should not ship blind: a sparse export that is not faster "

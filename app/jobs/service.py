@@ -210,6 +210,9 @@ def report(job_id: str, tenant: str) -> dict[str, Any]:
         "after": metrics["after"],
         "delta": metrics["delta"],
         "layers": metrics.get("layers", []),
+        "allocation": metrics.get("allocation"),
+        "sensitivity": metrics.get("sensitivity"),
+        "search": metrics.get("search"),
         "speedup": metrics.get("speedup"),
         "exports": metrics.get("exports"),
         "eligibility": metrics.get("eligibility"),
@@ -251,6 +254,11 @@ def pick_format(record: dict[str, Any], fmt: str | None) -> dict[str, Any]:
     exports = (record.get("metrics") or {}).get("exports") or {}
     if fmt in exports:  # asked for, but its conversion failed
         why = f"its {fmt} export failed: {exports[fmt].get('error') or exports[fmt].get('note')}"
+    elif fmt == "sensitivity_png":
+        why = (
+            "the job ran no sensitivity analysis: use strategy sensitivity or auto, or "
+            'allocation "sensitivity"'
+        )
     elif fmt in get_args(LiteRTFormat):  # exportable, but the spec did not ask
         why = f'the job did not ask for it: submit a job with "exports": ["{fmt}"]'
     else:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from prunekit.allocation import ALLOCATION_HELP, Allocation
 from prunekit.blocks import SHAPES, BlockChoice, BlockPlan, NMPattern, plan_blocks
 
 if TYPE_CHECKING:
@@ -31,6 +32,9 @@ Sparsity = Annotated[
     float,
     Field(ge=0.0, lt=1.0, description="Fraction of prunable weights to zero, in [0, 1)."),
 ]
+
+
+LayerBudget = Annotated[Allocation | None, Field(description=ALLOCATION_HELP)]
 
 
 class StrategyParams(BaseModel):
@@ -67,6 +71,7 @@ class BlockParams(StrategyParams):
 
     sparsity: Sparsity
     block: BlockShape = None
+    allocation: LayerBudget = None
 
     @field_validator("block")
     @classmethod
@@ -81,6 +86,19 @@ class BlockParams(StrategyParams):
                     f"it needs sparsity >= {least:g}, got {sparsity:g}"
                 )
         return block
+
+    @field_validator("allocation")
+    @classmethod
+    def _allocation_fits_block(
+        cls, allocation: Allocation | None, info: ValidationInfo
+    ) -> Allocation | None:
+        per_tensor = (Allocation.LAMP, Allocation.ERK, Allocation.SENSITIVITY)
+        if allocation in per_tensor and info.data.get("block") is not None:
+            raise ValueError(
+                f"allocation {allocation} shares sparsity out weight by weight; with a block "
+                "layout use allocation uniform or global (or block null)"
+            )
+        return allocation
 
 
 def block_plan(ctx: PruningContext, block: str | None, strategy: str) -> BlockPlan:

@@ -14,8 +14,15 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from prunekit.masks import Scope, masks_from_scores
-from prunekit.strategies.base import Sparsity, Strategy, StrategyKind, StrategyParams
+from prunekit.layer_budget import budget_masks
+from prunekit.masks import Scope
+from prunekit.strategies.base import (
+    LayerBudget,
+    Sparsity,
+    Strategy,
+    StrategyKind,
+    StrategyParams,
+)
 from prunekit.strategies.registry import register
 
 if TYPE_CHECKING:
@@ -25,6 +32,7 @@ if TYPE_CHECKING:
 class L0Params(StrategyParams):
     name: Literal["l0"] = "l0"
     sparsity: Sparsity
+    allocation: LayerBudget = None
     gates: Literal["weights", "units"] = Field(
         default="weights", description="One gate per weight, or one per output unit."
     )
@@ -88,7 +96,7 @@ class L0Pruning(Strategy):
             f"l0: expected non-zero weights {expected[0]:.0f} -> {expected[-1]:.0f} of {n}; "
             f"{closed} weights gated to exactly zero; top-k to sparsity {p.sparsity:.1%}"
         )
-        masks = masks_from_scores({k: abs(v) for k, v in gated.items()}, p.sparsity, p.scope)
+        masks = budget_masks(ctx, p, {k: abs(v) for k, v in gated.items()}, p.sparsity)
         ctx.apply_masks(masks)
         tune = ctx.fine_tune(
             masks, epochs=None if ctx.spec.fine_tune else p.fine_tune_epochs, span=(0.7, 1.0)
