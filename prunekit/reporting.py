@@ -23,6 +23,8 @@ def attach_analysis(
     ``out_dir``. Returns the files written, by artifact name. A plot that cannot be drawn
     leaves a warning, never a failed job."""
     files: dict[str, Path] = {}
+    if "search" in cache:
+        metrics["search"] = cache["search"]
     if "allocation" in cache:
         metrics["allocation"] = cache["allocation"]
     report = cache.get("sensitivity")

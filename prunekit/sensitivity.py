@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -27,13 +27,15 @@ from prunekit.allocation import SensitivityCurve
 from prunekit.data import Split
 from prunekit.losses import LossSpec
 from prunekit.masks import count_to_prune, prune_smallest
-from prunekit.model import LoadedModel, Weight
+
+if TYPE_CHECKING:
+    from prunekit.model import LoadedModel, Weight
 
 DEFAULT_RATIOS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95)
 DEFAULT_MAX_SAMPLES = 1000
 PNG_NAME = "sensitivity.png"
 
-Evaluate = Callable[[LoadedModel, Split], dict[str, float | None]]
+Evaluate = Callable[["LoadedModel", Split], dict[str, float | None]]
 
 
 @dataclass
@@ -207,6 +209,7 @@ def keras_evaluator(loss: LossSpec) -> Callable[[Any, Split], dict[str, float | 
     """Evaluate a bare Keras model (a structured candidate) like the context evaluates."""
     from prunekit.context import evaluate
     from prunekit.formats import ModelFormat
+    from prunekit.model import LoadedModel
 
     def run(model: Any, split: Split) -> dict[str, float | None]:
         wrapped = LoadedModel(format=ModelFormat.KERAS, keras_model=model)

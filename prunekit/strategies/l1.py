@@ -74,9 +74,7 @@ class L1Pruning(Strategy):
             f"l1: proximal training zeroed {exact_zeros} of {n} prunable weights "
             f"({exact_zeros / max(n, 1):.1%}); pruning to {p.sparsity:.1%} by magnitude"
         )
-        masks = budget_masks(
-            ctx, p, {n: np.abs(w) for n, w in weights.items()}, p.sparsity, plan
-        )
+        masks = budget_masks(ctx, p, {n: np.abs(w) for n, w in weights.items()}, p.sparsity, plan)
         ctx.apply_masks(masks)
         tune = ctx.fine_tune(
             masks, epochs=None if ctx.spec.fine_tune else p.fine_tune_epochs, span=(0.6, 1.0)
