@@ -50,7 +50,7 @@ from prunekit.metrics.size import CODEC, compressed_size, raw_size, zip_director
 from prunekit.metrics.sparsity import parameter_counts, sparsity_report
 from prunekit.model import LoadedModel, load_model
 from prunekit.progress import NullReporter, Reporter
-from prunekit.reporting import attach_analysis
+from prunekit.reporting import attach_analysis, finishing
 from prunekit.spec import PruneSpec
 from prunekit.speedup import SpeedupConfig, SpeedupMeasurement
 from prunekit.strategies import build
@@ -343,6 +343,7 @@ def prune(
     )
     outcome = build(params).run(ctx)
     pruned = outcome.model or model
+    reporter = finishing(reporter, ctx.cache)  # a search cancelled with a result: finish it
     reporter.check_cancelled()
 
     reporter.phase("saving", 0.85)

@@ -169,8 +169,10 @@ def _run(fence: jobs.Fence, job: dict[str, Any]) -> None:
             before=((model.get("inspection") or {}).get("details") or {}).get("before"),
             timing=_speedup_config(get_settings().latency_budget_s),
         )
-        reporter.check_cancelled()
-        _publish(fence, model, result, out)
+        kept = bool(result.metrics.get("kept_after_cancel"))
+        if not kept:  # strategy auto, cancelled between candidates, keeps its best one
+            reporter.check_cancelled()
+        _publish(fence, model, result, out, after_cancel=kept)
     except Exception as exc:
         if _caused_by(exc, jobs.LeaseLostError):
             log.warning("job %s: lease lost; this attempt stops and writes nothing", job_id)
@@ -200,9 +202,17 @@ def _speedup_config(budget_s: float | None) -> SpeedupConfig:
     return SpeedupConfig(budget_s=budget_s, budget_origin="PRUNEKIT_LATENCY_BUDGET_S")
 
 
-def _publish(fence: jobs.Fence, model: dict[str, Any], result: PruneResult, out: Path) -> None:
+def _publish(
+    fence: jobs.Fence,
+    model: dict[str, Any],
+    result: PruneResult,
+    out: Path,
+    after_cancel: bool = False,
+) -> None:
     """Describe the outputs (sha256 of the very bytes), rename them into this attempt's own
-    directory, then record success: all fenced, so a late attempt changes nothing."""
+    directory, then record success: all fenced, so a late attempt changes nothing.
+    ``after_cancel``: the engine kept a result after a cancel request (a search's best
+    candidate within budget), which succeeds from ``cancelling`` too."""
     job_id = fence.job_id
     final = storage.attempt_dir(job_id, fence.token)
     artifact = _describe(out, final, result.download, ArtifactFormat(result.format), model)
@@ -216,10 +226,16 @@ def _publish(fence: jobs.Fence, model: dict[str, Any], result: PruneResult, out:
     if not jobs.fence_holds(fence):
         raise jobs.LeaseLostError(f"job {job_id}: lease lost before publishing")
     storage.publish_attempt(out, job_id, fence.token)
+    allowed = {JobStatus.RUNNING.value}
+    if after_cancel:
+        allowed.add(JobStatus.CANCELLING.value)
     if jobs.transition(
         job_id,
         JobStatus.SUCCEEDED.value,
-        {JobStatus.RUNNING.value},
+        allowed,
+        message="succeeded: cancelled between candidates, the best one within budget kept"
+        if after_cancel
+        else None,
         fence=fence,
         progress={"phase": "done", "fraction": 1.0},
         metrics=result.metrics,

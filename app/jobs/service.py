@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from app import labels, quotas, storage
 from app.auth.tenancy import owned_or_404
 from app.datasets import service as datasets
-from app.jobs import deadlines, store, structured
+from app.jobs import deadlines, search_checks, store, structured
 from app.jobs.filters import JobFilter
 from app.jobs.schemas import HANDLING_FIELDS, JobCreate, JobStatus
 from app.models import service as models
@@ -76,6 +76,7 @@ def validate_submission(body: JobCreate, tenant: str) -> tuple[dict[str, Any], d
     models.ensure_usable(model)
     check_dataset(body, params, model, tenant)
     structured.check_submission(params, model, body.dataset_id)
+    search_checks.check_submission(params, model, body.dataset_id)
     # labels, webhook and deadline live on the record, not in the engine's spec
     exclude = {"model_id", "dataset_id", "metadata", *HANDLING_FIELDS}
     spec = body.model_dump(mode="json", exclude=exclude)

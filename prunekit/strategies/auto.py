@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from prunekit.allocation import Allocation
 from prunekit.strategies.base import Strategy, StrategyKind, StrategyParams
@@ -33,18 +33,18 @@ class AutoParams(StrategyParams):
         description="Largest validation accuracy loss allowed, absolute (0.01 = one point), "
         "against the original model on the same validation samples.",
     )
+    family: Family = Field(
+        default="unstructured",
+        description="unstructured: weights zeroed (magnitude, with `allocation`); structured: "
+        "channels removed (L1, needs a Keras graph); either: both searched, each with half "
+        "the candidate epochs, the best objective wins (latency: structured only).",
+    )
     objective: Objective = Field(
         default="size",
         description="What the search minimises among candidates within budget: size "
         "(non-zero parameters), flops (non-zero FLOPs per sample) or latency (median batch-1 "
         "forward pass on the worker's TensorFlow runtime; structured candidates only, since "
         "TensorFlow runs a sparse kernel at dense speed).",
-    )
-    family: Family = Field(
-        default="unstructured",
-        description="unstructured: weights zeroed (magnitude, with `allocation`); structured: "
-        "channels removed (L1, needs a Keras graph); either: both searched, each with half "
-        "the candidate epochs, the best objective wins (latency: structured only).",
     )
     max_fine_tune_epochs: int = Field(
         default=10,
@@ -83,13 +83,19 @@ class AutoParams(StrategyParams):
         description="Validation samples every evaluation uses (the first ones).",
     )
 
+    @field_validator("objective")
+    @classmethod
+    def _measurable(cls, objective: str, info: ValidationInfo) -> str:
+        if objective == "latency" and info.data.get("family") == "unstructured":
+            raise ValueError(
+                "objective latency cannot be measured on unstructured candidates: zeroed "
+                "weights do not make TensorFlow faster (it runs them dense); use family "
+                "structured or either, or objective size or flops"
+            )
+        return objective
+
     @model_validator(mode="after")
     def _consistent(self) -> AutoParams:
-        if self.objective == "latency" and self.family == "unstructured":
-            raise ValueError(
-                "objective latency: zeroed weights do not make TensorFlow faster (it runs them "
-                "dense); use family structured or either, or objective size or flops"
-            )
         if self.family == "structured" and self.allocation in (Allocation.LAMP, Allocation.ERK):
             raise ValueError(
                 f"allocation {self.allocation} shares weights, not channels: use uniform, "
@@ -136,6 +142,10 @@ class Auto(Strategy):
         ctx.reporter.phase("searching", ctx.progress_span[0], families=list(families))
         found = run_search(ctx, config)
         chosen = found.chosen
+        if found.stopped == "cancelled":
+            from prunekit.reporting import KEPT_AFTER_CANCEL
+
+            ctx.cache[KEPT_AFTER_CANCEL] = True
         ctx.cache["sensitivity"] = found.sensitivity[chosen.family]
         if found.masks is not None:
             ctx.cache["allocation"] = layer_report(found.masks, p.allocation)

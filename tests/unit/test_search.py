@@ -14,6 +14,7 @@ import pytest
 
 from prunekit.context import PruningContext, evaluate
 from prunekit.data import Dataset, Split
+from prunekit.errors import CancelledError
 from prunekit.formats import ModelFormat
 from prunekit.losses import LossName, LossSpec
 from prunekit.model import LoadedModel
@@ -79,3 +80,38 @@ def test_search_fails_cleanly_when_even_the_mildest_candidate_misses() -> None:
     with pytest.raises(BudgetNotMetError, match=r"smallest drop reached was 0\.0\d+") as err:
         run_search(ctx, config(0.001))  # even 1% of weights (2 of 200) costs 0.01
     assert err.value.reason == "budget_not_met"
+
+
+class CancelAfter(RecordingReporter):
+    """Cancels the job once ``n`` candidates have been reported."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.n = n
+        self.seen = 0
+
+    def progress(self, fraction: float, **detail: object) -> None:
+        super().progress(fraction, **detail)
+        self.seen = int(detail.get("candidates", self.seen))  # type: ignore[call-overload]
+
+    def check_cancelled(self) -> None:
+        if self.seen >= self.n:
+            raise CancelledError("cancelled on request")
+
+
+def test_cancel_between_candidates_keeps_the_best_within_budget() -> None:
+    ctx = one_hot_context()
+    ctx.reporter = CancelAfter(3)  # scan 0.1 (fails), then 0.05 (passes), then 0.025
+    found = run_search(ctx, config(0.05))
+    assert found.stopped == "cancelled" and len(found.candidates) == 3
+    assert found.chosen.passes and found.chosen.ratio == 0.05
+    assert found.final["fine_tune_epochs"] == 0  # no final fine-tune after a cancel
+    zeros = int((ctx.model.keras_model.get_layer("w").get_weights()[0] == 0).sum())  # type: ignore[union-attr]
+    assert zeros == 10
+
+
+def test_cancel_before_any_candidate_passes_stops_the_job() -> None:
+    ctx = one_hot_context()
+    ctx.reporter = CancelAfter(1)  # the scan's 0.1 misses the budget: nothing to keep
+    with pytest.raises(CancelledError):
+        run_search(ctx, config(0.05))
