@@ -49,7 +49,7 @@ RESULTS = Path(__file__).resolve().parent / "results" / "search.json"
 LOSS = LossSpec(LossName.SPARSE_CATEGORICAL, from_logits=True)
 GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 VGG_GRID = (0.25, 0.375, 0.5, 0.625, 0.75)
-VGG_WIDTHS = (16, 16, 32, 32, 64, 64)
+VGG_WIDTHS = (8, 8, 16, 16, 32, 32)
 
 
 def load(name: str, n_train: int, channel_axis: bool, seed: int = 0) -> Dataset:
@@ -94,6 +94,13 @@ def train_dense(model: keras.Model, data: Dataset, epochs: int, path: Path) -> P
     return path
 
 
+class PrintReporter(NullReporter):
+    """Prints the search's events (candidates) so a long run shows where it is."""
+
+    def event(self, message: str, level: str = "info", **detail: Any) -> None:
+        print(f"    {message}", flush=True)
+
+
 def context(path: Path, strategy: dict[str, Any], data: Dataset, epochs: int, seed: int = 0
             ) -> PruningContext:  # fmt: skip
     model = LoadedModel(format=ModelFormat.KERAS, keras_model=keras.models.load_model(path))
@@ -102,7 +109,7 @@ def context(path: Path, strategy: dict[str, Any], data: Dataset, epochs: int, se
         seed=seed,
         fine_tune={"epochs": epochs, "batch_size": 64, "learning_rate": 1e-3},
     )
-    return PruningContext(model, spec, NullReporter(), data=data, loss=LOSS)
+    return PruningContext(model, spec, PrintReporter(), data=data, loss=LOSS)
 
 
 def acc(model: LoadedModel | keras.Model, split: Split) -> float:
@@ -125,7 +132,7 @@ def unstructured(arch: str, data: Dataset, epochs: int, work: Path, budget: floa
     builder = architectures.lenet_300_100 if arch == "lenet_300_100" else architectures.lenet5
     shape = (28, 28) if arch == "lenet_300_100" else (28, 28, 1)
     keras.utils.set_random_seed(0)
-    dense_path = train_dense(builder(keras, shape), data, 3, work / f"{arch}.keras")
+    dense_path = train_dense(builder(keras, shape), data, 8, work / f"{arch}.keras")
     base_val = acc(keras.models.load_model(dense_path), data.val)
     grid = []
     started = time.perf_counter()
@@ -186,7 +193,7 @@ def unstructured(arch: str, data: Dataset, epochs: int, work: Path, budget: floa
 def structured(data: Dataset, epochs: int, work: Path, budget: float) -> dict:
     from prunekit.structured.runner import outcome  # noqa: F401  (TF graph helpers loaded)
 
-    dense_path = train_dense(vgg(0), data, 4, work / "vgg_small.keras")
+    dense_path = train_dense(vgg(0), data, 6, work / "vgg_small.keras")
     dense = keras.models.load_model(dense_path)
     base_val = acc(dense, data.val)
     grid = []
@@ -267,7 +274,7 @@ def allocations(n_train: int, epochs: int, work: Path, seeds: int = 3) -> dict:
     for seed in range(seeds):
         data = load("mnist", n_train, True, seed=seed)
         keras.utils.set_random_seed(seed)
-        path = train_dense(architectures.lenet5(keras), data, 3, work / f"lenet5_s{seed}.keras")
+        path = train_dense(architectures.lenet5(keras), data, 8, work / f"lenet5_s{seed}.keras")
         for rule in rows:
             strategy = {"name": "magnitude", "sparsity": 0.95, "allocation": rule}
             ctx = context(path, strategy, data, epochs, seed=seed)

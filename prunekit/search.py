@@ -6,10 +6,12 @@ Per family (unstructured weights, structured channels):
 1. a one-shot sensitivity analysis (:mod:`prunekit.sensitivity`) ranks the layers and gives
    the per-layer allocation of every candidate (``sensitivity`` layer budget) unless the
    parameters name another rule;
-2. a one-shot scan of global ratios (no fine-tuning, one batched evaluation each) finds the
-   largest ratio already within budget, ``lo`` (a candidate, 0 epochs), and the smallest one
-   beyond it, ``hi``;
-3. bisection between ``lo`` and ``hi``: each midpoint is pruned from the original weights,
+2. a one-shot scan of global ratios (no fine-tuning, one batched evaluation each, up to the
+   first one over budget) finds the largest ratio already within budget, ``lo`` (each scan
+   point is a candidate with 0 epochs);
+3. bisection between ``lo`` and ``hi = 1`` (a one-shot miss says nothing of what
+   fine-tuning recovers, so the upper end is "everything pruned"): each midpoint is pruned
+   from the original weights,
    fine-tuned ``candidate_epochs`` and evaluated on validation; a pass raises ``lo``, a miss
    lowers ``hi``; it stops when ``hi - lo <= tolerance`` (early exit), when the fine-tune
    epoch cap leaves no room for another candidate and the final fine-tune, or at
@@ -29,7 +31,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
@@ -285,17 +287,18 @@ class Search:
         self.reports[fam.name] = fam.analyse()
         self.ctx.reporter.check_cancelled()
         scan = SCAN_RATIOS if fam.name == "unstructured" else STRUCTURED_SCAN
-        lo, hi = 0.0, None
+        lo, failed = 0.0, False
         for r in scan:  # one-shot: 0 epochs each
             cand = self.evaluate(fam, r, 0)
             self.ctx.reporter.check_cancelled()
-            if cand.passes:
-                lo = r
-            else:
-                hi = r
+            if not cand.passes:
+                failed = True
                 break
-        if hi is None:
+            lo = r
+        if not failed:
             return "exhausted"  # even the largest scanned ratio passes one-shot
+        # a one-shot miss says nothing of a fine-tuned candidate: bisect up to 1 (all gone)
+        hi = 1.0
         limit = self.epochs_used + epoch_share
 
         def passes(ratio: float) -> bool | None:
@@ -416,7 +419,9 @@ class _Structured(_Family):
 
         ids = [g.id for g in self.graph.prunable_groups if g.id in self.scores]
         if self.search.config.allocation != "sensitivity" or not self.curves:
-            scope = "global" if self.search.config.allocation == "global" else "uniform"
+            scope: Literal["uniform", "global"] = (
+                "global" if self.search.config.allocation == "global" else "uniform"
+            )
             return select_channels({i: self.scores[i] for i in ids}, ratio, scope)
         sizes = {self.group_names[i]: int(self.scores[i].size) for i in ids}
         shares = sensitivity_sparsities(sizes, self.curves, ratio)
@@ -430,7 +435,7 @@ class _Structured(_Family):
         from prunekit.structured.surgery import apply_pruning
 
         kept = self.kept(ratio)
-        model, _ = apply_pruning(self.graph, kept)
+        model, _ = apply_pruning(self.graph, {g: [int(i) for i in k] for g, k in kept.items()})
         shares = {
             self.group_names[g.id]: 1.0 - len(kept.get(g.id, range(g.size))) / g.size
             for g in self.graph.prunable_groups

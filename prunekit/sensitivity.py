@@ -181,7 +181,7 @@ def analyse_channels(
         losses: list[float] = []
         for r in ratios:
             kept = select_channels({g.id: scores[g.id]}, r, "uniform")
-            smaller, _ = apply_pruning(graph, kept)
+            smaller, _ = apply_pruning(graph, {k: [int(i) for i in v] for k, v in kept.items()})
             found = evaluate_keras(smaller, val)
             acc.append(found["accuracy"])
             losses.append(float(found["loss"] or 0.0))

@@ -52,7 +52,7 @@ def one_hot_context() -> PruningContext:
 def config(drop: float) -> SearchConfig:
     return SearchConfig(
         max_accuracy_drop=drop,
-        max_fine_tune_epochs=4,
+        max_fine_tune_epochs=8,
         candidate_epochs=1,
         final_epochs=1,
         tolerance=0.01,
@@ -70,7 +70,7 @@ def test_search_stays_within_the_budget_on_validation() -> None:
     zeros = int((ctx.model.keras_model.get_layer("w").get_weights()[0] == 0).sum())  # type: ignore[union-attr]
     assert 5 <= zeros <= 10  # bisection to within tolerance 0.01 of the 0.05 edge
     assert found.chosen.pareto
-    assert found.epochs_used <= 4
+    assert found.epochs_used <= 8
     events = [c for c in ctx.reporter.calls if c[0] == "progress"]  # type: ignore[attr-defined]
     assert any("candidates" in detail for _, detail in events)
 
@@ -101,17 +101,18 @@ class CancelAfter(RecordingReporter):
 
 def test_cancel_between_candidates_keeps_the_best_within_budget() -> None:
     ctx = one_hot_context()
-    ctx.reporter = CancelAfter(3)  # scan 0.1 (fails), then 0.05 (passes), then 0.025
+    # scan 0.1 misses; bisection from [0, 1]: 0.5, 0.25, 0.125, 0.0625 miss, 0.03125 passes
+    ctx.reporter = CancelAfter(6)
     found = run_search(ctx, config(0.05))
-    assert found.stopped == "cancelled" and len(found.candidates) == 3
-    assert found.chosen.passes and found.chosen.ratio == 0.05
+    assert found.stopped == "cancelled" and len(found.candidates) == 6
+    assert found.chosen.passes and found.chosen.ratio == 0.03125
     assert found.final["fine_tune_epochs"] == 0  # no final fine-tune after a cancel
     zeros = int((ctx.model.keras_model.get_layer("w").get_weights()[0] == 0).sum())  # type: ignore[union-attr]
-    assert zeros == 10
+    assert zeros == 6  # round(0.03125 * 200)
 
 
 def test_cancel_before_any_candidate_passes_stops_the_job() -> None:
     ctx = one_hot_context()
-    ctx.reporter = CancelAfter(1)  # the scan's 0.1 misses the budget: nothing to keep
+    ctx.reporter = CancelAfter(3)  # 0.1, 0.5 and 0.25 all miss the budget: nothing to keep
     with pytest.raises(CancelledError):
         run_search(ctx, config(0.05))
