@@ -217,6 +217,7 @@ class Search:
         n = min(len(val), config.max_samples)
         self.val = Split(val.x[:n], val.y[:n])
         self.baseline: dict[str, float | None] = {}
+        self.stop_reason = "converged"
 
     # ------------------------------------------------------------- budget
     def reserve(self) -> int:
@@ -302,7 +303,11 @@ class Search:
         limit = self.epochs_used + epoch_share
 
         def passes(ratio: float) -> bool | None:
+            if len(self.candidates) >= self.config.max_candidates:
+                self.stop_reason = "candidate_cap"
+                return None
             if not self.room_for_candidate() or self.epochs_used >= limit:
+                self.stop_reason = "epoch_cap"
                 return None
             self.ctx.reporter.check_cancelled()
             return self.evaluate(fam, ratio, self.config.candidate_epochs).passes
@@ -453,13 +458,20 @@ class _Structured(_Family):
         return state
 
     def measure(self, state: Any) -> tuple[dict[str, float | None], int, int | None]:
+        from prunekit.formats import ModelFormat
+        from prunekit.metrics.flops import count_flops
+        from prunekit.model import LoadedModel
         from prunekit.sensitivity import keras_evaluator
-        from prunekit.structured import model_cost
 
         found = keras_evaluator(self.ctx.loss_spec)(state, self.search.val)
-        cost = model_cost(state)
         nonzero = sum(int(np.count_nonzero(np.asarray(w))) for w in state.weights)
-        return found, nonzero, int(cost.flops)
+        flops: int | None = None
+        try:  # the counter every unstructured candidate and the original are counted with
+            wrapped = LoadedModel(format=ModelFormat.KERAS, keras_model=state)
+            flops = int(count_flops(wrapped, list(self.search.val.x.shape[1:])).nonzero)
+        except Exception:
+            flops = None
+        return found, nonzero, flops
 
     def latency(self, state: Any) -> float | None:
         from prunekit.formats import ModelFormat
@@ -521,7 +533,7 @@ def run_search(ctx: PruningContext, config: SearchConfig) -> SearchOutcome:
             if isinstance(fam, _Unstructured):
                 fam.restore()  # the next family (and a structured pick) starts from the original
             if why == "capped":
-                stopped = "epoch_cap" if not search.room_for_candidate() else "candidate_cap"
+                stopped = search.stop_reason
             elif why == "exhausted":
                 stopped = "exhausted"
     except CancelledError:
