@@ -10,7 +10,8 @@ the strategies, the code the worker runs inside ``prunekit.pipeline.prune``):
    grid's total epochs. Reported: sparsity found, wall time against 3x the grid's.
 2. A small VGG on Fashion-MNIST, structured, 1-point budget, latency objective. Baseline:
    ``filter`` (L1, uniform) at each ratio of a grid; the fastest model within budget.
-   Both chosen models are timed again together at the end (batch 1, median of 200).
+   Both chosen models and the dense one are timed again together at the end, interleaved:
+   7 rounds, each the 10th percentile of 60 batch-1 runs, median over rounds.
 3. LeNet-5 at 95% sparsity: uniform vs lamp vs erk magnitude pruning, fine-tuned, test
    accuracy, mean of 3 seeds (each seed trains its own dense model).
 
@@ -251,10 +252,10 @@ def structured(data: Dataset, epochs: int, work: Path, budget: float) -> dict[st
     timed: dict[str, list[float]] = {k: [] for k in models if k in ("dense", "search")}
     if best is not None:
         timed[f"grid_{best['ratio']}"] = []
-    for _ in range(5):
+    for _ in range(7):
         for k in timed:
             wrapped = LoadedModel(format=ModelFormat.KERAS, keras_model=models[k])
-            timed[k].append(time_forward(wrapped, [28, 28, 1], runs=40) or float("nan"))
+            timed[k].append(time_forward(wrapped, [28, 28, 1], runs=60) or float("nan"))
     latency = {k: round(float(np.median(v)), 4) for k, v in timed.items()}
     out = {
         "model": "vgg_small",

@@ -107,7 +107,7 @@ class AutoParams(StrategyParams):
 @register
 class Auto(Strategy):
     name = "auto"
-    kind = StrategyKind.UNSTRUCTURED
+    kind = StrategyKind.SEARCH
     needs_data = True
     description = (
         "Accuracy-budget search: the most compressed model (size, FLOPs or latency) whose "

@@ -26,6 +26,8 @@ class StrategyKind(StrEnum):
     UNSTRUCTURED = "unstructured"  # individual weights are zeroed
     SEMI_STRUCTURED = "semi_structured"  # N:M patterns that sparse kernels run
     STRUCTURED = "structured"  # whole channels are removed, the model gets smaller
+    SEARCH = "search"  # chooses the family, ratio and layer budget itself (auto)
+    ANALYSIS = "analysis"  # measures, prunes nothing: the model comes back unchanged
 
 
 Sparsity = Annotated[

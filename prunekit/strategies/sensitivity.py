@@ -57,7 +57,7 @@ class SensitivityParams(StrategyParams):
 @register
 class Sensitivity(Strategy):
     name = "sensitivity"
-    kind = StrategyKind.UNSTRUCTURED
+    kind = StrategyKind.ANALYSIS
     needs_data = True
     description = (
         "Analysis, not pruning: each prunable layer (or channel group) pruned alone at "

@@ -27,6 +27,8 @@ def test_every_strategy_describes_itself() -> None:
             "unstructured",
             "semi_structured",
             "structured",
+            "search",
+            "analysis",
         }
         assert d["parameters"]["type"] == "object"
         assert get(cls.name) is cls
@@ -55,6 +57,7 @@ def test_defaults_filled() -> None:
         "name": "magnitude",
         "sparsity": 0.3,
         "block": None,  # unstructured
+        "allocation": None,  # follows scope
         "scope": "global",
     }
 
