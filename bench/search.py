@@ -141,6 +141,7 @@ def unstructured(arch: str, data: Dataset, epochs: int, work: Path, budget: floa
         builder(keras, shape), data, 8, work / f"{arch}_{len(data.train)}_8.keras"
     )
     base_val = acc(keras.models.load_model(dense_path), data.val)
+    dense_test = acc(keras.models.load_model(dense_path), data.test)
     grid = []
     started = time.perf_counter()
     for r in GRID:
@@ -176,6 +177,7 @@ def unstructured(arch: str, data: Dataset, epochs: int, work: Path, budget: floa
         "model": arch,
         "budget": budget,
         "baseline_val_accuracy": round(base_val, 4),
+        "dense_test_accuracy": round(dense_test, 4),
         "grid": grid,
         "grid_best": best,
         "grid_seconds": round(grid_seconds, 1),
@@ -262,6 +264,7 @@ def structured(data: Dataset, epochs: int, work: Path, budget: float) -> dict[st
         "widths": list(VGG_WIDTHS),
         "budget": budget,
         "baseline_val_accuracy": round(base_val, 4),
+        "dense_test_accuracy": round(acc(dense, data.test), 4),
         "grid": grid,
         "grid_best": best,
         "grid_seconds": round(grid_seconds, 1),
