@@ -18,7 +18,7 @@ from fastapi.responses import FileResponse, RedirectResponse, StreamingResponse
 from starlette.responses import MalformedRangeHeader, RangeNotSatisfiable
 
 from app.problems import Problem
-from core.object_store import ObjectStore
+from core.object_store import ObjectMissing, ObjectStore
 
 
 def _opaque(tag: str) -> str:
@@ -79,7 +79,10 @@ def file_download(
     """``path`` as a download with ``etag``: 304, 400/416 problems, a range, or all of it."""
     if none_match(if_none_match, etag):
         return Response(status_code=304, headers={"ETag": etag})
-    stat_result = os.stat(path)
+    try:
+        stat_result = os.stat(path)
+    except FileNotFoundError as exc:  # the record outlived its file: a 410, not a 500
+        raise ObjectMissing(f"no file for {path.name}") from exc
     response = FileResponse(
         path,
         media_type=media_type,

@@ -113,7 +113,7 @@ class MotoS3:
             region_name="us-east-1",
         )
 
-    def keys(self) -> list[str]:
+    def all_keys(self) -> list[str]:
         """Every key in the bucket (the whole store as the service left it)."""
         pages = self.client().get_paginator("list_objects_v2").paginate(Bucket=self.bucket)
         return sorted(item["Key"] for page in pages for item in page.get("Contents", []))

@@ -13,13 +13,14 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from core import storage
+from core import artifacts, storage
 from core.datasets import store as datasets
 from core.holders import new_owner
 from core.jobs import deadlines
 from core.jobs import store as jobs
 from core.jobs.status import JobStatus
 from core.models import store as models
+from core.object_store import ObjectMissing, StoreError
 from core.observability import counters, logs
 from core.queue import INSPECT_MODEL, RUN_JOB
 from core.records import now_iso
@@ -60,9 +61,11 @@ def inspect_model_task(model_id: str) -> None:
         error = {"reason": "too_many_attempts", "message": message}
         models.set_inspection(model_id, {"status": "failed", "error": error})
         return
+    scratch = storage.scratch_dir(f"inspect-{model_id}-")
     try:  # past the memory limit, the warden fails the inspection and ends this child
         with Warden(settings.worker_max_memory_mb, model_id=model_id):
-            details = inspect_model(storage.resolve(record["path"]), record["format"])
+            path = _stage(record["path"], scratch, f"model {model_id}")
+            details = inspect_model(path, record["format"])
     except Exception as exc:
         if _caused_by(exc, SoftTimeLimitExceeded):
             reason, message = (
@@ -80,7 +83,27 @@ def inspect_model_task(model_id: str) -> None:
         error = {"reason": reason, "message": message}
         models.set_inspection(model_id, {"status": "failed", "error": error})
         return
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     models.set_inspection(model_id, {"status": "succeeded", "details": details})
+
+
+def _stage(relative: str, scratch: Path, what: str) -> Path:
+    """A local path to read the stored artifact ``relative`` from (a private copy in
+    ``scratch`` when artifacts live in an object store); a missing object or a store
+    that cannot be read is the job's clear failure, not an internal error."""
+    try:
+        return artifacts.stage(relative, scratch)
+    except ObjectMissing as exc:
+        raise PrunekitError(
+            f"the stored files of {what} are missing from {artifacts.describe()} ({exc}); "
+            "upload it again",
+            reason="artifact_missing",
+        ) from exc
+    except StoreError as exc:
+        raise PrunekitError(
+            f"the artifact store could not be read for {what}: {exc}", reason="store_unavailable"
+        ) from exc
 
 
 def _download_name(model: dict[str, Any], fmt: ArtifactFormat) -> str:
@@ -158,10 +181,10 @@ def _run(fence: jobs.Fence, job: dict[str, Any]) -> None:
                 raise PrunekitError(
                     f"dataset {job['dataset_id']} no longer exists", reason="dataset_gone"
                 )
-            data = storage.resolve(dataset["path"])
+            data = _stage(dataset["path"], scratch, f"dataset {job['dataset_id']}")
         out = scratch / "out"
         result = prune(
-            storage.resolve(model["path"]),
+            _stage(model["path"], scratch, f"model {job['model_id']}"),
             model["format"],
             spec,
             out,
@@ -216,7 +239,7 @@ def _publish(fence: jobs.Fence, model: dict[str, Any], result: PruneResult, out:
     }
     if not jobs.fence_holds(fence):
         raise jobs.LeaseLostError(f"job {job_id}: lease lost before publishing")
-    storage.publish_attempt(out, job_id, fence.token)
+    artifacts.publish_attempt(out, job_id, fence.token)
     if jobs.transition(
         job_id,
         JobStatus.SUCCEEDED.value,
@@ -227,10 +250,10 @@ def _publish(fence: jobs.Fence, model: dict[str, Any], result: PruneResult, out:
         artifact=artifact,
         finished_at=now_iso(),
     ):
-        storage.remove_other_attempts(job_id, fence.token)
+        artifacts.remove_other_attempts(job_id, fence.token)
         job_outcomes.record_success(job_id, result.metrics)
         return
-    storage.unpublish_attempt(job_id, fence.token)
+    artifacts.unpublish_attempt(job_id, fence.token)
     if jobs.status(job_id) == JobStatus.CANCELLING.value:  # cancelled during the last step
         _cancelled(job_id, fence)
     else:

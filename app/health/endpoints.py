@@ -1,4 +1,5 @@
-"""``/healthz`` (the process is up) and ``/readyz`` (Redis answers and a worker does)."""
+"""``/healthz`` (the process is up) and ``/readyz`` (Redis answers, the artifact store
+accepts this server's credentials, and a worker answers)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from fastapi import APIRouter
 
 from app import durability
 from app.problems import Problem
+from core import artifacts
 from core.queue import workers_answering
 from core.redis import get_redis
 
@@ -25,12 +27,20 @@ def readyz() -> dict[str, Any]:
         get_redis().ping()
     except Exception as exc:
         raise Problem(503, "not-ready", "Not ready", f"Redis is not reachable: {exc}") from exc
+    try:
+        artifacts.check()
+    except Exception as exc:  # wrong credentials, no bucket, store down: say which
+        raise Problem(
+            503, "not-ready", "Not ready",
+            f"the artifact store ({artifacts.describe()}) is not usable: {exc}",
+        ) from exc  # fmt: skip
     workers = workers_answering(timeout=2.0)
     if not workers:
         raise Problem(503, "not-ready", "Not ready", "no worker answered a ping within 2 s")
     return {
         "status": "ready",
         "redis": "ok",
+        "artifacts": artifacts.describe(),
         "durability": durability.report(get_redis()),
         "workers": workers,
     }
