@@ -15,12 +15,16 @@ read those, for the reconciler to see whether a job's message still exists.
 
 from __future__ import annotations
 
+import contextlib
+import threading
+import time
 from functools import lru_cache
 from typing import Any
 
 from celery import Celery
 
 from core.redis import get_redis
+from core.routing import consumers
 from core.settings import Settings, get_settings
 
 RUN_JOB = "prunekit.run_job"
@@ -33,10 +37,32 @@ def broker_key_prefix(settings: Settings) -> str:
     return f"{settings.key_prefix}:celery:"
 
 
+def is_amqp(url: str) -> bool:
+    return url.startswith(("amqp://", "amqps://", "pyamqp://"))
+
+
 def broker_options(settings: Settings) -> dict[str, Any]:
-    """Celery configuration both ends share: broker, key layout, queue and message format."""
+    """Celery configuration both ends share: broker, key layout, queue and message format.
+
+    RabbitMQ (``PRUNEKIT_BROKER_URL=amqp://...``): quorum queues (replicated, fsynced before
+    a publish is confirmed), publisher confirms (``send_task`` returns only once the broker
+    has the message), topic exchanges (Celery's native delayed delivery for countdowns on
+    quorum queues). Job records stay in Redis either way."""
+    if is_amqp(settings.broker):
+        return {
+            "broker_url": settings.broker,
+            "task_default_queue": settings.queue,
+            "task_default_queue_type": "quorum",
+            "task_default_exchange_type": "topic",
+            "worker_detect_quorum_queues": True,
+            "task_ignore_result": True,
+            "broker_connection_retry_on_startup": True,
+            "broker_transport_options": {"confirm_publish": True},
+            "task_serializer": "json",
+            "accept_content": ["json"],
+        }
     return {
-        "broker_url": settings.redis_url,
+        "broker_url": settings.broker,
         "task_default_queue": settings.queue,
         "task_ignore_result": True,
         "broker_connection_retry_on_startup": True,
@@ -57,15 +83,52 @@ def producer() -> Celery:
     return app
 
 
-def enqueue(task_name: str, *args: str) -> None:
-    """Send a task by name (no import of the task code, so no TensorFlow in the API)."""
-    producer().send_task(task_name, args=list(args), queue=get_settings().queue)
+def enqueue(task_name: str, *args: str, queue: str | None = None) -> None:
+    """Send a task by name (no import of the task code, so no TensorFlow in the API), to
+    ``queue`` (a job's routed queue, :mod:`core.routing`) or the base ``PRUNEKIT_QUEUE``."""
+    producer().send_task(task_name, args=list(args), queue=queue or get_settings().queue)
+
+
+SERVED_TTL_S = 10.0
+_served: tuple[float, dict[str, list[str]]] = (0.0, {})
+_served_lock = threading.Lock()
+
+
+def served_queues(timeout: float = 1.0, max_age_s: float = SERVED_TTL_S) -> dict[str, list[str]]:
+    """Queue name -> the live workers consuming it (Celery's ``active_queues`` broadcast),
+    remembered for ``max_age_s`` so submissions do not each wait for a broadcast."""
+    global _served
+    with _served_lock:
+        at, served = _served
+        if time.monotonic() - at < max_age_s:
+            return served
+        replies = producer().control.inspect(timeout=timeout).active_queues()
+        served = consumers(replies)
+        _served = (time.monotonic(), served)
+        return served
 
 
 def workers_answering(timeout: float = 1.0) -> list[str]:
     """The names of the workers that answered a ping within ``timeout`` seconds."""
     replies = producer().control.ping(timeout=timeout) or []
     return [name for reply in replies for name in reply]
+
+
+def queue_depths(queues: list[str]) -> dict[str, int]:
+    """RabbitMQ: how many messages wait in each queue (AMQP can count a queue, not read it
+    without consuming); a queue that does not exist yet counts 0."""
+    depths: dict[str, int] = {}
+    with producer().connection_for_read() as conn:
+        for queue in queues:
+            channel = conn.channel()
+            try:
+                depths[queue] = int(channel.queue_declare(queue, passive=True).message_count)
+            except Exception:  # 404 NOT_FOUND closes the channel: no such queue yet
+                depths[queue] = 0
+            finally:
+                with contextlib.suppress(Exception):
+                    channel.close()
+    return depths
 
 
 def waiting_messages() -> str:

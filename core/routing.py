@@ -71,7 +71,7 @@ class Route:
             "resources": self.resource,
             "queue": self.queue,
             "why": self.why,
-            "workers": self.workers,
+            "workers_serving": len(self.workers),
             "waiting_reason": self.waiting_reason(),
         }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any, get_args
@@ -22,11 +23,15 @@ from app.problems import Problem, field_errors, validation_problem
 from app.webhooks import service as webhooks
 from core import storage
 from core.jobs import deadlines, store
-from core.queue import RUN_JOB, enqueue
+from core.queue import RUN_JOB, enqueue, served_queues
 from core.records import load_page, new_id, now_iso
 from core.redis import get_redis, tenant_index
+from core.routing import Route, choose, trains
+from core.settings import get_settings
 from prunekit.spec import LiteRTFormat
 from prunekit.strategies import StrategyParams, UnknownStrategyError, get, parse_params
+
+log = logging.getLogger("prunekit.api")
 
 
 def validate_strategy(raw: dict[str, Any]) -> StrategyParams:
@@ -83,6 +88,18 @@ def validate_submission(body: JobCreate, tenant: str) -> tuple[dict[str, Any], d
     spec = body.model_dump(mode="json", exclude=exclude)
     spec["strategy"] = params.model_dump(mode="json")
     return spec, model
+
+
+def route_for(body: JobCreate, spec: dict[str, Any]) -> Route:
+    """The job's queue (:mod:`core.routing`): by whether it trains, what it asks for and
+    which queues live workers consume (a cached broker broadcast)."""
+    try:
+        served = served_queues()
+    except Exception as exc:  # the broker did not answer the broadcast: route blind
+        log.warning("could not ask the workers which queues they consume: %s", exc)
+        served = {}
+    wants_gpu = trains(spec, body.dataset_id is not None)
+    return choose(get_settings().queue, wants_gpu, body.resources, served)
 
 
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -143,6 +160,8 @@ def create(
         "updated_at": now_iso(),
         **handling,
     }
+    route = route_for(body, spec)
+    record["queue"], record["routing"] = route.queue, route.as_dict()
     try:
         with quotas.job_slot(tenant):  # 429 beyond the tenant's unfinished jobs
             store.create(record)  # written before the message is sent: a worker always finds it
@@ -151,7 +170,10 @@ def create(
             store.release_idempotency_key(tenant, idempotency_key)
         raise
     try:
-        enqueue(RUN_JOB, job_id)
+        enqueue(RUN_JOB, job_id, queue=route.queue)
+        if route.waiting_reason():  # said where the job's events are read, not only here
+            store.add_event(job_id, "message", f"queued: {route.waiting_reason()}",
+                            level="warning")  # fmt: skip
     except Exception as exc:
         store.transition(
             job_id,
