@@ -29,10 +29,10 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _moto_command(port: int) -> list[str]:
+def _moto_command(host: str, port: int) -> list[str]:
     exe = shutil.which("moto_server", path=str(Path(sys.executable).parent))
     head = [exe] if exe else [sys.executable, "-m", "moto.server"]
-    return [*head, "-H", "127.0.0.1", "-p", str(port)]
+    return [*head, "-H", host, "-p", str(port)]
 
 
 class MotoS3:
@@ -40,8 +40,14 @@ class MotoS3:
     service process needs (``PRUNEKIT_STORAGE``, endpoint, credentials)."""
 
     def __init__(
-        self, log_dir: Path, bucket: str | None = None, prefix: str = "pk", auth: bool = True
+        self,
+        log_dir: Path,
+        bucket: str | None = None,
+        prefix: str = "pk",
+        auth: bool = True,
+        host: str = "127.0.0.1",
     ) -> None:
+        self.host = host  # 0.0.0.0: reachable from network namespaces too
         self.auth = auth  # False: moto checks no signature (it cannot check presigned URLs)
         self.log_dir = log_dir
         self.bucket = bucket or f"prunekit-{uuid.uuid4().hex[:8]}"
@@ -73,7 +79,7 @@ class MotoS3:
         if self.auth:
             env["INITIAL_NO_AUTH_ACTION_COUNT"] = str(SETUP_REQUESTS)
         self.proc = subprocess.Popen(
-            _moto_command(self.port), stdout=log, stderr=subprocess.STDOUT, env=env,
+            _moto_command(self.host, self.port), stdout=log, stderr=subprocess.STDOUT, env=env,
             start_new_session=True,
         )  # fmt: skip
         deadline = time.monotonic() + 30

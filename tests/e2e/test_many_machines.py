@@ -12,8 +12,10 @@ every artifact travels through the store:
 * faults: an object missing behind a record is a 410, an upload while the store is down a
   503 with ``Retry-After`` and no record, wrong credentials fail ``/readyz`` with the reason.
 
-Network namespaces: see ``docs/scaling.md`` ("Proof") for why the workers share the host's
-network here.
+Where the sandbox allows it (root, iproute2), each worker runs in a network namespace of its
+own, with its own interfaces and address (``tests/netns.py``), and reaches Redis and the store
+only at its veth peer's address on the host; otherwise the reason is printed and the workers
+share the host's network (still nothing else).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import psutil
 import pytest
 
 from core.embedded_redis import EmbeddedRedis, free_port, start_embedded
+from tests import netns
 from tests.e2e.conftest import REPO, Service, spawn_api, spawn_worker, stop, wait_ready
 from tests.s3_server import MotoS3
 
@@ -50,8 +53,15 @@ class Cluster:
         self.tmp = tmp
         self.logs = tmp / "logs"
         self.logs.mkdir()
-        self.s3 = MotoS3(self.logs).start()
-        self.redis: EmbeddedRedis = start_embedded(tmp / "redis")
+        self.no_netns = netns.unavailable()
+        if self.no_netns:
+            print(f"workers share the host network: {self.no_netns}")
+        self.namespaces = {} if self.no_netns else dict(zip("ab", netns.make(2), strict=True))
+        hosts = " ".join(ns.host_ip for ns in self.namespaces.values())
+        self.s3 = MotoS3(self.logs, host="0.0.0.0" if hosts else "127.0.0.1").start()
+        self.redis: EmbeddedRedis = start_embedded(tmp / "redis", bind=f"127.0.0.1 {hosts}")
+        if hosts:  # bound to loopback and the veth host ends only: let those in too
+            self.redis_client().config_set("protected-mode", "no")
         self.env = {
             **self.s3.env,
             "PRUNEKIT_REDIS_URL": self.redis.url,
@@ -72,9 +82,13 @@ class Cluster:
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.model_id = ""  # the big model the first test uploaded
         self.finished: list[str] = []  # jobs that succeeded
-        for name in ("a", "b"):
-            self.start_worker(name)
-        wait_ready(self.svc, [self.api, *self.workers.values()])
+        try:
+            for name in ("a", "b"):
+                self.start_worker(name)
+            wait_ready(self.svc, [self.api, *self.workers.values()])
+        except BaseException:
+            self.close()  # no process or namespace outlives a failed start
+            raise
 
     def home(self, name: str) -> Path:
         return self.tmp / f"home-{name}"
@@ -83,8 +97,14 @@ class Cluster:
         return {**self.env, "PRUNEKIT_HOME": str(self.home(name))}
 
     def start_worker(self, name: str) -> None:
+        env, prefix = self.home_env(name), None
+        ns = self.namespaces.get(name)
+        if ns is not None:  # Redis and the store at the host end of this namespace's veth
+            env["PRUNEKIT_REDIS_URL"] = f"redis://{ns.host_ip}:{self.redis.port}/0"
+            env["PRUNEKIT_S3_ENDPOINT_URL"] = f"http://{ns.host_ip}:{self.s3.port}"
+            prefix = ns.prefix()
         self.workers[name] = spawn_worker(
-            self.logs, self.home_env(name), concurrency=1, name=f"worker-{name}"
+            self.logs, env, concurrency=1, name=f"worker-{name}", prefix=prefix
         )
 
     def runner_of(self, job_id: str) -> str:
@@ -126,6 +146,8 @@ class Cluster:
         stop(self.api, *self.workers.values())
         self.redis.stop()
         self.s3.stop()
+        for ns in self.namespaces.values():
+            ns.delete()
 
 
 @pytest.fixture(scope="module")
@@ -169,6 +191,9 @@ def test_jobs_run_on_both_workers_through_the_store(
         cluster.wait_running(job_id)
         runners.add(cluster.runner_of(job_id))
     assert runners == {"a", "b"}  # one message each: concurrency 1, prefetch 1, acks late
+    if cluster.namespaces:  # each worker on a network of its own, not the test's
+        nets = {os.readlink(f"/proc/{w.pid}/ns/net") for w in cluster.workers.values()}
+        assert len(nets) == 2 and os.readlink("/proc/self/ns/net") not in nets
     for job_id in jobs:
         done = cluster.svc.wait_job(job_id, timeout=120)
         assert done["status"] == "succeeded", done
