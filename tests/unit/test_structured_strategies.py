@@ -72,7 +72,7 @@ def _run(
     ctx = PruningContext(
         model=LoadedModel(fmt, keras_model=model), spec=spec, reporter=reporter, data=data
     )
-    return build(spec.strategy_params()).run(ctx), reporter
+    return build(parse_params(spec.strategy)).run(ctx), reporter
 
 
 def _set_gammas(model: keras.Model, values: dict[str, list[float]]) -> None:
@@ -353,7 +353,7 @@ def test_structured_needs_a_keras_graph(tmp_path: Path) -> None:
     spec = PruneSpec(strategy={"name": "filter", "ratio": 0.5})
     ctx = PruningContext(model=generic, spec=spec)
     with pytest.raises(SpecError) as err:
-        build(spec.strategy_params()).run(ctx)
+        build(parse_params(spec.strategy)).run(ctx)
     assert err.value.reason == "keras_graph_required"
     assert ".keras" in str(err.value)
 
@@ -419,7 +419,7 @@ def test_tf_keras_lambda_is_not_rebuilt(tmp_path: Path) -> None:
     assert any("Lambda" in note for note in loaded.notes)
     spec = PruneSpec(strategy={"name": "filter", "ratio": 0.5})
     with pytest.raises(SpecError) as err:
-        build(spec.strategy_params()).run(PruningContext(model=loaded, spec=spec))
+        build(parse_params(spec.strategy)).run(PruningContext(model=loaded, spec=spec))
     assert err.value.reason == "keras_graph_required"
 
 
