@@ -17,9 +17,9 @@ from prunekit.context import PruningContext, StrategyOutcome, recipe_note
 from prunekit.data import Dataset
 from prunekit.errors import SpecError
 from prunekit.losses import LossName, LossSpec, training_loss
+from prunekit.metrics.flops import ModelCost
 from prunekit.model import LoadedModel
 from prunekit.strategies.structured_common import keras_graph_required
-from prunekit.structured.flops import ModelCost
 from prunekit.structured.graph import ChannelGroup, DependencyGraph, Note
 from prunekit.structured.surgery import apply_pruning
 from prunekit.structured.training import TrainReport, train
@@ -153,7 +153,11 @@ def cost_details(before: ModelCost, after: ModelCost) -> dict[str, Any]:
     def pair(b: int, a: int) -> dict[str, Any]:
         return {"before": b, "after": a, "reduction": round(b / a, 4) if a else None}
 
-    return {"flops": pair(before.flops, after.flops), "params": pair(before.params, after.params)}
+    return {
+        # all ops (BatchNorm, pooling, merges too): not metrics.flops, which counts matmul/conv
+        "flops_all_ops": pair(before.flops, after.flops),
+        "params": pair(before.params, after.params),
+    }
 
 
 def surgery(
