@@ -25,6 +25,7 @@ from prunekit.context import PruningContext, StrategyOutcome
 from prunekit.data import Dataset, Split
 from prunekit.errors import SpecError
 from prunekit.formats import ModelFormat
+from prunekit.losses import LossName, LossSpec
 from prunekit.model import LoadedModel, load_model
 from prunekit.pipeline import prune
 from prunekit.progress import RecordingReporter
@@ -32,7 +33,7 @@ from prunekit.spec import PruneSpec
 from prunekit.strategies import build, get, parse_params
 from prunekit.structured import model_cost
 from prunekit.structured.export import export_saved_model, save_other_formats
-from prunekit.structured.training import gamma_summary, train
+from prunekit.structured.training import gamma_summary, keras_trainer, train
 from prunekit.training import TrainConfig
 
 WIDTHS = (8, 16)
@@ -110,16 +111,15 @@ def test_sparsity_training_drives_gammas_towards_zero(data: Dataset) -> None:
         model = conv_bn()
         _set_gammas(model, start)
         gammas = [model.get_layer(f"bn{i}").gamma for i in range(len(WIDTHS))]
-        train(
+        trainer = keras_trainer(
             model,
-            data.train.x,
-            data.train.y,
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            LossSpec(LossName.SPARSE_CATEGORICAL, from_logits=True),
             TrainConfig(epochs=4, batch_size=32, learning_rate=0.02, optimizer="adam"),
             l1_lambda=lam,
             gammas=gammas,
             seed=0,
         )
+        train(trainer, data.train.x, data.train.y)
         results[lam] = gamma_summary(gammas, threshold=0.05)
     plain, sparse = results[0.0], results[1.0]
     assert sparse["sum_abs"] < 0.3 * plain["sum_abs"]
@@ -141,12 +141,12 @@ def test_structured_training_uses_the_shared_optimizers_and_schedules(
     model = keras.Model(inp, keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")(inp))
     x, y = np.ones((2, 1), "float32"), np.zeros((2, 1), "float32")
     config = TrainConfig(1, 1, 0.1, "sgd", schedule)
-    report = train(model, x, y, keras.losses.MeanSquaredError(), config)
+    report = train(keras_trainer(model, LossSpec(LossName.MSE), config), x, y)
     assert report.steps == 2
     assert float(model.weights[0].numpy().ravel()[0]) == pytest.approx(w_after, rel=1e-5)
     assert report.final_learning_rate == pytest.approx(final_rate, abs=1e-7)
     with pytest.raises(SpecError, match="unknown optimizer"):
-        train(model, x, y, keras.losses.MeanSquaredError(), replace(config, optimizer="sgdm"))
+        keras_trainer(model, LossSpec(LossName.MSE), replace(config, optimizer="sgdm"))
 
 
 # hand-picked BatchNorm scales of conv_bn() for the slimming threshold tests
