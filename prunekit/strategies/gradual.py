@@ -45,6 +45,7 @@ def polynomial_sparsity(
 
 class GradualParams(BlockParams):
     name: Literal["gradual"] = "gradual"
+    needs_data = True
     sparsity: Sparsity = Field(description="Final sparsity s_f, in [0, 1).")
     initial_sparsity: float = Field(default=0.0, ge=0.0, lt=1.0, description="s_i.")
     epochs: int = Field(
@@ -81,7 +82,6 @@ class GradualPruning(Strategy):
     name = "gradual"
     aliases = ("dynamic",)
     kind = StrategyKind.UNSTRUCTURED
-    needs_data = True
     description = (
         "Prune while training on Zhu & Gupta's cubic schedule; regrow: dynamic network "
         "surgery lets pruned weights come back."

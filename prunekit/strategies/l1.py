@@ -25,6 +25,7 @@ if TYPE_CHECKING:
 
 class L1Params(BlockParams):
     name: Literal["l1"] = "l1"
+    needs_data = True
     l1: float = Field(
         default=1e-4, gt=0, le=10, description="lambda of the penalty lambda * sum|w|."
     )
@@ -47,7 +48,6 @@ class L1Params(BlockParams):
 class L1Pruning(Strategy):
     name = "l1"
     kind = StrategyKind.UNSTRUCTURED
-    needs_data = True
     description = (
         "Proximal L1-regularised training drives weights to exactly zero, then magnitude "
         "pruning to the target and masked fine-tuning."

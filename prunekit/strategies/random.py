@@ -9,13 +9,20 @@ successive masks are nested and the same seed gives the same masks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field
 
 from prunekit.masks import Scope, mask_sparsity, masks_from_scores
-from prunekit.strategies.base import Sparsity, Strategy, StrategyKind, StrategyParams
+from prunekit.strategies.base import (
+    Sparsity,
+    Strategy,
+    StrategyKind,
+    StrategyParams,
+    sparsity_zeros,
+)
 from prunekit.strategies.registry import register
 
 if TYPE_CHECKING:
@@ -42,6 +49,16 @@ class RandomParams(StrategyParams):
         description="Iterative: stop before validation accuracy falls more than this "
         "(a fraction: 0.01 = 1 point) below the unpruned model's.",
     )
+
+    def requires_data(self) -> bool:
+        return self.iterative
+
+    def missing_data(self) -> tuple[str, str]:
+        return "dataset_id", "iterative pruning fine-tunes and validates between steps"
+
+    def expected_zeros(self, units: Mapping[str, tuple[int, ...]]) -> int | None:
+        # iterative pruning stops early when accuracy falls too far
+        return None if self.iterative else sparsity_zeros(self.sparsity, self.scope, units)
 
 
 @register

@@ -69,7 +69,7 @@ def describe(cls: type[Strategy]) -> dict[str, Any]:
         "name": cls.name,
         "aliases": list(cls.aliases),
         "kind": cls.kind.value,
-        "needs_data": cls.needs_data,
+        "needs_data": cls.Params.needs_data,
         "description": cls.description,
         "parameters": cls.Params.model_json_schema(),
     }

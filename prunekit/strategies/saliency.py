@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 
 class SaliencyParams(BlockParams):
     name: Literal["saliency"] = "saliency"
+    needs_data = True
     criterion: Literal["taylor", "snip", "magnitude"] = Field(
         default="taylor", description="How a weight's contribution is estimated."
     )
@@ -86,7 +87,6 @@ class SaliencyPruning(Strategy):
     name = "saliency"
     aliases = ("sparsenet",)
     kind = StrategyKind.UNSTRUCTURED
-    needs_data = True
     description = (
         "Greedy: score each weight's contribution |w*dL/dw| (or SNIP, |w|), prune the least "
         "useful, fine-tune, repeat in steps to the target."
