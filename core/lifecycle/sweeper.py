@@ -14,18 +14,19 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 import psutil
 
-from app import storage
-from app.datasets import store as datasets
-from app.jobs import store as jobs
-from app.lifecycle.deletion import active_jobs_using, remove_artifacts
-from app.models import store as models
-from app.settings import get_settings
+from core import storage
+from core.datasets import store as datasets
+from core.jobs import store as jobs
+from core.lifecycle.deletion import active_jobs_using, remove_artifacts
+from core.models import store as models
+from core.settings import get_settings
 
 log = logging.getLogger("prunekit.sweeper")
 
@@ -47,7 +48,7 @@ def _epoch(iso: str | None) -> float | None:
         return None
 
 
-def _older(record: dict[str, Any], field_name: str, cutoff: float) -> bool:
+def _older(record: Mapping[str, Any], field_name: str, cutoff: float) -> bool:
     at = _epoch(record.get(field_name))
     return at is not None and at < cutoff
 
