@@ -13,7 +13,7 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
@@ -145,14 +145,19 @@ def block_plan(ctx: PruningContext, block: str | None, strategy: str) -> BlockPl
     return plan
 
 
-class Strategy(ABC):
+P = TypeVar("P", bound=StrategyParams)
+
+
+class Strategy(ABC, Generic[P]):
+    """A strategy; ``P`` is its parameters' class (``Params``), what ``self.params`` holds."""
+
     name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
     kind: ClassVar[StrategyKind]
     description: ClassVar[str]
     Params: ClassVar[type[StrategyParams]]
 
-    def __init__(self, params: StrategyParams) -> None:
+    def __init__(self, params: P) -> None:
         self.params = params
 
     @abstractmethod

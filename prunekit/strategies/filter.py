@@ -95,7 +95,7 @@ def taylor_scores(
 
 
 @register
-class Filter(Strategy):
+class Filter(Strategy[FilterParams]):
     name = "filter"
     kind = StrategyKind.STRUCTURED
     description = (
@@ -125,7 +125,7 @@ class Filter(Strategy):
             training_details,
         )
 
-        p: FilterParams = self.params  # type: ignore[assignment]
+        p = self.params
         model = keras_model_or_raise(ctx, self.name)
         graph = build_dependency_graph(model, exclude=ctx.spec.exclude)
         cost_before = model_cost(model)

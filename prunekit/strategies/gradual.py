@@ -29,6 +29,7 @@ from prunekit.strategies.registry import register
 
 if TYPE_CHECKING:
     from prunekit.context import PruningContext, StrategyOutcome
+    from prunekit.training import Trainer
 
 
 def polynomial_sparsity(
@@ -78,7 +79,7 @@ class GradualParams(BlockParams):
 
 
 @register
-class GradualPruning(Strategy):
+class GradualPruning(Strategy[GradualParams]):
     name = "gradual"
     aliases = ("dynamic",)
     kind = StrategyKind.UNSTRUCTURED
@@ -89,7 +90,7 @@ class GradualPruning(Strategy):
     Params = GradualParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        p: GradualParams = self.params  # type: ignore[assignment]
+        p = self.params
         data = ctx.require_data(self.name)
         config = ctx.train_config(default_epochs=p.epochs)
         epochs = max(1, config.epochs)
@@ -102,14 +103,17 @@ class GradualPruning(Strategy):
         plan = block_plan(ctx, p.block, self.name)
         from prunekit.strategies.gradual_trainer import ShadowTrainer
 
+        trainer: Trainer
         if p.regrow:
             trainer = ctx.trainer(config=config, cls=ShadowTrainer)
         else:
             trainer = ctx.trainer(config=config)
 
         def scores() -> dict[str, np.ndarray]:
-            shadow = isinstance(trainer, ShadowTrainer)
-            w = trainer.shadow_weights() if shadow else trainer.weights()
+            if isinstance(trainer, ShadowTrainer):
+                w = trainer.shadow_weights()
+            else:
+                w = trainer.weights()
             return {k: np.abs(v) for k, v in w.items()}
 
         trail: list[dict[str, float]] = []

@@ -63,7 +63,7 @@ class L0Params(StrategyParams):
 
 
 @register
-class L0Pruning(Strategy):
+class L0Pruning(Strategy[L0Params]):
     name = "l0"
     kind = StrategyKind.UNSTRUCTURED
     description = (
@@ -73,7 +73,7 @@ class L0Pruning(Strategy):
     Params = L0Params
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        p: L0Params = self.params  # type: ignore[assignment]
+        p = self.params
         data = ctx.require_data(self.name)
         config = ctx.train_config(epochs=p.epochs, default_epochs=p.epochs)
         from prunekit.strategies.l0_trainer import HardConcreteTrainer

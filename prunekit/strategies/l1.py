@@ -45,7 +45,7 @@ class L1Params(BlockParams):
 
 
 @register
-class L1Pruning(Strategy):
+class L1Pruning(Strategy[L1Params]):
     name = "l1"
     kind = StrategyKind.UNSTRUCTURED
     description = (
@@ -57,7 +57,7 @@ class L1Pruning(Strategy):
     def run(self, ctx: PruningContext) -> StrategyOutcome:
         from prunekit.training import TrainConfig
 
-        p: L1Params = self.params  # type: ignore[assignment]
+        p = self.params
         data = ctx.require_data(self.name)
         plan = block_plan(ctx, p.block, self.name)
         base = ctx.train_config(default_epochs=p.fine_tune_epochs)

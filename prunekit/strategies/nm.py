@@ -52,7 +52,7 @@ class NMParams(StrategyParams):
 
 
 @register
-class NMSparsity(Strategy):
+class NMSparsity(Strategy[NMParams]):
     name = "nm"
     kind = StrategyKind.SEMI_STRUCTURED
     description = (
@@ -62,7 +62,7 @@ class NMSparsity(Strategy):
     Params = NMParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        p: NMParams = self.params  # type: ignore[assignment]
+        p = self.params
         masks: dict[str, np.ndarray] = {}
         skipped = []
         for w in ctx.prunable:

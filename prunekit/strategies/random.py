@@ -62,14 +62,14 @@ class RandomParams(StrategyParams):
 
 
 @register
-class RandomPruning(Strategy):
+class RandomPruning(Strategy[RandomParams]):
     name = "random"
     kind = StrategyKind.UNSTRUCTURED
     description = "Random masks at the target sparsity (seeded); optionally iterative."
     Params = RandomParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        p: RandomParams = self.params  # type: ignore[assignment]
+        p = self.params
         rng = ctx.rng()
         scores = {w.name: rng.random(w.shape) for w in ctx.prunable}
         if not p.iterative:

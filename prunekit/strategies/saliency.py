@@ -83,7 +83,7 @@ def normalize_scores(
 
 
 @register
-class SaliencyPruning(Strategy):
+class SaliencyPruning(Strategy[SaliencyParams]):
     name = "saliency"
     aliases = ("sparsenet",)
     kind = StrategyKind.UNSTRUCTURED
@@ -94,7 +94,7 @@ class SaliencyPruning(Strategy):
     Params = SaliencyParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        p: SaliencyParams = self.params  # type: ignore[assignment]
+        p = self.params
         data = ctx.require_data(self.name)
         plan = block_plan(ctx, p.block, self.name)
         config = ctx.train_config(default_epochs=p.epochs_per_step)

@@ -97,7 +97,7 @@ def select_global_threshold(
 
 
 @register
-class Slimming(Strategy):
+class Slimming(Strategy[SlimmingParams]):
     name = "slimming"
     aliases = ("slimnet",)
     kind = StrategyKind.STRUCTURED
@@ -110,8 +110,8 @@ class Slimming(Strategy):
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
         from prunekit.errors import SpecError
+        from prunekit.layers import Note
         from prunekit.structured import build_dependency_graph, group_importance, model_cost
-        from prunekit.structured.graph import Note
         from prunekit.structured.runner import (
             channel_totals,
             cost_details,
@@ -125,7 +125,7 @@ class Slimming(Strategy):
         )
         from prunekit.structured.training import gamma_summary, prunable_gammas
 
-        p: SlimmingParams = self.params  # type: ignore[assignment]
+        p = self.params
         model = keras_model_or_raise(ctx, self.name)
         data = data_or_raise(ctx, self.name, "trains the BatchNorm scales towards sparsity")
         graph = build_dependency_graph(model, exclude=ctx.spec.exclude)
