@@ -94,6 +94,11 @@ def api_without_worker(logs: Path, queue_suffix: str, env: dict[str, str]) -> It
         stop(api)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _redis_first(redis_service: str) -> None:
+    """The tests' Redis is ready before any session fixture here starts a process on it."""
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     logs = tmp_path_factory.mktemp("service-logs")

@@ -7,8 +7,21 @@ import re
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-SKIP = {".git", ".venv", "var", "work", ".venv-tfmot", "__pycache__", ".pytest_cache",
-        ".ruff_cache", ".hypothesis", ".mypy_cache", "build", "dist", "node_modules"}
+SKIP = {
+    ".git",
+    ".venv",
+    "var",
+    "work",
+    ".venv-tfmot",
+    "__pycache__",
+    ".pytest_cache",
+    ".ruff_cache",
+    ".hypothesis",
+    ".mypy_cache",
+    "build",
+    "dist",
+    "node_modules",
+}
 SUFFIXES = {".py", ".md", ".toml", ".json", ".yml", ".yaml", ".sh", ".cfg", ".txt", ""}
 # a home or workspace directory at the start of a path (not "bench/work/", not "<home>/...")
 MACHINE_PATH = re.compile(r"(?<![\w.<>$-])/(?:work|root|home|Users)/\w")
