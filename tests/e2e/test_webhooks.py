@@ -59,7 +59,7 @@ class Receiver:
                      "at": time.time()}
                 )  # fmt: skip
                 if self.path.startswith("/hang"):
-                    time.sleep(10)
+                    time.sleep(10)  # a receiver that hangs: what the test is about
                     code = 204
                 elif self.path.startswith("/flaky") and not receiver.flaky_failed:
                     receiver.flaky_failed = True
