@@ -42,7 +42,7 @@ def _choose_redis_url() -> tuple[str, int | None]:
     url = os.environ.get("PRUNEKIT_REDIS_URL")
     if url:
         return _database_15(url), None
-    from app.embedded_redis import DEFAULT_HOST, DEFAULT_PORT, answers, free_port
+    from core.embedded_redis import DEFAULT_HOST, DEFAULT_PORT, answers, free_port
 
     local = f"redis://{DEFAULT_HOST}:{DEFAULT_PORT}/0"
     if answers(local):
@@ -69,7 +69,7 @@ def redis_service() -> Iterator[str]:
 
     server = None
     if _EMBEDDED_PORT is not None:
-        from app.embedded_redis import start_embedded
+        from core.embedded_redis import start_embedded
 
         server = start_embedded(HOME / "redis", port=_EMBEDDED_PORT)
     try:

@@ -23,7 +23,7 @@ import psutil
 import pytest
 import redis
 
-from app.embedded_redis import EmbeddedRedis, free_port, start_embedded
+from core.embedded_redis import EmbeddedRedis, free_port, start_embedded
 from tests.e2e.conftest import REPO, Service, spawn_api, spawn_worker, stop, wait_ready
 from tests.polling import wait_until
 

@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from app.jobs import throughput
+from core.jobs import throughput
 
 
 @pytest.mark.redis
