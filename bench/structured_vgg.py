@@ -633,10 +633,10 @@ def to_result(raw: dict[str, Any]) -> Path:
         f"{dense.get('epochs_run')} epochs (early stopping); each pruned model was "
         f"fine-tuned {raw['fine_tune']['epochs']} epochs (slimming also ran sparsity "
         "training first).",
-        f"The bar, judged at channel ratio {BAR_RATIO:g}: latency at least 2x faster, FLOPs "
+        f"The target, judged at channel ratio {BAR_RATIO:g}: latency at least 2x faster, FLOPs "
         "at least 3x fewer, at most 1 point of test accuracy lost (`bar_met`). The other "
         "ratios show the trade-off curve (plot); `bar_met` is computed for them too.",
-        f"Issue 12's bar (`issue12_bar_met`): at least 3.3x at batch 32 on {ISSUE12_RUNTIME} "
+        f"The LiteRT target (`issue12_bar_met`): at least 3.3x at batch 32 on {ISSUE12_RUNTIME} "
         "(the runtime named here; TF's and LiteRT-on-every-core figures are beside it) and at "
         "most 0.7 points lost.",
     ]
