@@ -164,6 +164,15 @@ export function scatterChart(points, { xLabel, yLabel }) {
   return svg;
 }
 
+// green: faster beyond the interval; red: slower beyond it; grey: within noise
+function speedClass(r) {
+  const lo = r.lo ?? r.value;
+  const hi = r.hi ?? r.value;
+  if (lo > 1) return 'faster';
+  if (hi < 1) return 'slower';
+  return 'unclear';
+}
+
 // Speed-ups with their 95% intervals and a line at 1x: [{label, value, lo, hi}].
 export function speedupChart(rows) {
   const W = width();
@@ -180,7 +189,7 @@ export function speedupChart(rows) {
     svg.append(
       s('text', { x: labelWidth - 6, y: y + 15, 'text-anchor': 'end', class: 'label' }, s('title', {}, r.label), truncate(r.label, Math.floor(labelWidth / ch) - 1)),
       s('rect', { x: labelWidth, y: y + 4, width: Math.max(0.5, x(r.value) - labelWidth), height: rowH - 10,
-        class: r.value >= 1 ? 'bar faster' : 'bar slower' }),
+        class: `bar ${speedClass(r)}` }),
       s('text', { x: x(hi) + 6, y: y + 15, class: 'value' }, `${fmtNum(r.value, 3)}x`),
     );
     if (r.lo !== undefined && r.hi !== undefined) {

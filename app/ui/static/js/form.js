@@ -33,7 +33,7 @@ function rangeText(s) {
   return parts.length ? `range ${parts.join(', ')}` : '';
 }
 
-export const fieldId = (path) => `f-${path.replace(/[^a-zA-Z0-9]+/g, '-')}`;
+export const fieldId = (path) => `f-${path.replace(/[^a-zA-Z0-9_]+/g, '-')}`;
 
 function humanize(name) {
   return name.replace(/_/g, ' ').replace(/^./, (c) => c.toUpperCase());

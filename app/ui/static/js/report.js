@@ -111,7 +111,7 @@ export function speedupFigure(report) {
   }
   if (!rows.length && !skipped.length) return null;
   return h('div', {},
-    rows.length ? figure('Latency speed-up per runtime (95% interval)',
+    rows.length ? figure('Latency speed-up per runtime (95% interval; green: faster, red: slower, grey: within noise)',
       speedupChart(rows),
       dataTable(['Runtime · batch', 'Original (ms)', 'Pruned (ms)', 'Speed-up', '95% interval'],
         rows.map((r) => [r.label, fmtNum(r.a), fmtNum(r.b), `${fmtNum(r.value, 3)}x`,

@@ -9,7 +9,7 @@ import {
 
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
 const POLL_MS = 1500;
-const IDLE_POLL_MS = 5000; // a finished job is still watched: deleted elsewhere, the page says so
+const IDLE_POLL_MS = 3000; // a finished job is still watched: deleted elsewhere, the page says so
 
 function section(title, ...body) {
   const content = body.filter(Boolean);
