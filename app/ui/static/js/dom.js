@@ -101,6 +101,28 @@ export function progressBar(fraction, label) {
   );
 }
 
+const FOCUSABLE = 'a, button, input, select, textarea';
+
+// replace() for a live list: the control that had focus in a row (by its data-key) has it
+// again afterwards, so a refresh never throws a keyboard user back to the top of the page.
+export function rerender(container, ...children) {
+  const active = document.activeElement;
+  let key = null;
+  let index = -1;
+  const row = active && container.contains(active) ? active.closest('[data-key]') : null;
+  if (row) {
+    key = row.dataset.key;
+    index = [...row.querySelectorAll(FOCUSABLE)].indexOf(active);
+  }
+  replace(container, ...children);
+  if (key !== null) {
+    const again = container.querySelector(`[data-key="${CSS.escape(key)}"]`);
+    const target = again && again.querySelectorAll(FOCUSABLE)[index];
+    if (target) target.focus({ preventScroll: true });
+  }
+  return container;
+}
+
 // A two-step confirmation in place (keyboard friendly, no modal dialog).
 export function confirmButton(label, question, action, { danger = true } = {}) {
   const wrap = h('span', { class: 'confirm' });

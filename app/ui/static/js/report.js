@@ -49,7 +49,8 @@ export function metricsTable(report) {
     if (typeof a === 'number' && typeof b === 'number') {
       const d = a - b;
       const dir = direction(path) * Math.sign(d);
-      const cls = d === 0 || dir === 0 ? 'same' : dir > 0 ? 'better' : 'worse';
+      const tiny = b !== 0 && Math.abs(d / b) < 0.005; // under half a percent: not coloured
+      const cls = d === 0 || dir === 0 || tiny ? 'same' : dir > 0 ? 'better' : 'worse';
       const rel = b !== 0 ? ` (${d > 0 ? '+' : ''}${((d / Math.abs(b)) * 100).toFixed(1)}%)` : '';
       const word = cls === 'better' ? 'better' : cls === 'worse' ? 'worse' : '';
       const sign = d > 0 ? '+' : d < 0 ? '−' : '±';

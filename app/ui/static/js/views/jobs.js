@@ -1,7 +1,7 @@
 // The jobs list: polled every 2 s (no reload), filtered by status and labels.
 
 import { api } from '../api.js';
-import { age, h, progressBar, replace, shortId, statusBadge } from '../dom.js';
+import { age, h, progressBar, rerender, shortId, statusBadge } from '../dom.js';
 
 const STATUSES = ['queued', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled'];
 const POLL_MS = 2000;
@@ -35,14 +35,14 @@ function labelsOf(job) {
 }
 
 function row(job) {
-  return h('tr', { dataset: { job: job.id, status: job.status } },
+  return h('tr', { dataset: { job: job.id, status: job.status, key: job.id } },
     h('td', {}, h('a', { href: `#/jobs/${job.id}`, class: 'mono' }, shortId(job.id))),
     h('td', {}, statusBadge(job.status)),
     h('td', {}, strategyOf(job)),
     h('td', {}, h('span', { class: 'phase' }, job.progress?.phase || ''), ' ',
       progressBar(job.progress?.fraction, `job ${shortId(job.id)} progress`)),
     h('td', {}, labelsOf(job)),
-    h('td', { title: job.created_at }, age(job.created_at)));
+    h('td', { title: job.created_at, class: 'age', dataset: { at: job.created_at } }, age(job.created_at)));
 }
 
 export async function jobsView({ main, signal }) {
@@ -85,6 +85,7 @@ export async function jobsView({ main, signal }) {
     note);
 
   let timer = null;
+  let shown = null; // the list as last drawn: unchanged, only the ages are updated
   async function refresh() {
     clearTimeout(timer);
     filterError.textContent = '';
@@ -97,7 +98,10 @@ export async function jobsView({ main, signal }) {
     }
     try {
       const list = await api(`/v1/jobs?${q}`, { signal });
-      replace(tbody, ...list.items.map(row));
+      const seen = JSON.stringify(list.items);
+      if (seen !== shown) rerender(tbody, ...list.items.map(row));
+      else for (const cell of tbody.querySelectorAll('td.age')) cell.textContent = age(cell.dataset.at);
+      shown = seen;
       note.textContent = list.items.length
         ? `${list.items.length} job(s)${list.next_after ? ' (newest 50)' : ''}; updated ${new Date().toLocaleTimeString()}`
         : 'No jobs match. Submit one from "New job".';

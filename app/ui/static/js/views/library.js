@@ -1,7 +1,7 @@
 // Models and datasets: what was uploaded, what the worker's inspection found, delete.
 
 import { api } from '../api.js';
-import { age, confirmButton, fmtBytes, fmtNum, h, replace, shortId } from '../dom.js';
+import { age, confirmButton, fmtBytes, fmtNum, h, rerender, shortId } from '../dom.js';
 
 const POLL_MS = 3000;
 
@@ -50,7 +50,7 @@ async function listView({ main, signal }, kind, columns, cells, pending) {
       if (err.name !== 'AbortError' && err.status !== 401) note.textContent = `Could not load: ${err.message}`;
       return;
     }
-    replace(tbody, ...list.items.map((item) => h('tr', { dataset: { id: item.id } },
+    rerender(tbody, ...list.items.map((item) => h('tr', { dataset: { id: item.id, key: item.id } },
       cells(item),
       h('td', {}, confirmButton('Delete', `Delete ${item.filename}?`, async () => {
         try {
