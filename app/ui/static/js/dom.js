@@ -101,6 +101,14 @@ export function progressBar(fraction, label) {
   );
 }
 
+// Each cell names its column (data-label), so a narrow screen can show rows as cards.
+export function labelCells(tr, columns) {
+  [...tr.children].forEach((td, i) => {
+    if (columns[i]) td.dataset.label = columns[i];
+  });
+  return tr;
+}
+
 const FOCUSABLE = 'a, button, input, select, textarea';
 
 // replace() for a live list: the control that had focus in a row (by its data-key) has it

@@ -1,7 +1,7 @@
 // The jobs list: polled every 2 s (no reload), filtered by status and labels.
 
 import { api } from '../api.js';
-import { age, h, progressBar, rerender, shortId, statusBadge } from '../dom.js';
+import { age, h, labelCells, progressBar, rerender, shortId, statusBadge } from '../dom.js';
 
 const STATUSES = ['queued', 'running', 'cancelling', 'succeeded', 'failed', 'cancelled'];
 const POLL_MS = 2000;
@@ -34,15 +34,17 @@ function labelsOf(job) {
   return Object.entries(job.metadata || {}).map(([k, v]) => h('span', { class: 'tag' }, `${k}=${v}`));
 }
 
+const COLUMNS = ['Job', 'Status', 'Strategy', 'Progress', 'Labels', 'Created'];
+
 function row(job) {
-  return h('tr', { dataset: { job: job.id, status: job.status, key: job.id } },
+  return labelCells(h('tr', { dataset: { job: job.id, status: job.status, key: job.id } },
     h('td', {}, h('a', { href: `#/jobs/${job.id}`, class: 'mono' }, shortId(job.id))),
     h('td', {}, statusBadge(job.status)),
     h('td', {}, strategyOf(job)),
     h('td', {}, h('span', { class: 'phase' }, job.progress?.phase || ''), ' ',
       progressBar(job.progress?.fraction, `job ${shortId(job.id)} progress`)),
     h('td', {}, labelsOf(job)),
-    h('td', { title: job.created_at, class: 'age', dataset: { at: job.created_at } }, age(job.created_at)));
+    h('td', { title: job.created_at, class: 'age', dataset: { at: job.created_at } }, age(job.created_at))), COLUMNS);
 }
 
 export async function jobsView({ main, signal }) {
@@ -77,10 +79,9 @@ export async function jobsView({ main, signal }) {
   main.append(
     h('div', { class: 'title-row' }, h('h1', {}, 'Jobs'), h('a', { href: '#/new', class: 'button primary' }, 'New job')),
     filterForm,
-    h('div', { class: 'table-wrap' }, h('table', { class: 'jobs' },
+    h('div', { class: 'table-wrap' }, h('table', { class: 'jobs stack' },
       h('caption', { class: 'sr-only' }, 'Jobs, newest first'),
-      h('thead', {}, h('tr', {}, ['Job', 'Status', 'Strategy', 'Progress', 'Labels', 'Created']
-        .map((c) => h('th', { scope: 'col' }, c)))),
+      h('thead', {}, h('tr', {}, COLUMNS.map((c) => h('th', { scope: 'col' }, c)))),
       tbody)),
     note);
 

@@ -1,7 +1,7 @@
 // Models and datasets: what was uploaded, what the worker's inspection found, delete.
 
 import { api } from '../api.js';
-import { age, confirmButton, fmtBytes, fmtNum, h, rerender, shortId } from '../dom.js';
+import { age, confirmButton, fmtBytes, fmtNum, h, labelCells, rerender, shortId } from '../dom.js';
 
 const POLL_MS = 3000;
 
@@ -37,7 +37,7 @@ async function listView({ main, signal }, kind, columns, cells, pending) {
   const title = kind === 'model' ? 'Models' : 'Datasets';
   main.append(
     h('div', { class: 'title-row' }, h('h1', {}, title), h('a', { href: '#/new', class: 'button' }, `Upload on “New job”`)),
-    h('div', { class: 'table-wrap' }, h('table', { id: `${kind}s-table` },
+    h('div', { class: 'table-wrap' }, h('table', { id: `${kind}s-table`, class: 'stack' },
       h('thead', {}, h('tr', {}, [...columns, ''].map((c) => h('th', { scope: 'col' }, c)))), tbody)),
     note);
   let timer = null;
@@ -50,7 +50,7 @@ async function listView({ main, signal }, kind, columns, cells, pending) {
       if (err.name !== 'AbortError' && err.status !== 401) note.textContent = `Could not load: ${err.message}`;
       return;
     }
-    rerender(tbody, ...list.items.map((item) => h('tr', { dataset: { id: item.id, key: item.id } },
+    rerender(tbody, ...list.items.map((item) => labelCells(h('tr', { dataset: { id: item.id, key: item.id } },
       cells(item),
       h('td', {}, confirmButton('Delete', `Delete ${item.filename}?`, async () => {
         try {
@@ -60,7 +60,7 @@ async function listView({ main, signal }, kind, columns, cells, pending) {
           note.textContent = `Not deleted: ${err.message}`;
         }
         refresh();
-      })))));
+      }))), columns)));
     if (!list.items.length) note.textContent = `No ${kind}s yet.`;
     if (!signal.aborted && list.items.some(pending)) timer = setTimeout(refresh, POLL_MS);
   }
