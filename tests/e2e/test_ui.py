@@ -87,7 +87,7 @@ def _upload(page: Any, kind: str, path: Path) -> None:
     sync_api.expect(page.locator(f"#{kind}-select")).not_to_have_value("")
 
 
-def test_a_job_from_upload_to_delete(page: Any, service: Service, digits: dict) -> None:
+def test_a_job_from_upload_to_delete(page: Any, service: Service, digits: dict[str, Any]) -> None:
     expect = sync_api.expect
     _enter_key(page, service, service.api_key)
     page.wait_for_url(re.compile(r"#/jobs$"))
@@ -164,7 +164,7 @@ def test_a_job_from_upload_to_delete(page: Any, service: Service, digits: dict) 
 
 
 def test_field_errors_and_keys(
-    page: Any, service: Service, other_tenant: Service, digits: dict
+    page: Any, service: Service, other_tenant: Service, digits: dict[str, Any]
 ) -> None:
     expect = sync_api.expect
     mine = service.upload(digits["model"])["id"]
