@@ -189,13 +189,26 @@ export async function jobView({ main, signal }, jobId) {
   }
   await poll();
   if (gone || signal.aborted) return;
-  const last = Math.max(-1, ...seen);
-  streamEvents(`/v1/jobs/${jobId}/events`, (type, data) => {
+  // the stream ends after the job's terminal event; a dropped connection resumes after the
+  // last event seen (Last-Event-ID), as long as the job is unfinished and the page open
+  const onEvent = (type, data) => {
     if (type === 'error') {
       if (/no longer exists/.test(data.message || '')) goneMessage();
       return;
     }
     addEvents([data]);
     if (type === 'status' || type === 'phase') poll();
-  }, { signal, lastEventId: last >= 0 ? last : undefined }).catch(() => {});
+  };
+  const follow = async () => {
+    while (!signal.aborted && !gone && !(job && TERMINAL.has(job.status))) {
+      const last = Math.max(-1, ...seen);
+      try {
+        await streamEvents(`/v1/jobs/${jobId}/events`, onEvent, { signal, lastEventId: last >= 0 ? last : undefined });
+      } catch (err) {
+        if (err.name === 'AbortError' || err.status === 401 || err.status === 404) return;
+      }
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+    }
+  };
+  follow(); // not awaited: the view is drawn, the log keeps filling
 }
