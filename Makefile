@@ -27,6 +27,7 @@ run: install
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 	$(PY) -m pytest
 
 # Benchmarks (bench/): every suite, then docs/benchmarks.md; bench-quick is a subset in minutes.
@@ -48,6 +49,7 @@ bench-report: $(BENCH_STAMP)
 lint: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
+	$(VENV)/bin/mypy
 
 format: install
 	$(VENV)/bin/ruff format .

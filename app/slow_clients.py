@@ -34,7 +34,7 @@ class ReadDeadlines:
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         self._timer: asyncio.TimerHandle | None = None
         self._armed_for: str | None = None

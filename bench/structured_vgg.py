@@ -58,11 +58,11 @@ import tensorflow as tf  # noqa: E402
 from bench.common import bench_command, machine_info, write_result  # noqa: E402
 from bench.litert_timing import litert_runner  # noqa: E402
 from prunekit.data import Dataset, Split  # noqa: E402
+from prunekit.metrics.flops import model_cost  # noqa: E402
 from prunekit.metrics.timing import TimingConfig, interleaved_speedup, timing_context  # noqa: E402
 from prunekit.pipeline import prune  # noqa: E402
 from prunekit.progress import NullReporter  # noqa: E402
 from prunekit.spec import PruneSpec  # noqa: E402
-from prunekit.structured import model_cost  # noqa: E402
 
 DATA = ROOT.parent / "shared" / "data" / "fashion_mnist.npz"
 WORK = ROOT / "bench" / "work"

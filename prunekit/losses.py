@@ -95,6 +95,20 @@ def resolve_loss(
     return from_keras_compiled(compiled) or infer_loss(y, outputs)
 
 
+def loss_targets(spec: LossSpec, y: np.ndarray) -> np.ndarray:
+    """The engine's one label normaliser: ``y`` as the Keras loss of ``spec`` expects it, in
+    training and evaluation alike. Sparse labels become a 1-D int32 vector (the first column
+    of a 2-D array); other targets float32, a 1-D binary or regression target a column, to
+    match a one-unit output."""
+    y = np.asarray(y)
+    if spec.name is LossName.SPARSE_CATEGORICAL:
+        flat = y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y
+        return flat.astype("int32")
+    if spec.name in (LossName.BINARY, LossName.MSE) and y.ndim == 1:
+        y = y[:, None]
+    return y.astype("float32")
+
+
 def keras_loss(spec: LossSpec) -> object:
     """A Keras loss object for ``spec`` (imports Keras on first use)."""
     import keras

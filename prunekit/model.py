@@ -139,6 +139,19 @@ class LoadedModel:
         build a new model."""
         return self.keras_model is not None and self.saved_object is None
 
+    @property
+    def _list_input(self) -> bool:
+        try:
+            return isinstance(self.keras_model.input, list)
+        except (AttributeError, ValueError):  # a subclassed model has no symbolic input
+            return False
+
+    @property
+    def trains_keras_model(self) -> bool:
+        """Whether training runs the Keras model (its variables, its own ``losses``), rather
+        than a SavedModel's restored functions."""
+        return self._keras_backed
+
     # ----------------------------------------------------------------- weights
     def weights(self) -> list[Weight]:
         """Every variable of the model, deduplicated, with unique names."""
@@ -236,7 +249,8 @@ class LoadedModel:
     def call(self, x: Any, training: bool = False) -> Any:
         """Differentiable forward pass (a tensor in, the first output tensor out)."""
         if self._keras_backed:
-            out = self.keras_model(x, training=training)
+            # models rebuilt from Keras 2 configs keep their single input in a list
+            out = self.keras_model([x] if self._list_input else x, training=training)
             return out[0] if isinstance(out, list | tuple) else out
         sig = self.primary_signature()
         fn = self.saved_object.signatures[sig.name]

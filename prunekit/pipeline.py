@@ -52,7 +52,7 @@ from prunekit.model import LoadedModel, load_model
 from prunekit.progress import NullReporter, Reporter
 from prunekit.spec import PruneSpec
 from prunekit.speedup import SpeedupConfig, SpeedupMeasurement
-from prunekit.strategies import build
+from prunekit.strategies import build, parse_params
 from prunekit.structured.export import save_other_formats
 
 EVAL_BATCH = 256
@@ -283,7 +283,7 @@ def prune(
     ``measure`` overrides its batch sizes and budget)."""
     reporter = reporter or NullReporter()
     fmt = ModelFormat(fmt)
-    params = spec.strategy_params()
+    params = parse_params(spec.strategy)
     if spec.seed is not None:
         keras.utils.set_random_seed(spec.seed)
     started = time.perf_counter()

@@ -8,15 +8,14 @@ accepted and the worker fails it with the same explanation.
 
 from __future__ import annotations
 
-from typing import Any
-
 from app.models.service import wait_inspected
 from app.problems import validation_problem
+from core.records import ModelRecord
 from prunekit.strategies import StrategyKind, StrategyParams, get
 from prunekit.strategies.structured_common import keras_graph_required
 
 
-def check_submission(params: StrategyParams, model: dict[str, Any], dataset_id: str | None) -> None:
+def check_submission(params: StrategyParams, model: ModelRecord, dataset_id: str | None) -> None:
     """422 for a structured strategy the model or the job cannot support."""
     if get(params.name).kind is not StrategyKind.STRUCTURED:
         return

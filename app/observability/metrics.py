@@ -38,7 +38,8 @@ from prometheus_client.registry import Collector
 
 from app.jobs.schemas import JobStatus
 from core.observability import counters
-from core.redis import get_redis, key
+from core.records import text, texts
+from core.redis import get_redis, key, zset_members
 from core.settings import get_settings
 
 STALE_WORKER_S = 3600  # a worker process not heard of for this long is not reported
@@ -90,7 +91,7 @@ class RedisCollector(Collector):
         yield self._worker_memory(r)
 
     def _jobs_by_status(self, r: redis.Redis) -> GaugeMetricFamily:
-        ids = r.zrange(key("jobs"), 0, -1)
+        ids = zset_members(key("jobs"))
         with r.pipeline(transaction=False) as p:
             for job_id in ids:
                 p.hget(key("job", job_id), "status")
@@ -108,7 +109,7 @@ class RedisCollector(Collector):
             labels=["outcome"],
         )
         for outcome, count in sorted(raw.items()):
-            family.add_metric([outcome], float(count))
+            family.add_metric([text(outcome)], float(count))
         return family
 
     def _durations(self, r: redis.Redis) -> HistogramMetricFamily:
@@ -117,7 +118,7 @@ class RedisCollector(Collector):
             "wall time of succeeded jobs, per strategy",
             labels=["strategy"],
         )
-        for strategy in sorted(r.smembers(counters.metrics_key("job_duration_strategies"))):
+        for strategy in sorted(texts(r.smembers(counters.metrics_key("job_duration_strategies")))):
             raw = r.hgetall(counters.metrics_key("job_duration", strategy))
             buckets = [(str(le), float(raw.get(str(le), 0))) for le in counters.DURATION_BUCKETS]
             buckets.append(("+Inf", float(raw.get("+Inf", 0))))
@@ -134,7 +135,7 @@ class RedisCollector(Collector):
         for name, raw in sorted(r.hgetall(counters.metrics_key(counters.WORKER_RSS)).items()):
             figure = json.loads(raw)
             if now - figure["at"] < STALE_WORKER_S:
-                family.add_metric([name], figure["rss"])
+                family.add_metric([text(name)], figure["rss"])
         return family
 
 

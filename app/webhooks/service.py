@@ -6,6 +6,7 @@ from typing import Any
 
 from app.problems import Problem
 from app.webhooks.schemas import WebhookSpec
+from core.records import JobHandling
 from core.webhooks import store
 
 
@@ -25,7 +26,7 @@ def require_secret(tenant: str) -> None:
         )
 
 
-def job_fields(webhook: WebhookSpec | None, named: bool, tenant: str) -> dict[str, Any]:
+def job_fields(webhook: WebhookSpec | None, named: bool, tenant: str) -> JobHandling:
     """What a job record keeps of its webhook: its own, else (when the spec did not name one;
     an explicit null opts out) the tenant's default, as it is now."""
     if webhook is not None:

@@ -91,7 +91,7 @@ class Filter(Strategy):
     Params = FilterParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        from prunekit.losses import keras_loss
+        from prunekit.losses import keras_loss, loss_targets
         from prunekit.structured import (
             build_dependency_graph,
             group_importance,
@@ -103,7 +103,6 @@ class Filter(Strategy):
             cost_details,
             data_or_raise,
             keras_model_or_raise,
-            labels,
             outcome,
             run_training,
             surgery,
@@ -124,7 +123,7 @@ class Filter(Strategy):
             spec = ctx.loss_spec
             n = min(p.taylor_samples, len(data.train))
             x = np.asarray(data.train.x[:n], dtype="float32")
-            y = labels(spec, np.asarray(data.train.y[:n]), int(model.outputs[0].shape[-1] or 1))
+            y = loss_targets(spec, data.train.y[:n])
             scores, importance_notes = taylor_scores(
                 graph,
                 model,

@@ -11,6 +11,7 @@ schedule ends at ``end_fraction`` of training; the rest recovers at the final sp
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -92,14 +93,23 @@ class GradualPruning(Strategy):
         data = ctx.require_data(self.name)
         config = ctx.train_config(default_epochs=p.epochs)
         epochs = max(1, config.epochs)
-        steps_per_epoch = max(1, len(data.train) // max(1, min(config.batch_size, len(data.train))))
+        # the steps Trainer.fit takes an epoch (its last, partial batch included)
+        steps_per_epoch = max(
+            1, math.ceil(len(data.train) / max(1, min(config.batch_size, len(data.train))))
+        )
         total = epochs * steps_per_epoch
         n = max(0, int((p.end_fraction * total - p.begin_step) // p.frequency))
         plan = block_plan(ctx, p.block, self.name)
-        trainer = ctx.trainer(config=config, kind="shadow" if p.regrow else "masked")
+        from prunekit.strategies.gradual_trainer import ShadowTrainer
+
+        if p.regrow:
+            trainer = ctx.trainer(config=config, cls=ShadowTrainer)
+        else:
+            trainer = ctx.trainer(config=config)
 
         def scores() -> dict[str, np.ndarray]:
-            w = trainer.shadow_weights() if p.regrow else trainer.weights()  # type: ignore[attr-defined]
+            shadow = isinstance(trainer, ShadowTrainer)
+            w = trainer.shadow_weights() if shadow else trainer.weights()
             return {k: np.abs(v) for k, v in w.items()}
 
         trail: list[dict[str, float]] = []

@@ -66,9 +66,11 @@ class L0Pruning(Strategy):
         p: L0Params = self.params  # type: ignore[assignment]
         data = ctx.require_data(self.name)
         config = ctx.train_config(epochs=p.epochs, default_epochs=p.epochs)
+        from prunekit.strategies.l0_trainer import HardConcreteTrainer
+
         trainer = ctx.trainer(
             config=config,
-            kind="l0",
+            cls=HardConcreteTrainer,
             lam=p.l0,
             per_unit=p.gates == "units",
             init_keep=p.init_keep,

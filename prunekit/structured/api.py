@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from prunekit.structured.flops import ModelCost, model_cost
+from prunekit.metrics.flops import ModelCost, model_cost
 from prunekit.structured.graph import DependencyGraph, Note, build_dependency_graph
 from prunekit.structured.importance import Gradients, group_importance
 from prunekit.structured.selection import Scope, select_channels

@@ -27,9 +27,9 @@ from prunekit.structured.graph import (
     DependencyGraph,
     Layout,
     Note,
-    _functional_of,
-    _is_nested_model,
     _producer_name,
+    functional_of,
+    is_nested_model,
 )
 
 
@@ -79,7 +79,7 @@ def apply_pruning(
     model = graph.model
     drops = _removed_by_group(graph, kept)
     notes: list[Note] = []
-    if _functional_of(model) is None:
+    if functional_of(model) is None:
         # Subclassed/unbuilt models have no readable graph, so no group can exist.
         notes.append(Note(model.name, "model graph not readable; returned unchanged"))
         return model, notes
@@ -105,7 +105,7 @@ def apply_pruning(
     def clone(m: keras.Model, prefix: str, input_tensors: Any = None) -> keras.Model:
         def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
             path = prefix + layer.name
-            if _is_nested_model(layer):
+            if is_nested_model(layer):
                 return clone(layer, path + "/", nested_inputs(layer, path))
             cfg = layer.get_config()
             if path in new_config:
@@ -129,7 +129,7 @@ def apply_pruning(
 
     def nested_inputs(layer: keras.Model, path: str | None) -> Any:
         """New ``Input`` s for (nested) model ``layer``: pruned widths, original names."""
-        fn = _functional_of(layer)
+        fn = functional_of(layer)
         if fn is None:
             return None
         layouts = graph.nested_inputs.get(path or "", [None] * len(fn.inputs))
