@@ -34,14 +34,15 @@ function eventItem(ev) {
 
 export async function jobView({ main, signal }, jobId) {
   const title = h('h1', {}, `Job ${shortId(jobId)}`);
-  const header = h('div', { class: 'job-header card', id: 'job-header', 'aria-live': 'polite' });
+  const header = h('div', { class: 'job-header card', id: 'job-header' });
+  const announce = h('p', { class: 'sr-only', role: 'status' }); // status and phase changes only
   const actions = h('div', { class: 'actions' });
   const notice = h('div', { role: 'status', class: 'notice', id: 'job-notice' });
   const reportBox = h('div', { id: 'report' });
   const eventsList = h('ol', { class: 'events', id: 'events' });
   main.append(
     h('p', {}, h('a', { href: '#/jobs' }, '← All jobs')),
-    title, header, actions, notice, reportBox,
+    title, announce, header, actions, notice, reportBox,
     h('section', { 'aria-label': 'Events' }, h('h2', {}, 'Events'), eventsList));
 
   let job = null;
@@ -70,6 +71,8 @@ export async function jobView({ main, signal }, jobId) {
   }
 
   function renderHeader() {
+    const said = `Status ${job.status}, phase ${job.progress?.phase || 'none'}`;
+    if (announce.textContent !== said) announce.textContent = said;
     const st = job.spec?.strategy || {};
     const params = Object.entries(st).filter(([k, v]) => k !== 'name' && v !== null)
       .map(([k, v]) => `${k}=${typeof v === 'object' ? JSON.stringify(v) : v}`).join(', ');

@@ -104,7 +104,7 @@ export async function jobsView({ main, signal }) {
       else for (const cell of tbody.querySelectorAll('td.age')) cell.textContent = age(cell.dataset.at);
       shown = seen;
       note.textContent = list.items.length
-        ? `${list.items.length} job(s)${list.next_after ? ' (newest 50)' : ''}; updated ${new Date().toLocaleTimeString()}`
+        ? `${list.items.length} job(s)${list.next_after ? ' (the newest 50)' : ''}, updated every 2 s`
         : 'No jobs match. Submit one from "New job".';
     } catch (err) {
       if (err.name === 'AbortError' || err.status === 401) return;
