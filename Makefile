@@ -8,6 +8,13 @@ STAMP := $(VENV)/.installed
 
 install: $(STAMP) browser
 
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "prunekit needs Python >= 3.11")'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
 # The UI's browser tests drive Debian's chromium (a browser download is not an option here).
 # Installed with apt when missing (as root); where apt is not usable, say so and go on: the
 # browser tests then skip with the same message.
