@@ -199,25 +199,31 @@ def test_field_errors_and_keys(
 
 RENDER_SECTIONS = """async () => {
   const r = await import('/ui/js/report.js');
-  const sens = {plot: {y: 'accuracy'}, layers: [
+  const curves = {plot: {y: 'accuracy'}, layers: [
     {name: 'fc1/kernel', size: 100, points: [{ratio: 0.5, accuracy: 0.9, loss: 0.3, drop: 0.01},
                                               {ratio: 0.9, accuracy: 0.6, loss: 1.2, drop: 0.31}]},
     {name: 'fc2/kernel', size: 10, points: [{ratio: 0.5, accuracy: 0.91, loss: 0.3, drop: 0},
                                             {ratio: 0.9, accuracy: 0.85, loss: 0.5, drop: 0.1}]}]};
-  const search = {objective: 'size', chosen: 1, candidates: [
-    {ratio: 0.5, size_bytes: 900, val_accuracy: 0.95},
-    {ratio: 0.8, size_bytes: 500, val_accuracy: 0.94},
-    {ratio: 0.7, size_bytes: 600, val_accuracy: 0.93},
-    {ratio: 0.9, size_bytes: 300, val_accuracy: 0.80}]};
-  const sf = r.sensitivityFigure(r.sensitivityOf({}, {sensitivity: sens}));
+  // the shape an `auto` job's report has: candidates by index, the front and the pick by index
+  const c = (index, ratio, nonzero_params, val_accuracy, drop, within_budget) =>
+    ({index, ratio, nonzero_params, val_accuracy, drop, within_budget});
+  const search = {objective: 'size', chosen: 5, pareto_front: [3, 5, 9],
+    why: 'smallest within 1 point', sensitivity: {unstructured: curves}, candidates: [
+      c(3, 0.5, 900, 0.95, 0, true), c(5, 0.8, 500, 0.94, 0.01, true),
+      c(7, 0.7, 600, 0.93, 0.02, false), c(9, 0.9, 300, 0.8, 0.15, false)]};
+  const found = r.sensitivityReports({}, {search});
+  const sf = r.sensitivityFigure(found[0][1], found[0][0]);
   const pf = r.paretoFigure({search});
   return {
+    titles: found.map((f) => f[0]),
     lines: sf.querySelectorAll('svg polyline').length,
     dots: sf.querySelectorAll('svg circle').length,
     sensRows: sf.querySelectorAll('table tbody tr').length,
-    front: r.paretoFlags(search.candidates.map((c) => ({x: c.size_bytes, y: c.val_accuracy}))),
+    front: r.paretoFlags(search.candidates.map((c) => ({x: c.nonzero_params, y: c.val_accuracy}))),
     chosen: [...pf.querySelectorAll('svg circle.chosen')].map((c) => c.textContent),
+    frontLine: pf.querySelector('svg polyline').getAttribute('points').split(' ').length,
     paretoRows: [...pf.querySelectorAll('table tbody tr')].map((tr) => tr.textContent),
+    why: pf.textContent.includes('Why this pick: smallest within 1 point'),
     directions: ['accuracy', 'loss', 'size_bytes.compressed', 'sparsity'].map(r.direction),
     runtime: r.runtimeName('litert_tflite_int8_2threads'),
   };
@@ -225,13 +231,17 @@ RENDER_SECTIONS = """async () => {
 
 
 def test_report_sections_other_jobs_have_render(page: Any, service: Service) -> None:
-    """Sensitivity curves and a search's Pareto front, from report keys a search job writes."""
+    """Sensitivity curves and a search's Pareto front, from the report keys an `auto` job
+    writes (``search``: candidates, ``pareto_front``, ``chosen`` by index, ``sensitivity``)."""
     page.goto(f"{service.base_url}/ui/#/key")
     got = page.evaluate(RENDER_SECTIONS)
+    assert got["titles"] == ["Sensitivity (unstructured)"]
     assert got["lines"] == 2 and got["dots"] == 4 and got["sensRows"] == 4
     # (600, 0.93) is beaten by (500, 0.94): off the front; the others are not dominated
     assert got["front"] == [True, True, False, True]
-    assert got["chosen"] == ["ratio 0.8: 500, 0.94 (chosen)"]
-    assert got["paretoRows"][2] == "ratio 0.76000.93no"
+    assert got["chosen"] == ["#5 ratio 0.8: 500, 0.94 (chosen)"]
+    assert got["frontLine"] == 3  # the report's pareto_front: indices 3, 5 and 9
+    assert got["paretoRows"][2] == "#7 ratio 0.76000.930.02nono"  # not within budget, off the front
+    assert got["why"]
     assert got["directions"] == [1, -1, -1, 0]
     assert got["runtime"] == "LiteRT tflite_int8, 2 threads"

@@ -131,12 +131,23 @@ export function exportsTable(report) {
     'LiteRT exports');
 }
 
-// Sensitivity curves: {layers: [{name, points: [{ratio, accuracy, loss, drop}]}], plot: {y}}
-export function sensitivityOf(job, report) {
-  return report.sensitivity || report.search?.sensitivity || job.metrics?.sensitivity || null;
+// Sensitivity curves: {layers: [{name, points: [{ratio, accuracy, loss, drop}]}], plot: {y}}.
+// A sensitivity job has one in report.sensitivity; a search keeps one per family
+// (report.search.sensitivity = {unstructured: {...}, structured: {...}}).
+export function sensitivityReports(job, report) {
+  const found = [];
+  const visit = (obj, title) => {
+    if (!obj || typeof obj !== 'object') return;
+    if (Array.isArray(obj.layers)) found.push([title, obj]);
+    else for (const [k, v] of Object.entries(obj)) if (v && Array.isArray(v.layers)) found.push([`${title} (${k})`, v]);
+  };
+  visit(report.sensitivity, 'Sensitivity');
+  visit(report.search?.sensitivity, 'Sensitivity');
+  if (!found.length) visit(job.metrics?.sensitivity, 'Sensitivity');
+  return found;
 }
 
-export function sensitivityFigure(sens) {
+export function sensitivityFigure(sens, title = 'Sensitivity') {
   const layers = (sens?.layers || []).filter((l) => Array.isArray(l.points) && l.points.length);
   if (!layers.length) return null;
   const yKey = sens.plot?.y || (layers[0].points.some((p) => typeof p.accuracy === 'number') ? 'accuracy' : 'loss');
@@ -145,15 +156,16 @@ export function sensitivityFigure(sens) {
     name: l.name, points: l.points.map((p) => ({ x: p.ratio, y: p[yKey] })),
   }));
   const note = layers.length > shown.length ? ` (first ${shown.length} of ${layers.length}; all in the table)` : '';
-  return figure(`Sensitivity: ${yKey} when one layer alone is pruned${note}`,
+  return figure(`${title}: ${yKey} when one layer alone is pruned${note}`,
     lineChart(series, { xLabel: 'pruned fraction of the layer', yLabel: `validation ${yKey}` }),
     dataTable(['Layer', 'Ratio', 'Accuracy', 'Loss', 'Drop'],
       layers.flatMap((l) => l.points.map((p) => [l.name, fmtNum(p.ratio), fmtNum(p.accuracy), fmtNum(p.loss), fmtNum(p.drop)]))),
     `Sensitivity curves of ${layers.length} layers`);
 }
 
+// x of a candidate per objective: size is counted in non-zero parameters by the search
 const OBJECTIVE_KEYS = {
-  size: ['size_bytes', 'compressed_bytes', 'size'],
+  size: ['nonzero_params', 'size_bytes_estimate', 'size_bytes', 'compressed_bytes', 'size'],
   flops: ['flops', 'flops_nonzero'],
   latency: ['latency_ms', 'latency', 'median_ms'],
 };
@@ -175,15 +187,17 @@ export function paretoFlags(points) {
   return points.map((p) => !points.some((q) => q !== p && q.x <= p.x && q.y >= p.y && (q.x < p.x || q.y > p.y)));
 }
 
+// report.search: {objective, candidates: [{index, ratio, val_accuracy, nonzero_params, flops,
+// latency_ms, drop, within_budget, pareto}], pareto_front: [index], chosen: index, why}
 export function paretoFigure(report) {
   const search = report.search;
-  const candidates = search?.candidates || search?.pareto || search?.front;
+  const candidates = search?.candidates;
   if (!Array.isArray(candidates) || !candidates.length) return null;
   const objective = search.objective || 'size';
   const xKeys = [...(OBJECTIVE_KEYS[objective] || []), ...Object.values(OBJECTIVE_KEYS).flat(), 'sparsity', 'ratio'];
   const yKeys = ['val_accuracy', 'validation_accuracy', 'accuracy', 'val_loss', 'loss'];
-  const chosenIndex = typeof search.chosen === 'number' ? search.chosen : search.chosen_index;
-  const chosenRef = search.chosen && typeof search.chosen === 'object' ? search.chosen : null;
+  const front = Array.isArray(search.pareto_front) ? new Set(search.pareto_front) : null;
+  const chosenRef = search.chosen && typeof search.chosen === 'object' ? search.chosen.index : search.chosen;
   let xName = null;
   let yName = null;
   const points = candidates.map((c, i) => {
@@ -191,24 +205,25 @@ export function paretoFigure(report) {
     const [yk, y] = numberAt(c, yKeys);
     xName = xName || xk;
     yName = yName || yk;
-    const chosen = Boolean(c.chosen || c.picked || c.selected || i === chosenIndex
-      || (chosenRef && ((chosenRef.id !== undefined && chosenRef.id === c.id)
-        || (chosenRef.ratio !== undefined && chosenRef.ratio === c.ratio))));
-    return { x, y, chosen, label: c.id !== undefined ? `#${c.id}` : c.ratio !== undefined ? `ratio ${c.ratio}` : `#${i}`, raw: c };
+    const index = c.index ?? i;
+    const label = `#${index}${c.family ? ` ${c.family}` : ''}${c.ratio !== undefined ? ` ratio ${c.ratio}` : ''}`;
+    return { x, y, index, label, chosen: Boolean(c.chosen) || index === chosenRef, raw: c };
   }).filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y));
   if (!points.length) return null;
   const flags = paretoFlags(points);
   points.forEach((p, i) => {
-    const given = p.raw.pareto ?? p.raw.on_front ?? p.raw.front;
-    p.front = typeof given === 'boolean' ? given : flags[i];
+    p.front = front ? front.has(p.index) : typeof p.raw.pareto === 'boolean' ? p.raw.pareto : flags[i];
   });
   const pick = points.find((p) => p.chosen);
-  const why = search.reason || search.why || search.chosen_reason;
+  const why = search.why || search.reason;
+  const yesNo = (v) => (v === undefined ? '—' : v ? 'yes' : 'no');
   return h('div', {},
     figure(`Search candidates: ${yName} against ${xName} (front joined, pick marked)`,
       scatterChart(points, { xLabel: xName, yLabel: yName }),
-      dataTable(['Candidate', xName, yName, 'On the front', 'Chosen'],
-        points.map((p) => [p.label, fmtNum(p.x), fmtNum(p.y), p.front ? 'yes' : 'no', p.chosen ? 'yes' : ''])),
+      dataTable(['Candidate', xName, yName, 'Drop', 'Within budget', 'On the front', 'Chosen'],
+        points.map((p) => [p.label, fmtNum(p.x), fmtNum(p.y), fmtNum(p.raw.drop), yesNo(p.raw.within_budget),
+          p.front ? 'yes' : 'no', p.chosen ? 'yes' : ''])),
       `${points.length} candidates${pick ? `; chosen ${pick.label}` : ''}`),
-    why ? h('p', {}, h('strong', {}, 'Why this pick: '), String(why)) : null);
+    why ? h('p', {}, h('strong', {}, 'Why this pick: '), String(why)) : null,
+    search.test ? h('p', {}, `Test split: accuracy ${fmtPct(search.test.accuracy_before, 2)} before, ${fmtPct(search.test.accuracy_after, 2)} after.`) : null);
 }

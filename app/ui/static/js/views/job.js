@@ -4,7 +4,7 @@
 import { api, download, streamEvents } from '../api.js';
 import { clear, confirmButton, fmtNum, h, progressBar, replace, shortId, statusBadge } from '../dom.js';
 import {
-  exportsTable, layerFigure, metricsTable, paretoFigure, sensitivityFigure, sensitivityOf, speedupFigure,
+  exportsTable, layerFigure, metricsTable, paretoFigure, sensitivityFigure, sensitivityReports, speedupFigure,
 } from '../report.js';
 
 const TERMINAL = new Set(['succeeded', 'failed', 'cancelled']);
@@ -156,7 +156,7 @@ export async function jobView({ main, signal }, jobId) {
       section('Layers', layerFigure(job, report)),
       section('Latency per runtime', speedupFigure(report)),
       section('LiteRT exports', exportsTable(report)),
-      section('Sensitivity', sensitivityFigure(sensitivityOf(job, report))),
+      section('Sensitivity', ...sensitivityReports(job, report).map(([title, sens]) => sensitivityFigure(sens, title))),
       section('Search', paretoFigure(report)),
     );
   }
