@@ -83,7 +83,8 @@ export function layerFigure(job, report) {
   const rows = layers.map((l) => ({
     label: l.name || l.layer, value: l.sparsity ?? 0, before: l.sparsity_before, text: fmtPct(l.sparsity),
   }));
-  return figure('Sparsity per layer (tick: before)',
+  const rule = report.allocation?.rule ? `; layer budgets by ${report.allocation.rule}` : '';
+  return figure(`Sparsity per layer (tick: before${rule})`,
     barChart(rows),
     dataTable(['Weight', 'Shape', 'Size', 'Zeros', 'Sparsity before', 'Sparsity after'],
       layers.map((l) => [l.name || l.layer, (l.shape || []).join('×'), fmtNum(l.size), fmtNum(l.zeros),
