@@ -38,12 +38,10 @@ def trains(spec: Mapping[str, Any], has_dataset: bool) -> bool:
     fine_tune = spec.get("fine_tune") or {}
     if fine_tune and int(fine_tune.get("epochs", 1)) > 0:
         return True
-    from prunekit.strategies.registry import get, parse_params
+    from prunekit.strategies.registry import parse_params
 
-    params = parse_params(dict(spec["strategy"]))
-    strategy = get(params.name)
-    requires = getattr(params, "requires_data", None)
-    return bool(strategy.needs_data or (callable(requires) and requires()))
+    # a strategy that needs data trains or scores on it (StrategyParams.requires_data)
+    return parse_params(dict(spec["strategy"])).requires_data()
 
 
 @dataclass(frozen=True)

@@ -117,7 +117,7 @@ def reconcile_once(now: float | None = None) -> ReconcileReport:
     now = time.time() if now is None else now
     report = ReconcileReport()
     active = jobs.active_jobs()
-    broker = BrokerView.now(sorted({s.queue, *(j.get("queue") or s.queue for j in active)}))
+    broker = BrokerView.now(sorted({s.queue, *(j.get("queue", s.queue) for j in active)}))
     grace = max(MIN_RESERVATION_GRACE_S, s.lease_ttl, 2 * s.reconcile_interval)
     for job in active:
         job_id, status = job["id"], job["status"]
@@ -126,10 +126,10 @@ def reconcile_once(now: float | None = None) -> ReconcileReport:
                 report.cancelled.append(job_id)
             continue
         if status == JobStatus.QUEUED.value:
-            delivery = broker.delivery(job_id, now, grace, job.get("queue"))
+            delivery = broker.delivery(job_id, now, grace, job.get("queue", s.queue))
             if _age_s(job.get("updated_at"), now) > s.reconcile_interval and delivery != "live":
                 jobs.add_event(job_id, "message", LOST_MESSAGE[delivery])
-                enqueue(RUN_JOB, job_id, queue=job.get("queue"))
+                enqueue(RUN_JOB, job_id, queue=job.get("queue", s.queue))
                 report.requeued.append(job_id)
             continue
         if jobs.lease_holder(job_id) is not None:
@@ -151,11 +151,11 @@ def reconcile_once(now: float | None = None) -> ReconcileReport:
             ):  # fmt: skip
                 report.failed.append(job_id)
             continue
-        if broker.delivery(job_id, now, grace, job.get("queue")) == "live":
+        if broker.delivery(job_id, now, grace, job.get("queue", s.queue)) == "live":
             continue  # a delivery waits, or a worker took one just now: it takes the job over
         # a lease renewed every lease_ttl/3 is gone: its worker died (SIGKILL, OOM, host lost)
         jobs.add_event(job_id, "message", "its worker was lost; queued again", level="warning")
-        enqueue(RUN_JOB, job_id, queue=job.get("queue"))
+        enqueue(RUN_JOB, job_id, queue=job.get("queue", s.queue))
         report.requeued.append(job_id)
     for model_id in models.pending_ids():
         record = models.get(model_id)
