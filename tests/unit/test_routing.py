@@ -52,3 +52,17 @@ def test_a_requested_class_with_no_worker_waits_with_a_reason() -> None:
     assert reason is not None and "-Q prunekit-gpu" in reason
     nobody = choose("prunekit", wants_gpu=False, requested=None, served={})
     assert nobody.as_dict()["waiting_reason"] is not None
+
+
+def test_the_rabbitmq_broker_view_counts_instead_of_reading() -> None:
+    """AMQP cannot read a queue without consuming it: the reconciler's view goes by each
+    queue's message count (a job's message is live while its queue holds any)."""
+    from core.lifecycle.reconciler import BrokerView
+
+    view = BrokerView("", [], {"prunekit": 2, "prunekit-gpu": 0})
+    assert view.delivery("job-1", now=0.0, grace_s=5.0, queue="prunekit") == "live"
+    assert view.delivery("job-1", now=0.0, grace_s=5.0, queue="prunekit-gpu") == "lost"
+    assert view.delivery("job-1", now=0.0, grace_s=5.0, queue="never-declared") == "lost"
+    redis_view = BrokerView("a message naming job-1", [])  # Redis: read, not counted
+    assert redis_view.delivery("job-1", now=0.0, grace_s=5.0) == "live"
+    assert redis_view.delivery("job-2", now=0.0, grace_s=5.0) == "lost"
