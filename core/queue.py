@@ -91,22 +91,42 @@ def enqueue(task_name: str, *args: str, queue: str | None = None) -> None:
 
 
 SERVED_TTL_S = 10.0
-_served: tuple[float, dict[str, list[str]]] = (0.0, {})
+_served: tuple[float, dict[str, list[str]]] | None = None
 _served_lock = threading.Lock()
+_refreshing = threading.Event()
+
+
+def _ask_workers(timeout: float) -> dict[str, list[str]]:
+    global _served
+    served = consumers(producer().control.inspect(timeout=timeout).active_queues())
+    with _served_lock:
+        _served = (time.monotonic(), served)
+    return served
+
+
+def _refresh_in_background(timeout: float) -> None:
+    try:
+        _ask_workers(timeout)
+    except Exception:
+        return  # the next caller tries again; the old view stays meanwhile
+    finally:
+        _refreshing.clear()
 
 
 def served_queues(timeout: float = 1.0, max_age_s: float = SERVED_TTL_S) -> dict[str, list[str]]:
-    """Queue name -> the live workers consuming it (Celery's ``active_queues`` broadcast),
-    remembered for ``max_age_s`` so submissions do not each wait for a broadcast."""
-    global _served
+    """Queue name -> the live workers consuming it (Celery's ``active_queues`` broadcast,
+    which waits ``timeout`` for replies). A view younger than ``max_age_s`` is returned at
+    once; an older one too, while a thread asks again, so a submission waits for the
+    broadcast only the first time (``max_age_s=0``: always ask and wait, as ``/readyz``)."""
     with _served_lock:
-        at, served = _served
-        if time.monotonic() - at < max_age_s:
-            return served
-        replies = producer().control.inspect(timeout=timeout).active_queues()
-        served = consumers(replies)
-        _served = (time.monotonic(), served)
+        cached = _served
+    if cached is not None and max_age_s > 0:
+        at, served = cached
+        if time.monotonic() - at >= max_age_s and not _refreshing.is_set():
+            _refreshing.set()
+            threading.Thread(target=_refresh_in_background, args=(timeout,), daemon=True).start()
         return served
+    return _ask_workers(timeout)
 
 
 def workers_answering(timeout: float = 1.0) -> list[str]:
