@@ -99,7 +99,7 @@ class Monitor(threading.Thread):
         self.active = False
 
     def run(self) -> None:
-        with self.client.monitor() as m:
+        with self.client.monitor() as m:  # type: ignore[no-untyped-call]
             for item in m.listen():
                 command = str(item.get("command", ""))
                 words = command.split()

@@ -1,7 +1,7 @@
 """One API instance and one Redis under many workers' record traffic and polling dashboards.
 
 MOCKED-OUT JOBS: no model runs. Every job here is created straight in the job store, marked
-``metadata.simulated = "true"`` and ``message = "simulated job (bench/scale_sim.py)"``, and
+``metadata = {"simulated": "true", "runs": "no-model"}`` and ``model_id = "simulated"``, and
 "run" by a simulated worker: a thread that makes the Redis calls a real worker makes for a
 job, at a real worker's cadence (``worker.guard`` / ``worker.reporter``):
 
@@ -89,15 +89,18 @@ class SimulatedWorker(threading.Thread):
                 "tenant": self.tenant,
                 "model_id": "simulated",
                 "dataset_id": None,
-                "metadata": {"simulated": "true"},
+                "metadata": {"simulated": "true", "runs": "no-model"},  # mocked out
+                "request_id": None,
                 "status": "queued",
-                "message": "simulated job (bench/scale_sim.py): no model runs",
                 "progress": {"phase": "queued", "fraction": 0.0},
                 "spec": {"strategy": {"name": "magnitude", "sparsity": 0.5}},
                 "metrics": None,
                 "error": None,
-                "artifact": None,
+                "attempts": 0,
                 "created_at": now_iso(),
+                "started_at": None,
+                "finished_at": None,
+                "updated_at": now_iso(),
             }
         )
         ttl = get_settings().lease_ttl
@@ -105,7 +108,8 @@ class SimulatedWorker(threading.Thread):
         fence = store.acquire_lease(job_id, owner, ttl)
         assert fence is not None
         store.incr_attempts(job_id)
-        store.transition(job_id, "running", {"queued"}, fence=fence, message="running",
+        store.transition(job_id, "running", {"queued"}, fence=fence,
+                         message="running (simulated: no model runs)",
                          started_at=now_iso())  # fmt: skip
         self.running.add(job_id)
         start = time.monotonic()
@@ -154,7 +158,7 @@ async def dashboards(
 
         r = redis.asyncio.Redis.from_url(redis_url, decode_responses=True)
         while time.monotonic() < deadline:
-            running[:] = list(await r.smembers(key("jobs", "active")))
+            running[:] = [str(i) for i in await r.smembers(key("jobs", "active"))]
             await asyncio.sleep(1.0)
         await r.aclose()
 

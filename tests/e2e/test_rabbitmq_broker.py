@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from core.embedded_redis import start_embedded
-from tests.e2e.conftest import REPO, Service, free_port, spawn_api, spawn_worker, stop, wait_ready
+from core.embedded_redis import free_port, start_embedded
+from tests.e2e.conftest import REPO, Service, spawn_api, spawn_worker, stop, wait_ready
 
 pytestmark = pytest.mark.e2e
 
@@ -37,7 +37,9 @@ def rabbitmq_answers() -> bool:
 
 
 @pytest.fixture(scope="module")
-def rabbit_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, dict]]:
+def rabbit_stack(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Service, dict[str, str]]]:
     if not rabbitmq_answers():
         if os.environ.get("CI"):
             pytest.fail("RabbitMQ does not answer on 127.0.0.1:5672 (CI must start it)")
@@ -85,7 +87,7 @@ def _delete_queues(name: str) -> None:
 
 
 def test_a_job_through_rabbitmq(
-    rabbit_stack: tuple[Service, dict], model_files: dict[str, Path]
+    rabbit_stack: tuple[Service, dict[str, str]], model_files: dict[str, Path]
 ) -> None:
     import amqp
     import redis
