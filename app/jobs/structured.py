@@ -20,16 +20,19 @@ def check_submission(params: StrategyParams, model: dict[str, Any], dataset_id: 
     """422 for a structured strategy the model or the job cannot support."""
     if get(params.name).kind is not StrategyKind.STRUCTURED:
         return
-    requires_data = getattr(params, "requires_data", None)
-    if callable(requires_data) and requires_data() and dataset_id is None:
-        criterion = getattr(params, "criterion", None)
-        why = f"criterion {criterion!r}" if params.name == "filter" else "it trains the model"
-        field = "body.strategy.criterion" if params.name == "filter" else "body.dataset_id"
-        message = f"strategy {params.name!r} needs a dataset ({why}): pass `dataset_id`" + (
-            ", or use criterion 'l1'/'l2', which are data-free" if criterion else ""
+    data_requirement = getattr(params, "data_requirement", None)
+    needed = data_requirement() if callable(data_requirement) else None
+    if needed is not None and dataset_id is None:
+        field, why = needed
+        how = {
+            "strategy.criterion": ", or use criterion 'l1'/'l2', which are data-free",
+            "strategy.recalibrate": ", or leave recalibrate null (on only when there is data)",
+        }
+        message = f"strategy {params.name!r} needs a dataset ({why}): pass `dataset_id`" + how.get(
+            field, ""
         )
         raise validation_problem(
-            [{"field": field, "message": message, "type": "dataset_required"}], message
+            [{"field": f"body.{field}", "message": message, "type": "dataset_required"}], message
         )
     inspection = wait_inspected(model).get("inspection") or {}
     details = inspection.get("details") or {}

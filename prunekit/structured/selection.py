@@ -28,7 +28,7 @@ def round_keep(keep: int, size: int, round_to: int) -> int:
     return min(size, math.ceil(keep / round_to) * round_to)
 
 
-def _order(scores: np.ndarray) -> np.ndarray:
+def order_by_importance(scores: np.ndarray) -> np.ndarray:
     """Channel indices from least to most important (ties: lower index first)."""
     return np.lexsort((np.arange(scores.size), scores))
 
@@ -67,7 +67,8 @@ def select_channels(
             keep = max(size - math.floor(ratio * size), _min_keep(size, min_channels))
             keep_counts[gid] = round_keep(keep, size, round_to)
         return {
-            gid: np.sort(_order(scores[gid])[scores[gid].size - keep_counts[gid] :]) for gid in ids
+            gid: np.sort(order_by_importance(scores[gid])[scores[gid].size - keep_counts[gid] :])
+            for gid in ids
         }
 
     total = sum(scores[g].size for g in ids)
@@ -94,6 +95,6 @@ def select_channels(
         size = scores[gid].size
         keep = round_keep(size - len(removed[gid]), size, round_to)
         rem = set(removed[gid])
-        drop = [int(c) for c in _order(scores[gid]) if int(c) in rem][: size - keep]
+        drop = [int(c) for c in order_by_importance(scores[gid]) if int(c) in rem][: size - keep]
         kept[gid] = np.setdiff1d(np.arange(size), np.asarray(drop, dtype=int))
     return kept
