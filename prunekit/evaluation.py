@@ -26,11 +26,11 @@ DEFAULT_MAX_SAMPLES = 10_000
 def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    return np.asarray(e / e.sum(axis=-1, keepdims=True))
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    return np.asarray(1.0 / (1.0 + np.exp(-z)))
 
 
 def class_probabilities(outputs: np.ndarray, loss: LossSpec) -> np.ndarray:
@@ -44,14 +44,14 @@ def class_probabilities(outputs: np.ndarray, loss: LossSpec) -> np.ndarray:
     out = out.reshape(-1, out.shape[-1])
     if loss.from_logits:
         return softmax(out)
-    return out / np.clip(out.sum(axis=-1, keepdims=True), EPS, None)
+    return np.asarray(out / np.clip(out.sum(axis=-1, keepdims=True), EPS, None))
 
 
 def class_labels(y: np.ndarray, loss: LossSpec) -> np.ndarray:
     """Integer labels from sparse, one-hot or 0/1 targets (:func:`loss_targets` first)."""
     y = loss_targets(loss, y)
     if loss.name is LossName.CATEGORICAL:
-        return np.argmax(y.reshape(-1, y.shape[-1]), axis=-1)
+        return np.asarray(np.argmax(y.reshape(-1, y.shape[-1]), axis=-1))
     return y.reshape(-1).astype(np.int64)
 
 

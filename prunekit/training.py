@@ -23,7 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import keras
 import numpy as np
@@ -37,6 +37,13 @@ from prunekit.losses import LossSpec, loss_targets, training_loss
 from prunekit.model import LoadedModel, Weight, as_tf_variable
 
 Progress = Callable[..., None]
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def compiled(fn: F) -> F:
+    """``fn`` as a ``tf.function`` (one trace for the full batches, one for the last, smaller
+    one: ``reduce_retracing``), typed as ``fn`` (TensorFlow ships no type stubs)."""
+    return cast(F, tf.function(fn, reduce_retracing=True))
 
 
 SCHEDULES = ("constant", "cosine")
@@ -100,7 +107,7 @@ def make_optimizer(
 
 
 def trainable_variables(model: LoadedModel) -> list[tf.Variable]:
-    if model.trains_keras_model:
+    if model.trains_keras_model and model.keras_model is not None:
         return [as_tf_variable(v) for v in model.keras_model.trainable_weights]
     return [w.tf_variable for w in model.weights() if w.trainable]
 
@@ -199,7 +206,8 @@ class Trainer:
         loss = self.loss_fn(y, out)
         if self.distill is not None:
             loss = self.distill(x, out, loss)
-        own = self.model.keras_model.losses if self.model.trains_keras_model else []
+        keras_model = self.model.keras_model if self.model.trains_keras_model else None
+        own = keras_model.losses if keras_model is not None else []
         if own:
             loss = loss + tf.add_n([tf.cast(v, loss.dtype) for v in own])
         return loss
@@ -213,7 +221,7 @@ class Trainer:
 
         penalty = self.penalty
 
-        @tf.function(reduce_retracing=True)
+        @compiled
         def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
             with tf.GradientTape() as tape:
                 loss = self._forward_loss(x, y)
@@ -301,7 +309,7 @@ class Trainer:
         if self._grad_fn is None:
             pvars = self.pvars
 
-            @tf.function
+            @compiled
             def grads(x: tf.Tensor, y: tf.Tensor) -> list[tf.Tensor]:
                 with tf.GradientTape() as tape:
                     loss = self._forward_loss(x, y)

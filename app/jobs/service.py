@@ -34,7 +34,7 @@ from core.records import (
 )
 from core.redis import get_redis, tenant_index
 from prunekit.spec import LiteRTFormat
-from prunekit.strategies import StrategyParams, UnknownStrategyError, get, parse_params
+from prunekit.strategies import StrategyParams, UnknownStrategyError, parse_params
 
 
 def validate_strategy(raw: dict[str, Any]) -> StrategyParams:
@@ -56,12 +56,13 @@ def check_dataset(body: JobCreate, params: StrategyParams, model: ModelRecord, t
     inspected after ``models.INSPECTION_WAIT_S`` is accepted: the worker checks again and fails the
     job with the same message."""
     if body.dataset_id is None:
-        if get(params.name).needs_data:
+        if params.requires_data():
+            field, why = params.missing_data()
             errors = [
                 {
-                    "field": "body.dataset_id",
-                    "message": f"strategy {params.name!r} needs data; upload a dataset with "
-                    "POST /v1/datasets and pass its id",
+                    "field": f"body.{field}",
+                    "message": f"strategy {params.name!r} needs data ({why}); upload a dataset "
+                    "with POST /v1/datasets and pass its id as `dataset_id`",
                     "type": "missing",
                 }
             ]

@@ -380,7 +380,7 @@ class _Unknown(Exception):
 def _prod(dims: Sequence[int | None]) -> int:
     if any(d is None for d in dims):
         raise _Unknown("unknown dimension")
-    return math.prod(int(d) for d in dims)  # type: ignore[arg-type]
+    return math.prod([int(d) for d in dims if d is not None])
 
 
 def _channels_last(op: Any) -> bool:

@@ -29,6 +29,7 @@ from prunekit.strategies.registry import register
 
 if TYPE_CHECKING:
     from prunekit.context import PruningContext, StrategyOutcome
+    from prunekit.training import Trainer
 
 
 def polynomial_sparsity(
@@ -45,6 +46,7 @@ def polynomial_sparsity(
 
 class GradualParams(BlockParams):
     name: Literal["gradual"] = "gradual"
+    needs_data = True
     sparsity: Sparsity = Field(description="Final sparsity s_f, in [0, 1).")
     initial_sparsity: float = Field(default=0.0, ge=0.0, lt=1.0, description="s_i.")
     epochs: int = Field(
@@ -77,11 +79,10 @@ class GradualParams(BlockParams):
 
 
 @register
-class GradualPruning(Strategy):
+class GradualPruning(Strategy[GradualParams]):
     name = "gradual"
     aliases = ("dynamic",)
     kind = StrategyKind.UNSTRUCTURED
-    needs_data = True
     description = (
         "Prune while training on Zhu & Gupta's cubic schedule; regrow: dynamic network "
         "surgery lets pruned weights come back."
@@ -89,7 +90,7 @@ class GradualPruning(Strategy):
     Params = GradualParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        p: GradualParams = self.params  # type: ignore[assignment]
+        p = self.params
         data = ctx.require_data(self.name)
         config = ctx.train_config(default_epochs=p.epochs)
         epochs = max(1, config.epochs)
@@ -102,14 +103,17 @@ class GradualPruning(Strategy):
         plan = block_plan(ctx, p.block, self.name)
         from prunekit.strategies.gradual_trainer import ShadowTrainer
 
+        trainer: Trainer
         if p.regrow:
             trainer = ctx.trainer(config=config, cls=ShadowTrainer)
         else:
             trainer = ctx.trainer(config=config)
 
         def scores() -> dict[str, np.ndarray]:
-            shadow = isinstance(trainer, ShadowTrainer)
-            w = trainer.shadow_weights() if shadow else trainer.weights()
+            if isinstance(trainer, ShadowTrainer):
+                w = trainer.shadow_weights()
+            else:
+                w = trainer.weights()
             return {k: np.abs(v) for k, v in w.items()}
 
         trail: list[dict[str, float]] = []

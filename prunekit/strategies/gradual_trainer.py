@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import tensorflow as tf
 
-from prunekit.training import Trainer
+from prunekit.training import Trainer, compiled
 
 
 class ShadowTrainer(Trainer):
@@ -55,7 +55,7 @@ class ShadowTrainer(Trainer):
 
         optimizer = self.optimizer
 
-        @tf.function(reduce_retracing=True)
+        @compiled
         def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
             for v, t, m in zip(pvars, shadow, masks, strict=True):
                 v.assign(t * m)

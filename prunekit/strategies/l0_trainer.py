@@ -15,7 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from prunekit.training import Trainer
+from prunekit.training import Trainer, compiled
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,7 @@ class HardConcrete:
 
     def deterministic(self, log_alpha: np.ndarray) -> np.ndarray:
         s = 1.0 / (1.0 + np.exp(-log_alpha))
-        return np.clip(s * (self.zeta - self.gamma) + self.gamma, 0.0, 1.0)
+        return np.asarray(np.clip(s * (self.zeta - self.gamma) + self.gamma, 0.0, 1.0))
 
     def prob_nonzero(self, log_alpha: Any) -> Any:
         """P(z != 0) = sigmoid(log_alpha - beta * log(-gamma / zeta))."""
@@ -106,7 +106,7 @@ class HardConcreteTrainer(Trainer):
         variables = [*pvars, *others]
         dist, lam, total, cover = self.dist, self.lam, self.total, self.cover
 
-        @tf.function(reduce_retracing=True)
+        @compiled
         def step(x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
             with tf.GradientTape() as gate_tape:
                 gate_tape.watch(las)

@@ -1,5 +1,6 @@
 """Structured (channel) pruning that physically removes channels from Keras 3 models."""
 
+from prunekit.layers import Note
 from prunekit.metrics.flops import ModelCost, model_cost
 from prunekit.structured.api import GroupSummary, StructuredResult, prune_channels
 from prunekit.structured.graph import (
@@ -7,7 +8,6 @@ from prunekit.structured.graph import (
     DependencyGraph,
     Layout,
     Member,
-    Note,
     Segment,
     build_dependency_graph,
 )

@@ -510,7 +510,7 @@ class _Builder:
             return self.first_out[key]
         self.first_in[key] = list(ins)
         self.first_out[key] = [None]
-        outs = fn(op, ins, path)
+        outs: list[Layout | None] = fn(op, ins, path)
         self.first_out[key] = outs
         return outs
 
@@ -619,7 +619,7 @@ class _Builder:
         dims = in_shape[1:-1]
         if any(d is None for d in dims):
             raise _Unsupported("unknown spatial size")
-        return Layout(x.segments, spatial=math.prod(int(d) for d in dims))
+        return Layout(x.segments, spatial=math.prod([int(d) for d in dims if d is not None]))
 
     def visit_reshape(
         self,

@@ -16,10 +16,11 @@ import numpy as np
 from prunekit.context import PruningContext, StrategyOutcome, recipe_note
 from prunekit.data import Dataset
 from prunekit.errors import SpecError
+from prunekit.layers import Note
 from prunekit.metrics.flops import ModelCost
 from prunekit.model import LoadedModel
 from prunekit.strategies.structured_common import keras_graph_required
-from prunekit.structured.graph import ChannelGroup, DependencyGraph, Note
+from prunekit.structured.graph import ChannelGroup, DependencyGraph
 from prunekit.structured.surgery import apply_pruning
 from prunekit.structured.training import TrainReport, keras_trainer, train
 from prunekit.training import TrainConfig

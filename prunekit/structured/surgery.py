@@ -23,14 +23,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from prunekit.structured.graph import (
-    DependencyGraph,
-    Layout,
-    Note,
-    _producer_name,
-    functional_of,
-    is_nested_model,
-)
+from prunekit.layers import Note, functional_of, is_nested_model
+from prunekit.structured.graph import DependencyGraph, Layout, _producer_name
 
 
 class SurgeryError(RuntimeError):
@@ -38,7 +32,7 @@ class SurgeryError(RuntimeError):
 
 
 def _removed_by_group(
-    graph: DependencyGraph, kept: Mapping[int, Sequence[int]]
+    graph: DependencyGraph, kept: Mapping[int, Sequence[int] | np.ndarray]
 ) -> dict[int, np.ndarray]:
     out: dict[int, np.ndarray] = {}
     for gid, keep in kept.items():
@@ -69,7 +63,7 @@ def _layout_removed(graph: DependencyGraph, layout: Layout | None, drops: dict[i
 
 
 def apply_pruning(
-    graph: DependencyGraph, kept: Mapping[int, Sequence[int]]
+    graph: DependencyGraph, kept: Mapping[int, Sequence[int] | np.ndarray]
 ) -> tuple[keras.Model, list[Note]]:
     """Build a new model keeping, for each group id in ``kept``, only those channels.
 
@@ -93,11 +87,11 @@ def apply_pruning(
 
     new_config: dict[str, tuple[str, int]] = {}
     for path, info in graph.sources.items():
-        drop = drops.get(graph.group_id(info.group))
-        if drop is not None:
+        dropped = drops.get(graph.group_id(info.group))
+        if dropped is not None:
             new_config[path] = (
                 info.config_key,
-                graph.groups[graph.group_id(info.group)].size - drop.size,
+                graph.groups[graph.group_id(info.group)].size - dropped.size,
             )
 
     pairs: list[tuple[str, keras.layers.Layer, keras.layers.Layer]] = []
