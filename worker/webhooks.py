@@ -14,17 +14,17 @@ import logging
 import random
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 from celery.exceptions import SoftTimeLimitExceeded
 from standardwebhooks import Webhook
 
-from app.records import now_iso
-from app.settings import get_settings
-from app.webhooks import store
-from app.webhooks.addresses import AddressRefusedError, HostUnresolvedError, resolve_checked
-from worker.celery_app import DELIVER_WEBHOOK, celery_app
+from core.queue import DELIVER_WEBHOOK
+from core.records import DeliveryAttempt, DeliveryRecord, now_iso
+from core.settings import get_settings
+from core.webhooks import store
+from core.webhooks.addresses import AddressRefusedError, HostUnresolvedError, resolve_checked
+from worker.celery_app import celery_app
 
 log = logging.getLogger("prunekit.webhooks")
 
@@ -70,7 +70,7 @@ def post_pinned(url: str, address: str, headers: dict[str, str], body: str) -> i
         return response.status_code
 
 
-def _attempt(delivery: dict[str, Any]) -> tuple[int | None, str | None, bool]:
+def _attempt(delivery: DeliveryRecord) -> tuple[int | None, str | None, bool]:
     """One attempt: (status code, error, whether retrying can help)."""
     settings = get_settings()
     secrets = store.signing_secrets(delivery["tenant"])
@@ -109,7 +109,7 @@ def deliver_webhook_task(job_id: str, delivery_id: str) -> None:
     number = len(delivery["attempts"]) + 1
     started = time.monotonic()
     status, error, retryable = _attempt(delivery)
-    entry: dict[str, Any] = {
+    entry: DeliveryAttempt = {
         "attempt": number,
         "at": now_iso(),
         "status_code": status,

@@ -5,22 +5,23 @@ A resource makes itself tenant-scoped in three steps:
 1. its endpoints take ``principal: Principal = Depends(current_principal)`` (or the router
    is built with ``dependencies=[Depends(current_principal)]``);
 2. its record stores ``"tenant": principal.tenant`` when created, and its store keeps a
-   per-tenant index (:func:`app.redis_client.tenant_index`) next to the global one;
+   per-tenant index (:func:`core.redis.tenant_index`) next to the global one;
 3. every read of a record by id goes through :func:`owned_or_404`, so another tenant's id
    answers exactly like an unknown one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.auth import keys
 from app.observability.requests import note_tenant
 from app.problems import Problem, not_found
+from core.auth import keys
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -61,9 +62,10 @@ def current_principal(
     return Principal(tenant=found.tenant, key_id=found.id)
 
 
-def owned_or_404(
-    record: dict[str, Any] | None, tenant: str, kind: str, ident: str
-) -> dict[str, Any]:
+R = TypeVar("R", bound=Mapping[str, Any])  # a record type (core.records)
+
+
+def owned_or_404(record: R | None, tenant: str, kind: str, ident: str) -> R:
     """``record`` if it exists and belongs to ``tenant``; else the resource's 404."""
     if record is None or record.get("tenant") != tenant:
         raise not_found(kind, ident)

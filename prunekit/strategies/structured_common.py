@@ -8,6 +8,8 @@ side is :mod:`prunekit.structured.runner`.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Annotated
 
 from pydantic import Field
@@ -41,6 +43,27 @@ def keras_graph_required(strategy: str) -> str:
         f"{KERAS_GRAPH_FORMATS}. Unstructured strategies (e.g. magnitude) work on any "
         "SavedModel."
     )
+
+
+def min_keep(size: int, min_channels: int) -> int:
+    """The fewest channels a group of ``size`` may keep under ``min_channels`` (at least 1)."""
+    return max(1, min(size, min_channels))
+
+
+def round_keep(keep: int, size: int, round_to: int) -> int:
+    """``keep`` rounded up to a multiple of ``round_to``, or ``size`` (the group's width)
+    when that multiple is wider. Rounding only gives channels back: it never empties a group
+    and never keeps more than ``round_to - 1`` channels beyond ``keep``."""
+    if round_to <= 1:
+        return keep
+    return min(size, math.ceil(keep / round_to) * round_to)
+
+
+def channels_kept(size: int, ratio: float, min_channels: int = 1, round_to: int = 1) -> int:
+    """Channels the uniform scope keeps of a group of ``size``: ``floor(ratio * size)`` go,
+    within ``min_channels`` and ``round_to``."""
+    keep = max(size - math.floor(ratio * size), min_keep(size, min_channels))
+    return round_keep(keep, size, round_to)
 
 
 class StructuredParams(StrategyParams):
@@ -98,14 +121,24 @@ class StructuredParams(StrategyParams):
     def wants_recalibration(self, has_data: bool) -> bool:
         return has_data if self.recalibrate is None else self.recalibrate
 
-    def data_requirement(self) -> tuple[str, str] | None:
-        """``(field, why)`` when these parameters need the job's dataset, else ``None``
-        (checked at submission: a 422 naming ``body.<field>``)."""
-        if self.recalibrate:
-            why = "recalibrate: true re-estimates BatchNorm statistics on it"
-            return "strategy.recalibrate", why
-        return None
-
     def requires_data(self) -> bool:
-        """Whether these parameters need the job's dataset (checked at submission)."""
-        return self.data_requirement() is not None
+        """``recalibrate: true`` needs the job's dataset (null only recalibrates with one)."""
+        return self.needs_data or bool(self.recalibrate)
+
+    def missing_data(self) -> tuple[str, str]:
+        if self.recalibrate and not self.needs_data:
+            return (
+                "strategy.recalibrate",
+                "recalibrate: true re-estimates BatchNorm statistics on its training inputs; "
+                "or leave recalibrate null (on only when there is data)",
+            )
+        return super().missing_data()
+
+    def expected_zeros(self, units: Mapping[str, tuple[int, ...]]) -> int | None:
+        """Channels removed from prunable groups of these widths, all groups cut by one
+        global ranking (``floor(ratio * total)``), when no group's ``min_channels`` or
+        ``round_to`` gets in the way; None when one might."""
+        widths = [shape[0] for shape in units.values()]
+        target = math.floor(self.ratio * sum(widths))
+        removable = sum(w - min_keep(w, self.min_channels) for w in widths)
+        return target if self.round_to == 1 and target <= removable else None

@@ -26,7 +26,6 @@ from prunekit.data import Split
 from prunekit.evaluation import eval_set, quality
 from prunekit.structured.graph import ChannelGroup, DependencyGraph, Note
 from prunekit.structured.recalibration import recalibrate_batchnorm
-from prunekit.structured.selection import order_by_importance
 from prunekit.training import TrainConfig
 
 EVAL_SAMPLES = 1000  # held-out samples the before/after figures are measured on
@@ -54,7 +53,8 @@ def keep_top(scores: np.ndarray, count: int) -> np.ndarray:
     scores = np.asarray(scores)
     if not 1 <= count <= scores.size:
         raise ValueError(f"count must be in [1, {scores.size}], got {count}")
-    return np.sort(order_by_importance(scores)[scores.size - count :])
+    order = np.lexsort((np.arange(scores.size), scores))  # least important first
+    return np.sort(order[scores.size - count :])
 
 
 def _held_out(ctx: PruningContext) -> tuple[str, Split] | None:

@@ -6,9 +6,10 @@ import uuid
 
 import pytest
 
-from app.jobs import throughput
+from core.jobs import throughput
 
 
+@pytest.mark.redis
 def test_no_history_then_median_of_recorded_jobs() -> None:
     strategy = f"never-run-{uuid.uuid4().hex[:8]}"
     assert throughput.estimate(strategy, 1000) == {
