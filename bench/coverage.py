@@ -185,7 +185,9 @@ def _spec(strategy: str) -> Any:
     )
 
 
-def check_unstructured(source: Path, fmt: str, result: Any, x: Any, ref_shape: tuple[int, ...]) -> Row:
+def check_unstructured(
+    source: Path, fmt: str, result: Any, x: Any, ref_shape: tuple[int, ...]
+) -> Row:
     """Reloaded output shape; pruned weights equal the original's where non-zero; the
     original with that mask applied gives the reloaded model's output."""
     import numpy as np
@@ -318,7 +320,9 @@ def _key(r: dict[str, Any]) -> tuple[str, str, str]:
     return (r["model"], r["format"], r["strategy"])
 
 
-def _child(name: str, formats: Sequence[str], strategies: Sequence[str], timeout: float) -> list[dict[str, Any]]:
+def _child(
+    name: str, formats: Sequence[str], strategies: Sequence[str], timeout: float
+) -> list[dict[str, Any]]:
     """Run one constructor in a fresh, niced process; rows it printed, then failures for
     the runs it never reached (timeout, crash)."""
     with tempfile.TemporaryDirectory(prefix="prunekit-coverage-") as tmp:
@@ -365,8 +369,7 @@ def render(raw: dict[str, Any], all_models: Sequence[str]) -> str:
         "the original with the pruned model's zeros applied must give the reloaded model's",
         f"output (relative {UNSTRUCTURED_RTOL:g}). `filter` 30% (L1, uniform): 30% of the",
         "channels of every prunable group are set to exactly zero before saving; the reloaded",
-        "model must be smaller and give the original's output (relative "
-        f"{STRUCTURED_RTOL:g}).",
+        f"model must be smaller and give the original's output (relative {STRUCTURED_RTOL:g}).",
         "",
     ]
     strategies = list(STRATEGIES)
@@ -377,7 +380,9 @@ def render(raw: dict[str, Any], all_models: Sequence[str]) -> str:
             ok = sum(r["status"] == "ok" for r in ran)
             counts.append(f"`{s}` {ok}/{len(ran)} ok")
         lines.append(f"- **{fmt}**: " + ", ".join(counts) + f" (of {len(all_models)} constructors)")
-    missing = [m for m in all_models if not any((m, f, s) in rows for f in FORMATS for s in strategies)]
+    missing = [
+        m for m in all_models if not any((m, f, s) in rows for f in FORMATS for s in strategies)
+    ]
     if missing:
         lines.append(f"- not run (time budget): {', '.join(missing)}")
     runs = raw.get("runs", [])
@@ -446,9 +451,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not args.resume:
         wanted = {(m, f, s) for m in models for f in formats for s in strategies}
         raw["rows"] = [r for r in raw["rows"] if _key(r) not in wanted]
-    done = {
-        _key(r) for r in raw["rows"] if not (args.retry_failed and r["status"] == "failed")
-    }
+    done = {_key(r) for r in raw["rows"] if not (args.retry_failed and r["status"] == "failed")}
     started = time.time()
     ran = 0
     for m in models:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import keras
 import numpy as np
 
+from prunekit.structured.attention import relative_weight_name
 from prunekit.structured.graph import ChannelGroup, DependencyGraph, Member, Note
 
 Criterion = Literal["l1", "l2", "bn_gamma", "taylor"]
@@ -154,7 +155,9 @@ def compute_gradients(
     for path, layer in _all_layers(model):
         for w in layer.trainable_weights:
             if all(w is not v for v in variables):
-                keys.append(f"{path}/{w.name}")
+                # relative name: unique inside layers with sub-layers (attention's
+                # query/kernel, key/kernel...), the plain name elsewhere
+                keys.append(f"{path}/{relative_weight_name(layer, w)}")
                 variables.append(w)
     with tf.GradientTape() as tape:
         out = model(x, training=False)
