@@ -250,8 +250,23 @@ def _first_line(exc: BaseException, limit: int = 300) -> str:
     return (text[0] if text else type(exc).__name__)[:limit]
 
 
-def run_one(name: str, formats: Sequence[str], strategies: Sequence[str], work: Path) -> list[Row]:
-    """Every (format, strategy) run of one constructor, in this process."""
+def _no_copy_timing() -> Any:
+    """Latency rules that never load a second copy of the original (no memory for it):
+    the comparison is timed sequentially, and with :func:`_spec`'s tiny budget skipped."""
+    from prunekit.speedup import SpeedupConfig
+
+    return SpeedupConfig(available_memory=lambda: 0)
+
+
+def run_one(
+    name: str,
+    formats: Sequence[str],
+    strategies: Sequence[str],
+    work: Path,
+    builder: Callable[[], Any] | None = None,
+) -> list[Row]:
+    """Every (format, strategy) run of one constructor, in this process (``builder``: a
+    smaller variant of it, as the fast test sample uses)."""
     import keras
     import numpy as np
 
@@ -259,15 +274,16 @@ def run_one(name: str, formats: Sequence[str], strategies: Sequence[str], work: 
     from prunekit.pipeline import prune
 
     keras.utils.set_random_seed(0)
+    no_copy = _no_copy_timing()
     started = time.perf_counter()
     try:
-        model = build(name)
+        model = builder() if builder is not None else build(name)
         zero_note = ""
         try:
             zero_channels(model)
         except Exception as exc:  # the graph is filter's business: its run will say
             zero_note = f"channels not zeroed ({type(exc).__name__}: {_first_line(exc)}); "
-        side = MIN_SIDE.get(name, 32)
+        side = int(model.inputs[0].shape[1])
         x = np.random.default_rng(2).uniform(0, 255, size=(2, side, side, 3)).astype("float32")
         ref = np.asarray(model(x, training=False))
         sources = {}
@@ -290,7 +306,7 @@ def run_one(name: str, formats: Sequence[str], strategies: Sequence[str], work: 
             t0 = time.perf_counter()
             out_dir = work / f"{fmt}-{strategy}"
             try:
-                result = prune(source, fmt, _spec(strategy), out_dir)
+                result = prune(source, fmt, _spec(strategy), out_dir, timing=no_copy)
                 if strategy == "filter":
                     row = check_structured(result, fmt, x, ref)
                 else:

@@ -31,11 +31,11 @@ import keras
 import numpy as np
 
 if TYPE_CHECKING:
-    from prunekit.structured.graph import Layout, _Builder
+    from prunekit.structured.graph import Kind, Layout, Role, _Builder
 
 MHA_CLASSES: frozenset[type] = frozenset({keras.layers.MultiHeadAttention})
 # (sub-layer attribute, weight attribute, head axis, role) of every head slice
-_HEAD_SLICES = (
+_HEAD_SLICES: tuple[tuple[str, str, int, Role], ...] = (
     ("_query_dense", "kernel", 1, "out"),
     ("_query_dense", "bias", 0, "out"),
     ("_key_dense", "kernel", 1, "out"),
@@ -85,7 +85,7 @@ def visit_attention(
         index = next(i for i, w in enumerate(op.weights) if w is var)
         if int(var.shape[axis]) != heads:
             raise AttentionUnsupported(f"{sub[1:]} {attr} has no head axis of size {heads}")
-        kind = "kernel" if attr == "kernel" else "bias"
+        kind: Kind = "kernel" if attr == "kernel" else "bias"
         name = relative_weight_name(op, var)
         builder.members_of[builder.find(g)].append(
             Member(path, name, index, axis, role, kind, positions)
