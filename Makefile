@@ -20,6 +20,7 @@ run: install
 
 test: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest
 
 # Benchmarks (bench/): every suite, then docs/benchmarks.md; bench-quick is a subset in minutes.
@@ -40,6 +41,7 @@ bench-report: $(BENCH_STAMP)
 
 lint: install
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 format: install
 	$(VENV)/bin/ruff format .

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import redis
 
-from app.embedded_redis import DEFAULT_HOST, DEFAULT_PORT, EmbeddedRedis, answers, start_embedded
+from core.embedded_redis import DEFAULT_HOST, DEFAULT_PORT, EmbeddedRedis, answers, start_embedded
 
 
 @dataclass(frozen=True)

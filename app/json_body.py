@@ -20,7 +20,7 @@ from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
 from app.problems import Problem, validation_problem
-from app.settings import get_settings
+from core.settings import get_settings
 
 BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from app.problems import validation_problem
-from app.records import page_ids
+from core.records import page_ids
 
 MAX_KEYS = 16
 MAX_VALUE_CHARS = 256

@@ -17,7 +17,7 @@ from pathlib import Path
 from app.auth.local_key import ensure_local_key
 from app.durability import choose_redis
 from app.serve import uvicorn_command
-from app.settings import Settings
+from core.settings import Settings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import anyio
 import anyio.to_thread
 
-from app.settings import get_settings
+from core.settings import get_settings
 
 T = TypeVar("T")
 

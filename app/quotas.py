@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 from app.problems import Problem
-from app.redis_client import get_redis, key, tenant_index
-from app.settings import get_settings
+from core.redis import get_redis, key, tenant_index
+from core.settings import get_settings
 
 UNFINISHED = ("queued", "running", "cancelling")
 RETRY_AFTER_S = 30

@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from app.settings import get_settings
+from core.settings import get_settings
 
 
 def server_roots() -> list[tuple[str, str]]:

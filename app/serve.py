@@ -16,8 +16,8 @@ import argparse
 import os
 import sys
 
-from app.settings import Settings
 from app.slow_clients import DEFAULT_PROTOCOL
+from core.settings import Settings
 
 
 def uvicorn_command(host: str, port: int, settings: Settings) -> list[str]:

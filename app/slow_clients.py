@@ -21,7 +21,7 @@ from typing import Any
 
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from app.settings import get_settings
+from core.settings import get_settings
 
 log = logging.getLogger("prunekit.api")
 

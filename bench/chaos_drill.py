@@ -63,8 +63,8 @@ from typing import Any
 import httpx
 import redis
 
-from app.embedded_redis import EmbeddedRedis, free_port, start_embedded
 from bench.common import WORK_DIR, bench_command, machine_info, median, percentile, write_result
+from core.embedded_redis import EmbeddedRedis, free_port, start_embedded
 from tests.service_processes import REPO, spawn_api, spawn_worker
 
 SUITE = "chaos_drill"

@@ -127,7 +127,7 @@ class Service:
     """Private API + worker processes; logs under the run's home."""
 
     def __init__(self, home: Path) -> None:
-        from app.embedded_redis import free_port, resolve
+        from core.embedded_redis import free_port, resolve
 
         self.home = home
         self.run_id = uuid.uuid4().hex[:8]

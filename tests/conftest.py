@@ -25,7 +25,7 @@ os.environ["PRUNEKIT_QUEUE"] = f"prunekit-test-{RUN_ID}"
 
 
 def _resolve_redis() -> tuple[str, object | None]:
-    from app.embedded_redis import resolve
+    from core.embedded_redis import resolve
 
     url, server = resolve(HOME)
     base = url.rsplit("/", 1)[0] if url.count("/") > 2 else url

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from app.embedded_redis import free_port
+from core.embedded_redis import free_port
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -63,7 +63,7 @@ def _environ(env: dict[str, str]) -> Iterator[None]:
 def spawn_api(logs: Path, port: int, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     """uvicorn as ``make run`` starts it (read deadlines, connection limit), with ``env``."""
     from app.serve import uvicorn_command
-    from app.settings import Settings
+    from core.settings import Settings
 
     with _environ(env or {}):  # the API's settings, as its process reads them
         settings = Settings.from_env()

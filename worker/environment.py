@@ -23,8 +23,8 @@ from typing import Any
 import psutil
 from celery.signals import task_postrun, worker_process_init, worker_process_shutdown
 
-from app import storage
-from app.settings import get_settings
+from core import storage
+from core.settings import get_settings
 
 
 def set_cache_homes(home: Path) -> None:

@@ -6,7 +6,7 @@ the lease instead of running the job twice; when the process dies (SIGKILL, OOM,
 lost) the lease expires, and the next delivery, or the reconciler, takes the job over. The
 holder is ``host:pid:token``, so a delivery on the same host can see at once that the
 holder's process is gone. Each acquisition gets a new **fencing token**
-(:class:`app.jobs.store.Fence`); every write the job makes carries it, so a worker that lost
+(:class:`core.jobs.store.Fence`); every write the job makes carries it, so a worker that lost
 its lease writes nothing.
 
 Renewal and the **memory limit** (``PRUNEKIT_WORKER_MAX_MEMORY_MB``) run in a separate
@@ -23,41 +23,19 @@ from __future__ import annotations
 
 import logging
 import os
-import secrets
 import select
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import psutil
-
-from app.jobs import store as jobs
+from core.holders import holder_is_dead
+from core.jobs import store as jobs
 
 log = logging.getLogger("prunekit.worker")
 
 READY_TIMEOUT_S = 30.0
 PROJECT_ROOT = Path(__file__).resolve().parents[1]  # where ``-m worker.warden`` is found
-
-
-def new_owner() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(4)}"
-
-
-def holder_is_dead(holder: str) -> bool:
-    """True when the lease holder ran on this host and its process no longer exists."""
-    host, _, rest = holder.partition(":")
-    pid_text = rest.split(":", 1)[0]
-    if host != socket.gethostname() or not pid_text.isdigit():
-        return False
-    pid = int(pid_text)
-    if pid == os.getpid():
-        return False
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
 
 
 def take_lease(job_id: str, owner: str, ttl_s: float, wait_s: float) -> jobs.Fence | None:

@@ -1,5 +1,5 @@
 """What a job leaves behind for later jobs and for operators: its throughput (the dry run's
-duration estimate, :mod:`app.jobs.throughput`), its duration in the ``/metrics`` histogram,
+duration estimate, :mod:`core.jobs.throughput`), its duration in the ``/metrics`` histogram,
 the worker's memory, and JSON log lines for its status changes."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from typing import Any
 
 import redis
 
-from app.jobs import store as jobs
-from app.jobs import throughput
-from app.observability import counters, logs
+from core.jobs import store as jobs
+from core.jobs import throughput
+from core.observability import counters, logs
 
 log = logging.getLogger("prunekit.worker")
 

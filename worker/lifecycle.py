@@ -1,6 +1,6 @@
 """Worker start-up and shut-down hooks: the reconciler process and the memory setting.
 
-At ``worker_ready`` the worker's main process starts ``python -m app.lifecycle.reconciler``
+At ``worker_ready`` the worker's main process starts ``python -m core.lifecycle.reconciler``
 (TensorFlow-free, its own Redis connection, never forked from the TF parent's threads) and
 stops it at ``worker_shutdown``; if the worker is killed outright the reconciler notices
 that its parent is gone and exits by itself.
@@ -22,7 +22,7 @@ _children: list[subprocess.Popen[bytes]] = []
 def _start_reconciler(**_: Any) -> None:
     _children.append(
         subprocess.Popen(
-            [sys.executable, "-m", "app.lifecycle.reconciler", "--parent", str(os.getpid())],
+            [sys.executable, "-m", "core.lifecycle.reconciler", "--parent", str(os.getpid())],
             stdin=subprocess.DEVNULL,
         )
     )

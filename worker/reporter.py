@@ -1,7 +1,7 @@
 """The engine's progress reporter, written into the job record as the job runs.
 
 Every write carries the job's fence: once the lease is lost (or the job deleted) a write is
-refused and the reporter raises :class:`~app.jobs.store.LeaseLostError`, which stops the
+refused and the reporter raises :class:`~core.jobs.store.LeaseLostError`, which stops the
 engine at its next progress call, so a late worker writes nothing more."""
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from app.jobs import deadlines, store
-from app.observability import counters, logs
-from app.webhooks import dispatch
+from core.jobs import deadlines, store
+from core.observability import counters, logs
+from core.webhooks import dispatch
 from prunekit.errors import CancelledError
 
 MIN_INTERVAL_S = 0.5  # progress writes are throttled; phase changes are always written
@@ -86,7 +86,7 @@ class JobReporter:
 
         One Redis read; the engine calls it between phases and batches, and every phase
         change and progress write here checks too. Past the job's deadline it raises
-        :class:`~app.jobs.deadlines.DeadlineExceededError` (a ``CancelledError``)."""
+        :class:`~core.jobs.deadlines.DeadlineExceededError` (a ``CancelledError``)."""
         if self._deadline is not None and time.time() >= self._deadline:
             raise deadlines.DeadlineExceededError(self._deadline_reason)
         if store.status(self.job_id) in ("cancelling", "cancelled"):

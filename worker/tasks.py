@@ -13,15 +13,17 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from app import storage
-from app.datasets import store as datasets
-from app.jobs import deadlines
-from app.jobs import store as jobs
-from app.jobs.schemas import JobStatus
-from app.models import store as models
-from app.observability import counters, logs
-from app.records import now_iso
-from app.settings import get_settings
+from core import storage
+from core.datasets import store as datasets
+from core.holders import new_owner
+from core.jobs import deadlines
+from core.jobs import store as jobs
+from core.jobs.status import JobStatus
+from core.models import store as models
+from core.observability import counters, logs
+from core.queue import INSPECT_MODEL, RUN_JOB
+from core.records import now_iso
+from core.settings import get_settings
 from prunekit.errors import CancelledError, PrunekitError
 from prunekit.formats import ArtifactFormat
 from prunekit.inspection import inspect_model
@@ -29,8 +31,8 @@ from prunekit.pipeline import PruneResult, prune
 from prunekit.spec import PruneSpec
 from prunekit.speedup import SpeedupConfig
 from worker import job_outcomes
-from worker.celery_app import INSPECT_MODEL, RUN_JOB, celery_app
-from worker.guard import JobGuard, Warden, new_owner, take_lease
+from worker.celery_app import celery_app
+from worker.guard import JobGuard, Warden, take_lease
 from worker.reporter import JobReporter
 
 log = logging.getLogger("prunekit.worker")

@@ -28,9 +28,9 @@ import time
 
 import psutil
 
-from app.jobs import store as jobs
-from app.models import store as models
-from app.records import now_iso
+from core.jobs import store as jobs
+from core.models import store as models
+from core.records import now_iso
 
 log = logging.getLogger("prunekit.warden")
 

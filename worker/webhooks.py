@@ -20,11 +20,12 @@ import httpx
 from celery.exceptions import SoftTimeLimitExceeded
 from standardwebhooks import Webhook
 
-from app.records import now_iso
-from app.settings import get_settings
-from app.webhooks import store
-from app.webhooks.addresses import AddressRefusedError, HostUnresolvedError, resolve_checked
-from worker.celery_app import DELIVER_WEBHOOK, celery_app
+from core.queue import DELIVER_WEBHOOK
+from core.records import now_iso
+from core.settings import get_settings
+from core.webhooks import store
+from core.webhooks.addresses import AddressRefusedError, HostUnresolvedError, resolve_checked
+from worker.celery_app import celery_app
 
 log = logging.getLogger("prunekit.webhooks")
 

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 
-from app.auth import keys
+from core.auth import keys
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from app.auth import keys
+from core.auth import keys
 
 LOCAL_TENANT = "local"
 

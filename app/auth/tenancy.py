@@ -5,7 +5,7 @@ A resource makes itself tenant-scoped in three steps:
 1. its endpoints take ``principal: Principal = Depends(current_principal)`` (or the router
    is built with ``dependencies=[Depends(current_principal)]``);
 2. its record stores ``"tenant": principal.tenant`` when created, and its store keeps a
-   per-tenant index (:func:`app.redis_client.tenant_index`) next to the global one;
+   per-tenant index (:func:`core.redis.tenant_index`) next to the global one;
 3. every read of a record by id goes through :func:`owned_or_404`, so another tenant's id
    answers exactly like an unknown one.
 """
@@ -18,9 +18,9 @@ from typing import Any
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from app.auth import keys
 from app.observability.requests import note_tenant
 from app.problems import Problem, not_found
+from core.auth import keys
 
 bearer = HTTPBearer(
     auto_error=False,

@@ -18,15 +18,16 @@ from typing import Any
 
 from fastapi import Request
 
-from app import labels, quotas, storage
+from app import labels, quotas
 from app.auth.tenancy import owned_or_404
-from app.datasets import store
 from app.offload import off_loop
 from app.problems import Problem
-from app.records import load_page, new_id, now_iso
-from app.redis_client import get_redis, tenant_index
-from app.settings import get_settings
 from app.uploads import ReceivedFile, receive_file
+from core import storage
+from core.datasets import store
+from core.records import load_page, new_id, now_iso
+from core.redis import get_redis, tenant_index
+from core.settings import get_settings
 from prunekit.data import (
     ArrayInfo,
     DatasetError,
@@ -138,7 +139,8 @@ def list_datasets(
 
 def delete(dataset_id: str, tenant: str) -> None:
     """Delete the dataset's record and file; 409 while an unfinished job uses it."""
-    from app.lifecycle.deletion import ensure_unused, remove_artifacts
+    from app.lifecycle.in_use import ensure_unused
+    from core.lifecycle.deletion import remove_artifacts
 
     record = get_or_404(dataset_id, tenant)
     ensure_unused("dataset", "dataset_id", dataset_id)

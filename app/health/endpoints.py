@@ -8,8 +8,8 @@ from fastapi import APIRouter
 
 from app import durability
 from app.problems import Problem
-from app.redis_client import get_redis
-from worker.celery_app import workers_answering
+from core.queue import workers_answering
+from core.redis import get_redis
 
 router = APIRouter(tags=["health"])
 

@@ -13,10 +13,11 @@ from __future__ import annotations
 from typing import Any
 
 from app import quotas
-from app.jobs import service, throughput
+from app.jobs import service
 from app.jobs.schemas import JobCreate
 from app.models import service as models
-from app.settings import get_settings
+from core.jobs import throughput
+from core.settings import get_settings
 from prunekit.masks import Scope, count_to_prune
 from prunekit.patterns import compile_patterns, excludes
 from prunekit.strategies import get

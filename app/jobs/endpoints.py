@@ -11,7 +11,8 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 from app import labels
 from app.auth.tenancy import Principal, current_principal
 from app.downloads import file_download
-from app.jobs import deadlines, dry_run, live_events, service
+from app.jobs import dry_run, live_events, service
+from app.jobs.cancel_after import parse_cancel_after
 from app.jobs.filters import JobFilter
 from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport, JobStatus
 from app.json_body import JSONBodyRoute
@@ -67,7 +68,7 @@ def create_job(
 ) -> JobOut | Response:
     """Submit a pruning job. It is recorded, then queued; poll it with ``GET /v1/jobs/{id}``."""
     if cancel_after is not None:
-        seconds = deadlines.parse_cancel_after(cancel_after)
+        seconds = parse_cancel_after(cancel_after)
         body = body.model_copy(update={"deadline_seconds": seconds})
     if validate_only:
         return JSONResponse(dry_run.preview(body, principal.tenant))

@@ -1,6 +1,6 @@
 """A job's events as a Server-Sent Events stream (``Accept: text/event-stream``).
 
-Each event of the job's log (:func:`app.jobs.store.events`) becomes one SSE message: ``id``
+Each event of the job's log (:func:`core.jobs.store.events`) becomes one SSE message: ``id``
 is the event's ``seq``, ``event`` its type (``status``, ``phase``, ``message``...), ``data``
 the event as JSON (the same object the JSON list holds). The stream polls the log every
 ``POLL_S`` seconds from a thread (Redis calls never block the event loop), sends a comment
@@ -23,7 +23,7 @@ import anyio
 import redis
 from starlette.concurrency import run_in_threadpool
 
-from app.jobs import store
+from core.jobs import store
 
 POLL_S = 0.25
 STORE_TIMEOUT_S = 10.0  # one poll of the event store longer than this ends the stream

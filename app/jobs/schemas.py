@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
@@ -10,20 +9,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from app import labels
 from app.redaction import redact_paths
 from app.webhooks.schemas import WebhookSpec
+from core.jobs.status import MAX_DEADLINE_S, JobStatus
 from prunekit.spec import PruneSpec
-
-
-class JobStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    CANCELLING = "cancelling"  # cancel asked while running; the worker stops at its next check
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    CANCELLED = "cancelled"
-
-
-TERMINAL = {JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.CANCELLED}
-MAX_DEADLINE_S = 30 * 24 * 3600  # the longest deadline a job may ask for
 
 
 class JobCreate(PruneSpec):

@@ -10,21 +10,23 @@ from typing import Any, get_args
 
 from pydantic import ValidationError
 
-from app import labels, quotas, storage
+from app import labels, quotas
 from app.auth.tenancy import owned_or_404
 from app.datasets import service as datasets
-from app.jobs import deadlines, store, structured
+from app.jobs import structured
 from app.jobs.filters import JobFilter
 from app.jobs.schemas import HANDLING_FIELDS, JobCreate, JobStatus
 from app.models import service as models
 from app.observability.requests import current_request_id
 from app.problems import Problem, field_errors, validation_problem
-from app.records import load_page, new_id, now_iso
-from app.redis_client import get_redis, tenant_index
 from app.webhooks import service as webhooks
+from core import storage
+from core.jobs import deadlines, store
+from core.queue import RUN_JOB, enqueue
+from core.records import load_page, new_id, now_iso
+from core.redis import get_redis, tenant_index
 from prunekit.spec import LiteRTFormat
 from prunekit.strategies import StrategyParams, UnknownStrategyError, get, parse_params
-from worker.celery_app import RUN_JOB, enqueue
 
 
 def validate_strategy(raw: dict[str, Any]) -> StrategyParams:
@@ -295,7 +297,7 @@ def cancel(job_id: str, tenant: str) -> dict[str, Any]:
 
 def delete(job_id: str, tenant: str) -> None:
     """Delete a finished job's record, events and pruned model; 409 while it is unfinished."""
-    from app.lifecycle.deletion import remove_artifacts
+    from core.lifecycle.deletion import remove_artifacts
 
     record = get_or_404(job_id, tenant)
     if record["status"] not in store.FINISHED:

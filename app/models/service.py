@@ -10,17 +10,19 @@ from typing import Any
 
 from fastapi import Request
 
-from app import labels, quotas, storage
+from app import labels, quotas
 from app.auth.tenancy import owned_or_404
-from app.models import archive, store
+from app.models import archive
 from app.offload import off_loop
 from app.problems import Problem
-from app.records import load_page, new_id, now_iso
-from app.redis_client import get_redis, tenant_index
-from app.settings import get_settings
 from app.uploads import ReceivedFile, receive_file
+from core import storage
+from core.models import store
+from core.queue import INSPECT_MODEL, enqueue
+from core.records import load_page, new_id, now_iso
+from core.redis import get_redis, tenant_index
+from core.settings import get_settings
 from prunekit.formats import ModelFormat
-from worker.celery_app import INSPECT_MODEL, enqueue
 
 MODEL_FILES = {ModelFormat.SAVED_MODEL: "saved_model", ModelFormat.KERAS: "model.keras"}
 
@@ -160,7 +162,8 @@ def speedup_paths(model_id: str, tenant: str) -> dict[str, Any]:
 
 def delete(model_id: str, tenant: str) -> None:
     """Delete the model's record and files; 409 while an unfinished job uses it."""
-    from app.lifecycle.deletion import ensure_unused, remove_artifacts
+    from app.lifecycle.in_use import ensure_unused
+    from core.lifecycle.deletion import remove_artifacts
 
     record = get_or_404(model_id, tenant)
     ensure_unused("model", "model_id", model_id)

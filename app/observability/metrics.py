@@ -6,7 +6,7 @@ Two sources, one registry:
   latency histogram, recorded by :mod:`app.observability.requests`);
 * from Redis at scrape time (:class:`RedisCollector`): jobs by status and queue depth,
   read from the records themselves, and what the workers recorded
-  (:mod:`app.observability.counters`): job durations per strategy, jobs retried after a
+  (:mod:`core.observability.counters`): job durations per strategy, jobs retried after a
   worker died, worker resident memory, webhook deliveries by outcome. Workers are many
   processes, so they write to Redis rather than keep metrics in memory; any API process
   then answers the same figures.
@@ -37,9 +37,9 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.registry import Collector
 
 from app.jobs.schemas import JobStatus
-from app.observability import counters
-from app.redis_client import get_redis, key
-from app.settings import get_settings
+from core.observability import counters
+from core.redis import get_redis, key
+from core.settings import get_settings
 
 STALE_WORKER_S = 3600  # a worker process not heard of for this long is not reported
 

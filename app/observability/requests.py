@@ -17,7 +17,8 @@ from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.observability import logs, metrics
+from app.observability import metrics
+from core.observability import logs
 
 HEADER = "x-request-id"
 SANE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")

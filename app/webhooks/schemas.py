@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator
 
-from app.settings import get_settings
-from app.webhooks.addresses import AddressRefusedError, resolve_checked
+from core.settings import get_settings
+from core.webhooks.addresses import AddressRefusedError, resolve_checked
 
 WebhookEvent = Literal["running", "progress", "succeeded", "failed", "cancelled"]
 ALL_EVENTS: tuple[WebhookEvent, ...] = ("running", "progress", "succeeded", "failed", "cancelled")

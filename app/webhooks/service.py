@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from app.problems import Problem
-from app.webhooks import store
 from app.webhooks.schemas import WebhookSpec
+from core.webhooks import store
 
 
 def rotate_secret(tenant: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from app.embedded_redis import free_port
+from core.embedded_redis import free_port
 from tests.service_processes import REPO, spawn_api, spawn_worker, stop
 
 __all__ = ["REPO", "spawn_api", "spawn_worker", "stop"]  # used by the e2e modules
@@ -21,7 +21,7 @@ __all__ = ["REPO", "spawn_api", "spawn_worker", "stop"]  # used by the e2e modul
 
 def new_key(tenant: str) -> str:
     """A real API key for ``tenant``, created in the test Redis like the CLI does."""
-    from app.auth import keys
+    from core.auth import keys
 
     return keys.create_key(tenant, name="tests")[1]
 

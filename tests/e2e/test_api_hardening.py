@@ -26,7 +26,7 @@ import httpx
 import pytest
 import redis
 
-from app import storage
+from core import storage
 from tests.e2e.conftest import REPO, Service, api_without_worker, new_key
 from tests.tiny_models import zip_dir
 

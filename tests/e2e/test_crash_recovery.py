@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import redis
 
-from app.embedded_redis import EmbeddedRedis, free_port, start_embedded
+from core.embedded_redis import EmbeddedRedis, free_port, start_embedded
 from tests.e2e.conftest import REPO, Service, spawn_api, spawn_worker, stop, wait_ready
 
 pytestmark = pytest.mark.e2e

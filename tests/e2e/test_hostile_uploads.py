@@ -16,7 +16,7 @@ import keras
 import psutil
 import pytest
 
-from app import storage
+from core import storage
 from tests.e2e.conftest import Service
 from tests.tiny_models import zip_dir as tiny_zip_dir
 

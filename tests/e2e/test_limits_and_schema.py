@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 
-from app import storage
-from app.jobs import store as job_store
-from app.records import new_id, now_iso
+from core import storage
+from core.jobs import store as job_store
+from core.records import new_id, now_iso
 from tests.e2e.conftest import Service, api_without_worker, new_key
 
 pytestmark = pytest.mark.e2e

@@ -11,8 +11,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from app.embedded_redis import free_port
-from app.observability import counters
+from core.embedded_redis import free_port
+from core.observability import counters
 from tests.e2e.conftest import Service, api_without_worker
 
 pytestmark = pytest.mark.e2e

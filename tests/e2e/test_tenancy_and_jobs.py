@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from app import storage
+from core import storage
 from tests.e2e.conftest import REPO, Service
 
 pytestmark = pytest.mark.e2e
@@ -159,7 +159,7 @@ def test_finished_job_cannot_be_cancelled_and_delete_removes_files(
 
 def test_api_process_never_imports_tensorflow() -> None:
     code = (
-        "import sys, app.main, app.lifecycle.reconciler, app.auth.cli;"
+        "import sys, app.main, core.lifecycle.reconciler, app.auth.cli;"
         "bad = sorted(m for m in ('tensorflow', 'keras', 'h5py') if m in sys.modules);"
         "print(bad); sys.exit(1 if bad else 0)"
     )

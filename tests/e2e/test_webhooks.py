@@ -19,7 +19,7 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from app.embedded_redis import free_port
+from core.embedded_redis import free_port
 from tests.e2e.conftest import (
     Service,
     api_without_worker,

@@ -13,17 +13,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app import storage
-from app.auth import keys
 from app.auth.tenancy import owned_or_404
-from app.jobs import store as jobs
-from app.lifecycle import reconciler
-from app.lifecycle.sweeper import sweep
 from app.models import archive
-from app.models import store as models
 from app.problems import Problem
-from app.records import new_id, now_iso
-from app.settings import Settings
+from core import queue, storage
+from core.auth import keys
+from core.jobs import store as jobs
+from core.lifecycle import reconciler
+from core.lifecycle.sweeper import sweep
+from core.models import store as models
+from core.records import new_id, now_iso
+from core.settings import Settings
 from prunekit.data import DatasetError, npz_header
 from prunekit.errors import CancelledError
 from worker.reporter import JobReporter
@@ -34,7 +34,7 @@ def test_keys_are_hashed_bound_to_a_tenant_and_revocable() -> None:
     assert secret.startswith("pk_") and len(secret) > 40
     found = keys.lookup(secret)
     assert found is not None and found.tenant == "acme" and found.id == api_key.id
-    from app.redis_client import get_redis, key
+    from core.redis import get_redis, key
 
     stored = get_redis().hgetall(key("apikey", keys.digest(secret)))
     assert secret not in str(stored)  # only the digest is a key name; the secret is nowhere
@@ -136,13 +136,12 @@ def private_reconcile(monkeypatch: pytest.MonkeyPatch) -> None:
     worker's) runs a pass meanwhile: it would see the same test records."""
     import dataclasses
 
-    import worker.celery_app
-    from app.redis_client import get_redis, key
-    from app.settings import get_settings
+    from core.redis import get_redis, key
+    from core.settings import get_settings
 
     private = dataclasses.replace(get_settings(), queue=get_settings().queue + "-unit")
     monkeypatch.setattr(reconciler, "get_settings", lambda: private)
-    monkeypatch.setattr(worker.celery_app, "get_settings", lambda: private)
+    monkeypatch.setattr(queue, "get_settings", lambda: private)
     r, lock = get_redis(), key("reconciler", "lock")
     if not r.set(lock, "unit-test", nx=True, px=10_000):
         # passes start only when they take the lock: none starts before it expires
@@ -172,7 +171,7 @@ def test_reconciler_requeues_lost_jobs_and_times_out_stuck_ones() -> None:
     assert stuck["id"] in report.failed
     assert jobs.get(stuck["id"])["error"]["reason"] == "timeout"
     assert cancelling["id"] in report.cancelled
-    broker = reconciler.messages_in_broker()
+    broker = queue.messages_in_broker()
     assert lost["id"] in broker and queued_lost["id"] in broker
     # a second pass does not send them again: their messages are there now
     assert queued_lost["id"] not in reconciler.reconcile_once().requeued
@@ -254,7 +253,7 @@ def test_h5_only_when_the_operator_allows_it(tmp_path: Path) -> None:
 
 
 def test_worker_memory_limit_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
-    from app.settings import machine_memory_mb
+    from core.settings import machine_memory_mb
 
     monkeypatch.delenv("PRUNEKIT_WORKER_MAX_MEMORY_MB", raising=False)
     monkeypatch.setenv("PRUNEKIT_WORKER_CONCURRENCY", "4")
@@ -277,7 +276,7 @@ def test_dataset_check_bounds_the_widened_size(
     import dataclasses
 
     from app.datasets import service as datasets
-    from app.settings import get_settings
+    from core.settings import get_settings
 
     path = tmp_path / "pixels.npz"
     np.savez(path, x_train=np.ones((100, 1000), "uint8"), y_train=np.zeros(100, "uint8"))
@@ -310,8 +309,8 @@ def test_reconciler_requeues_a_job_whose_reserving_worker_died() -> None:
     the reservation is older than the grace, not after the visibility timeout."""
     import json
 
-    from app.redis_client import get_redis
-    from app.settings import get_settings
+    from core.redis import get_redis
+    from core.settings import get_settings
 
     r = get_redis()
     prefix = f"{get_settings().key_prefix}:celery:"
@@ -341,8 +340,8 @@ def test_reconciler_does_not_resend_a_lost_job_a_worker_just_took_again() -> Non
     worker's own reservation, an hour old, does not count as live."""
     import json
 
-    from app.redis_client import get_redis
-    from app.settings import get_settings
+    from core.redis import get_redis
+    from core.settings import get_settings
 
     r = get_redis()
     prefix = f"{get_settings().key_prefix}:celery:"

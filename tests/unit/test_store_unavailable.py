@@ -10,8 +10,8 @@ import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
-from app.embedded_redis import free_port
 from app.problems import MEDIA_TYPE, install
+from core.embedded_redis import free_port
 
 
 def _app(client: redis.Redis) -> FastAPI:

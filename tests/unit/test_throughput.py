@@ -6,7 +6,7 @@ import uuid
 
 import pytest
 
-from app.jobs import throughput
+from core.jobs import throughput
 
 
 def test_no_history_then_median_of_recorded_jobs() -> None:

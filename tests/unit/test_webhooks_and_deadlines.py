@@ -8,10 +8,11 @@ import time
 import pytest
 from standardwebhooks import Webhook
 
-from app.jobs import deadlines
+from app.jobs.cancel_after import parse_cancel_after
 from app.problems import Problem
-from app.webhooks import store
-from app.webhooks.addresses import AddressRefusedError, resolve_checked
+from core.jobs import deadlines
+from core.webhooks import store
+from core.webhooks.addresses import AddressRefusedError, resolve_checked
 from tests.unit.test_auth_and_lifecycle import _job
 from worker.webhooks import retry_delay, signed_headers
 
@@ -21,13 +22,13 @@ from worker.webhooks import retry_delay, signed_headers
     [("90", 90.0), ("1.5", 1.5), ("5m", 300.0), ("1h30m", 5400.0), ("500ms", 0.5), ("2m3s", 123.0)],
 )
 def test_cancel_after_values(raw: str, seconds: float) -> None:
-    assert deadlines.parse_cancel_after(raw) == pytest.approx(seconds)
+    assert parse_cancel_after(raw) == pytest.approx(seconds)
 
 
 @pytest.mark.parametrize("raw", ["0", "-3", "abc", "5x", "m5", "1h 30m", "9999999999", ""])
 def test_cancel_after_refused_names_the_header(raw: str) -> None:
     with pytest.raises(Problem) as info:
-        deadlines.parse_cancel_after(raw)
+        parse_cancel_after(raw)
     assert info.value.status == 422
     assert "header.Cancel-After" in json.dumps(info.value.body(None))
 
@@ -90,8 +91,8 @@ def test_signature_verifies_with_each_secret_after_rotation() -> None:
 
 
 def test_reconciler_cancels_queued_and_stops_running_past_deadline() -> None:
-    from app.jobs import store as jobs
-    from app.lifecycle import reconciler
+    from core.jobs import store as jobs
+    from core.lifecycle import reconciler
 
     past = deadlines.job_fields(0.001)
     time.sleep(0.01)

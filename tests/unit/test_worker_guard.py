@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from app import storage
-from app.jobs import store as jobs
-from app.records import new_id, now_iso
-from worker.guard import JobGuard, Warden, holder_is_dead, new_owner, take_lease
+from core import storage
+from core.holders import holder_is_dead, new_owner
+from core.jobs import store as jobs
+from core.records import new_id, now_iso
+from worker.guard import JobGuard, Warden, take_lease
 from worker.reporter import JobReporter
 
 
@@ -114,7 +115,7 @@ def test_a_deleted_job_stays_deleted(tmp_path: Path) -> None:
     assert fence is not None
     jobs.transition(job_id, "failed", {"running"}, fence=fence)
     jobs.delete(jobs.get(job_id))  # type: ignore[arg-type]
-    from app.redis_client import get_redis, key
+    from core.redis import get_redis, key
 
     r = get_redis()
     # what a late worker of this job would still try
@@ -173,7 +174,7 @@ def test_warden_fails_the_job_and_ends_the_process_past_the_memory_limit() -> No
 
 
 def test_warden_records_a_failed_inspection_past_the_memory_limit() -> None:
-    from app.models import store as models
+    from core.models import store as models
 
     model_id = new_id()
     models.create({"id": model_id, "tenant": "guard", "created_at": now_iso(),
@@ -188,8 +189,8 @@ def test_warden_records_a_failed_inspection_past_the_memory_limit() -> None:
 
 
 def test_inspection_attempts_are_counted_and_the_outcome_recorded_once() -> None:
-    from app.models import store as models
-    from app.redis_client import get_redis, key
+    from core.models import store as models
+    from core.redis import get_redis, key
 
     model_id = new_id()
     models.create({"id": model_id, "tenant": "guard", "created_at": now_iso(),

@@ -25,8 +25,8 @@ from typing import Any
 
 import redis
 
-from app.records import decode, encode, is_record_id, now_iso, now_ms, page_ids
-from app.redis_client import get_redis, key, tenant_index
+from core.records import decode, encode, is_record_id, now_iso, now_ms, page_ids
+from core.redis import get_redis, key, tenant_index
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -48,7 +48,7 @@ def _events_key(job_id: str) -> str:
 
 
 def webhooks_key(job_id: str) -> str:
-    return key("job", job_id, "webhooks")  # its webhook deliveries (app.webhooks.store)
+    return key("job", job_id, "webhooks")  # its webhook deliveries (core.webhooks.store)
 
 
 def _event(kind: str, message: str | None, data: dict[str, Any]) -> str:
@@ -162,7 +162,7 @@ def transition(
 
     get_redis().transaction(_tx, *_watched(job_id, fence))
     if done:
-        from app.webhooks import dispatch  # the job's webhook, when it wants this status
+        from core.webhooks import dispatch  # the job's webhook, when it wants this status
 
         dispatch.status_changed(job_id, to)
     return done

@@ -14,9 +14,9 @@ import secrets
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from app.jobs.store import webhooks_key
-from app.records import now_iso
-from app.redis_client import get_redis, key
+from core.jobs.store import webhooks_key
+from core.records import now_iso
+from core.redis import get_redis, key
 
 SECRET_PREFIX = "whsec_"
 PREVIOUS_SECRET_GRACE = timedelta(hours=24)

@@ -15,8 +15,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from app.records import decode, encode, now_iso
-from app.redis_client import get_redis, key
+from core.records import decode, encode, now_iso
+from core.redis import get_redis, key
 
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 SECRET_PREFIX = "pk_"

@@ -19,7 +19,7 @@ time, through a Redis lock) looks at the unfinished jobs:
 
 Sending a job twice is harmless: tasks are idempotent by job id and the lease lets one
 delivery run at a time. The worker starts this as a small TensorFlow-free process
-(``python -m app.lifecycle.reconciler``) next to its pool; it also runs the sweeper.
+(``python -m core.lifecycle.reconciler``) next to its pool; it also runs the sweeper.
 """
 
 from __future__ import annotations
@@ -31,14 +31,16 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from app.jobs import deadlines
-from app.jobs import store as jobs
-from app.jobs.schemas import JobStatus
-from app.lifecycle.sweeper import sweep
-from app.models import store as models
-from app.records import now_iso
-from app.redis_client import get_redis, key
-from app.settings import get_settings
+from core.holders import holder_is_dead
+from core.jobs import deadlines
+from core.jobs import store as jobs
+from core.jobs.status import JobStatus
+from core.lifecycle.sweeper import sweep
+from core.models import store as models
+from core.queue import INSPECT_MODEL, RUN_JOB, enqueue, unacked_messages, waiting_messages
+from core.records import now_iso
+from core.redis import get_redis, key
+from core.settings import get_settings
 
 log = logging.getLogger("prunekit.reconciler")
 
@@ -62,32 +64,6 @@ def _age_s(iso: str | None, now: float) -> float:
         return float("inf")
 
 
-def queued_messages() -> str:
-    """Every message waiting in our queue (not yet reserved by a worker), as one string."""
-    r = get_redis()
-    s = get_settings()
-    parts: list[str] = []
-    for k in r.scan_iter(match=f"{s.key_prefix}:celery:{s.queue}*", count=1000):
-        if r.type(k) == "list":
-            parts.extend(r.lrange(k, 0, -1))
-    return "\n".join(parts)
-
-
-def unacked_messages() -> list[tuple[float, str]]:
-    """``(reserved at, message)`` for every message a worker took and has not acknowledged
-    (kombu keeps them in ``unacked``, with the time of reservation in ``unacked_index``)."""
-    r = get_redis()
-    prefix = f"{get_settings().key_prefix}:celery:"
-    reserved_at = dict(r.zrange(f"{prefix}unacked_index", 0, -1, withscores=True))
-    unacked = r.hgetall(f"{prefix}unacked")
-    return [(float(reserved_at.get(tag, 0.0)), msg) for tag, msg in unacked.items()]
-
-
-def messages_in_broker() -> str:
-    """Every pending and unacknowledged message of our queue, as one string to search."""
-    return "\n".join([queued_messages(), *(msg for _, msg in unacked_messages())])
-
-
 @dataclass
 class BrokerView:
     """One look at the broker: what waits in the queue and what workers reserved when."""
@@ -97,7 +73,7 @@ class BrokerView:
 
     @classmethod
     def now(cls) -> BrokerView:
-        return cls(queued_messages(), unacked_messages())
+        return cls(waiting_messages(), unacked_messages())
 
     def delivery(self, ident: str, now: float, grace_s: float) -> str:
         """``live``: a message naming ``ident`` waits, or a worker took it within
@@ -119,9 +95,6 @@ LOST_MESSAGE = {
 
 
 def reconcile_once(now: float | None = None) -> ReconcileReport:
-    from worker.celery_app import INSPECT_MODEL, RUN_JOB, enqueue
-    from worker.guard import holder_is_dead
-
     s = get_settings()
     now = time.time() if now is None else now
     report = ReconcileReport()

@@ -8,8 +8,8 @@ from typing import Any
 
 import redis
 
-from app.records import decode, encode, is_record_id, now_iso, now_ms, page_ids
-from app.redis_client import get_redis, key, tenant_index
+from core.records import decode, encode, is_record_id, now_iso, now_ms, page_ids
+from core.redis import get_redis, key, tenant_index
 
 
 def _key(model_id: str) -> str:

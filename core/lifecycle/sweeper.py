@@ -20,12 +20,12 @@ from typing import Any
 
 import psutil
 
-from app import storage
-from app.datasets import store as datasets
-from app.jobs import store as jobs
-from app.lifecycle.deletion import active_jobs_using, remove_artifacts
-from app.models import store as models
-from app.settings import get_settings
+from core import storage
+from core.datasets import store as datasets
+from core.jobs import store as jobs
+from core.lifecycle.deletion import active_jobs_using, remove_artifacts
+from core.models import store as models
+from core.settings import get_settings
 
 log = logging.getLogger("prunekit.sweeper")
 

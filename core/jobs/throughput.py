@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
-from app.redis_client import get_redis, key
+from core.redis import get_redis, key
 
 KEEP = 20
 

@@ -1,6 +1,6 @@
 """Turning job events into webhook deliveries: record the delivery, enqueue its task.
 
-Called after a job's status changed (``app.jobs.store.transition``, in whichever process
+Called after a job's status changed (``core.jobs.store.transition``, in whichever process
 made the change) and on progress (``worker.reporter``). It never raises: a webhook problem
 must not break a job. The delivery itself runs in its own Celery task
 (``worker.webhooks``), never in the job's task or an API request.
@@ -12,10 +12,10 @@ import itertools
 import logging
 from typing import Any
 
-from app.jobs import store as jobs
-from app.records import new_id, now_iso
-from app.settings import get_settings
-from app.webhooks import store
+from core.jobs import store as jobs
+from core.records import new_id, now_iso
+from core.settings import get_settings
+from core.webhooks import store
 
 log = logging.getLogger("prunekit.webhooks")
 
@@ -43,7 +43,7 @@ def payload(record: dict[str, Any], event: str) -> dict[str, Any]:
 
 def send(record: dict[str, Any], event: str) -> str:
     """Record a delivery of ``event`` for the job and enqueue it; its id."""
-    from worker.celery_app import DELIVER_WEBHOOK, enqueue
+    from core.queue import DELIVER_WEBHOOK, enqueue
 
     delivery = {
         "id": f"msg_{new_id()}",

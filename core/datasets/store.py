@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.records import decode, encode, is_record_id, now_ms, page_ids
-from app.redis_client import get_redis, key, tenant_index
+from core.records import decode, encode, is_record_id, now_ms, page_ids
+from core.redis import get_redis, key, tenant_index
 
 
 def _key(dataset_id: str) -> str:

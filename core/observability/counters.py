@@ -20,7 +20,7 @@ from typing import Any
 
 import redis
 
-from app.redis_client import get_redis, key
+from core.redis import get_redis, key
 
 log = logging.getLogger("prunekit.metrics")
 

@@ -14,7 +14,7 @@ import json
 import os
 from typing import Any
 
-from app.records import now_iso
+from core.records import now_iso
 
 STDERR_FD = 2
 

@@ -12,7 +12,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from app.settings import get_settings
+from core.settings import get_settings
 
 CHUNK = 1 << 20
 

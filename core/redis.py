@@ -6,7 +6,7 @@ from functools import lru_cache
 
 import redis
 
-from app.settings import get_settings
+from core.settings import get_settings
 
 
 @lru_cache(maxsize=1)
