@@ -25,6 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from prunekit.custom_objects import ENV as CUSTOM_OBJECTS_ENV
+from prunekit.custom_objects import allowed_objects, check_allowed
 from prunekit.errors import ModelLoadError, SpecError
 from prunekit.formats import ModelFormat
 from prunekit.patterns import compile_patterns, excludes
@@ -202,6 +204,8 @@ class LoadedModel:
     def signatures(self) -> dict[str, Signature]:
         if self._keras_backed:
             m = self.keras_model
+            if getattr(m, "_functional", m) is m and not hasattr(m, "_nodes_by_depth"):
+                return {"keras": _subclassed_signature(m)}
             inputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.inputs)]
             outputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.outputs)]
             return {"keras": Signature("keras", inputs, outputs)}
@@ -287,6 +291,24 @@ class LoadedModel:
             )
 
 
+def _subclassed_signature(m: keras.Model) -> Signature:
+    """Inputs and outputs of a subclassed model, which keeps no symbolic tensors: its
+    input from the shape it was built with, its outputs traced symbolically from there."""
+    shape = (m.get_build_config() or {}).get("input_shape")
+    if not isinstance(shape, list | tuple) or not all(
+        d is None or isinstance(d, int) for d in shape
+    ):
+        raise ModelLoadError(
+            f"subclassed model {type(m).__name__!r} was saved without a single input shape "
+            f"(build config {shape!r}); call it once on a batch before saving it",
+            reason="model_not_built",
+        )
+    x = keras.KerasTensor(tuple(shape), dtype="float32", name="input")
+    out = m.compute_output_spec(x)
+    outputs = [_spec_info(f"output_{i}", t) for i, t in enumerate(_as_list(out))]
+    return Signature("keras", [_spec_info("input", x)], outputs)
+
+
 def _as_list(x: Any) -> list[Any]:
     return list(x) if isinstance(x, list | tuple) else [x]
 
@@ -301,11 +323,19 @@ def load_model(path: Path, fmt: ModelFormat | str) -> LoadedModel:
     fmt = ModelFormat(fmt)
     path = Path(path)
     if fmt is ModelFormat.KERAS:
+        # custom classes: only those the operator's allow-listed modules register
+        allowed = allowed_objects()
+        check_allowed(path, allowed)
+        custom = allowed or None
         try:
-            model = keras.saving.load_model(path, compile=True, safe_mode=True)
+            model = keras.saving.load_model(
+                path, compile=True, safe_mode=True, custom_objects=custom
+            )
         except Exception as first:
             try:
-                model = keras.saving.load_model(path, compile=False, safe_mode=True)
+                model = keras.saving.load_model(
+                    path, compile=False, safe_mode=True, custom_objects=custom
+                )
             except Exception as exc:
                 raise ModelLoadError(_keras_load_message(exc)) from exc
             loaded = LoadedModel(ModelFormat.KERAS, keras_model=model)
@@ -355,8 +385,9 @@ def _keras_load_message(exc: Exception) -> str:
     if "Could not locate" in text or "Unknown" in text or "custom" in text.lower():
         return (
             "the .keras file uses a custom class that is not built into Keras "
-            f"({text.splitlines()[0][:300]}). Only models made of built-in Keras layers "
-            "can be loaded safely; export a SavedModel instead if you need custom layers."
+            f"({text.splitlines()[0][:300]}). Custom classes load only from modules the "
+            f"operator lists in {CUSTOM_OBJECTS_ENV}; otherwise use built-in Keras layers, "
+            "or export a SavedModel (pruned unstructured only)."
         )
     return f"the .keras file could not be loaded: {text.splitlines()[0][:500] if text else exc!r}"
 

@@ -39,3 +39,9 @@ def check_submission(params: StrategyParams, model: dict[str, Any], dataset_id: 
             [{"field": "body.strategy.name", "message": message, "type": "keras_graph_required"}],
             message,
         )
+    untraceable = details.get("structured_untraceable")
+    if inspection.get("status") == "succeeded" and untraceable:
+        raise validation_problem(
+            [{"field": "body.strategy.name", "message": untraceable, "type": "untraceable_graph"}],
+            untraceable,
+        )
