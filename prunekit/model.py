@@ -188,6 +188,28 @@ class LoadedModel:
             out.append(w)
         return out
 
+    def embedding_notes(self, exclude: Sequence[str] = ()) -> list[str]:
+        """Name the embedding tables :meth:`prunable_weights` leaves out (not excluded by
+        the spec already): every strategy keeps them dense."""
+        patterns = compile_patterns(exclude)
+        kept = [
+            w
+            for w in self.weights()
+            if w.trainable
+            and len(w.shape) >= 2
+            and EMBEDDING_PATTERN.search(w.name)
+            and not excludes(patterns, w.name, w.layer)
+        ]
+        if not kept:
+            return []
+        names = ", ".join(f"{w.name} ({w.size} weights)" for w in kept[:5])
+        more = f" and {len(kept) - 5} more" if len(kept) > 5 else ""
+        return [
+            f"embedding tables are not pruned: {names}{more}. A token's row is read whole, "
+            "so zeros there save nothing at run time and cost accuracy; every other kernel "
+            "(Dense, Conv1D/2D/3D, LSTM/GRU kernel and recurrent_kernel) is pruned"
+        ]
+
     def prunable_or_raise(
         self, exclude: Sequence[str] = (), include_embeddings: bool = False
     ) -> list[Weight]:
