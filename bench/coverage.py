@@ -432,10 +432,30 @@ def render(raw: dict[str, Any], all_models: Sequence[str]) -> str:
     lines += misses or ["None."]
     lines += [
         "",
-        "A Keras 3 `model.export` SavedModel holds traced functions, not layers: it is pruned",
-        "unstructured only, and `filter` is refused with `keras_graph_required` by design.",
-        "Structured pruning of a SavedModel works for the ones prunekit writes (a structured",
-        "job's SavedModel download) and tf_keras SavedModels (`keras_metadata.pb`).",
+        "## Beyond keras.applications",
+        "",
+        "| model kind | unstructured (`magnitude`, `nm`) | structured (`filter`, `slimming`) |",
+        "|---|---|---|",
+        "| generic SavedModel (Keras 3 `model.export`, `tf.saved_model.save`) | ok | refused: "
+        "`keras_graph_required` (traced functions, no layer graph) |",
+        "| SavedModel written by prunekit or tf_keras | ok | ok |",
+        "| subclassed `keras.Model` with `get_config` (.keras), its module allow-listed in "
+        "`PRUNEKIT_CUSTOM_OBJECT_MODULES` | ok (`tests/unit/test_custom_objects.py`) | refused: "
+        "`untraceable_graph`, naming the class and the Functional rewrite |",
+        "| custom class whose module is not allow-listed | refused: `custom_class_not_allowed` "
+        "| same |",
+        "| Transformer encoder (`MultiHeadAttention`, FFN, LayerNorm) | ok | heads and FFN "
+        "width ([transformers.md](transformers.md)); the residual width is kept |",
+        "| `Conv1D`, `LSTM`/`GRU` (kernel, recurrent_kernel) | ok "
+        "(`tests/unit/test_sequence_layers.py`) | Conv1D channels ok; recurrent layers block "
+        "their groups |",
+        "| `Embedding` | kept dense, named in a job note | kept |",
+        "",
+        "keras-hub 0.32.0 would install here without changing TensorFlow 2.21 / Keras 3.15",
+        "(`pip install --dry-run`: it adds tensorflow-text 2.21.1, tokenizers, sentencepiece,",
+        "huggingface_hub, kagglehub), but its presets are downloaded from Kaggle/Hugging Face",
+        "and this machine has no access to them; it is not a dependency and its backbones are",
+        "not in this table.",
         "",
     ]
     return "\n".join(lines)

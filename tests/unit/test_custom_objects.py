@@ -85,3 +85,32 @@ def test_subclassed_model_prunes_unstructured_with_the_module_allowed(
         prune(path, "keras", _spec({"name": "filter", "ratio": 0.3}), tmp_path / "f")
     assert err.value.reason == "untraceable_graph"
     assert "TinyNet" in str(err.value) and "Functional API" in str(err.value)
+
+
+def test_inspection_reason_and_submission_422_for_untraceable_model() -> None:
+    from app.jobs.structured import check_submission
+    from app.problems import Problem
+    from prunekit.strategies import parse_params
+    from prunekit.structured.traceable import untraceable_reason
+
+    model = TinyNet()
+    model(np.zeros((1, 10), dtype="float32"))
+    why = untraceable_reason(model)
+    assert why is not None and "tests.custom_keras.TinyNet" in why
+    inp = keras.Input((10,))
+    assert untraceable_reason(keras.Model(inp, Projection(4)(inp))) is None
+
+    record = {
+        "id": "m1",
+        "inspection": {
+            "status": "succeeded",
+            "details": {"has_keras_graph": True, "structured_untraceable": why},
+        },
+    }
+    with pytest.raises(Problem) as err:
+        check_submission(parse_params({"name": "filter", "ratio": 0.3}), record, None)
+    assert err.value.status == 422
+    assert err.value.extra["errors"][0]["field"] == "body.strategy.name"
+    assert err.value.extra["errors"][0]["type"] == "untraceable_graph"
+    # unstructured strategies pass the same model
+    check_submission(parse_params({"name": "magnitude", "sparsity": 0.5}), record, None)
