@@ -20,7 +20,8 @@ from typing import Any
 
 from celery import Celery
 
-from core.redis import get_redis
+from core.records import text, texts
+from core.redis import get_redis, zset_scores
 from core.settings import Settings, get_settings
 
 RUN_JOB = "prunekit.run_job"
@@ -75,7 +76,7 @@ def waiting_messages() -> str:
     parts: list[str] = []
     for k in r.scan_iter(match=f"{broker_key_prefix(s)}{s.queue}*", count=1000):
         if r.type(k) == "list":
-            parts.extend(r.lrange(k, 0, -1))
+            parts.extend(texts(r.lrange(k, 0, -1)))
     return "\n".join(parts)
 
 
@@ -84,9 +85,9 @@ def unacked_messages() -> list[tuple[float, str]]:
     (kombu keeps them in ``unacked``, with the time of reservation in ``unacked_index``)."""
     r = get_redis()
     prefix = broker_key_prefix(get_settings())
-    reserved_at = dict(r.zrange(f"{prefix}unacked_index", 0, -1, withscores=True))
+    reserved_at = zset_scores(f"{prefix}unacked_index")
     unacked = r.hgetall(f"{prefix}unacked")
-    return [(float(reserved_at.get(tag, 0.0)), msg) for tag, msg in unacked.items()]
+    return [(float(reserved_at.get(text(tag), 0.0)), text(msg)) for tag, msg in unacked.items()]
 
 
 def messages_in_broker() -> str:

@@ -141,12 +141,39 @@ class LoadedModel:
         build a new model."""
         return self.keras_model is not None and self.saved_object is None
 
+    @property
+    def _keras(self) -> Any:
+        """The Keras model (a bug, not a user error, when there is none)."""
+        if self.keras_model is None:
+            raise AssertionError("no Keras model")
+        return self.keras_model
+
+    @property
+    def _saved(self) -> Any:
+        """The loaded SavedModel object (a bug, not a user error, when there is none)."""
+        if self.saved_object is None:
+            raise AssertionError("no SavedModel object")
+        return self.saved_object
+
+    @property
+    def _list_input(self) -> bool:
+        try:
+            return isinstance(self._keras.input, list)
+        except (AttributeError, ValueError):  # a subclassed model has no symbolic input
+            return False
+
+    @property
+    def trains_keras_model(self) -> bool:
+        """Whether training runs the Keras model (its variables, its own ``losses``), rather
+        than a SavedModel's restored functions."""
+        return self._keras_backed
+
     # ----------------------------------------------------------------- weights
     def weights(self) -> list[Weight]:
         """Every variable of the model, deduplicated, with unique names."""
         if self._keras_backed:
-            trainable_ids = {id(v) for v in self.keras_model.trainable_weights}
-            variables = list(self.keras_model.weights)
+            trainable_ids = {id(v) for v in self._keras.trainable_weights}
+            variables = list(self._keras.weights)
             raw_names = [_clean_name(getattr(v, "path", v.name)) for v in variables]
             names = _unique_names(raw_names)
             return [
@@ -161,7 +188,7 @@ class LoadedModel:
         ]
 
     def _signature_variables(self) -> tuple[list[Any], set[int]]:
-        obj = self.saved_object
+        obj = self._saved
         seen: dict[int, Any] = {}
         trainable: set[int] = set()
         for fn in obj.signatures.values():
@@ -225,14 +252,14 @@ class LoadedModel:
     # -------------------------------------------------------------- signatures
     def signatures(self) -> dict[str, Signature]:
         if self._keras_backed:
-            m = self.keras_model
+            m = self._keras
             if getattr(m, "_functional", m) is m and not hasattr(m, "_nodes_by_depth"):
                 return {"keras": _subclassed_signature(m)}
             inputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.inputs)]
             outputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.outputs)]
             return {"keras": Signature("keras", inputs, outputs)}
         out = {}
-        for key, fn in self.saved_object.signatures.items():
+        for key, fn in self._saved.signatures.items():
             _, kwargs = fn.structured_input_signature
             inputs = [_spec_info(k, s) for k, s in sorted(kwargs.items())]
             outputs = [_spec_info(k, s) for k, s in sorted(fn.structured_outputs.items())]
@@ -262,10 +289,11 @@ class LoadedModel:
     def call(self, x: Any, training: bool = False) -> Any:
         """Differentiable forward pass (a tensor in, the first output tensor out)."""
         if self._keras_backed:
-            out = self.keras_model(x, training=training)
+            # models rebuilt from Keras 2 configs keep their single input in a list
+            out = self._keras([x] if self._list_input else x, training=training)
             return out[0] if isinstance(out, list | tuple) else out
         sig = self.primary_signature()
-        fn = self.saved_object.signatures[sig.name]
+        fn = self._saved.signatures[sig.name]
         if len(sig.inputs) != 1:
             raise SpecError(
                 f"signature {sig.name!r} takes {len(sig.inputs)} inputs; metrics and "
@@ -290,7 +318,7 @@ class LoadedModel:
             return export_saved_model(
                 self.keras_model, path, names or ("serving_default", "serve"), self.output_name
             )
-        obj = self.saved_object
+        obj = self._saved
         self._drop_unused_variable_copies()
         tf.saved_model.save(obj, str(path), signatures=dict(obj.signatures))
         return path
@@ -299,7 +327,7 @@ class LoadedModel:
         """Keras 3 ``model.export`` also tracks a second copy of every variable in
         ``_all_variables``, used by no function. Saved as is, a pruned model would carry the
         dense copy; drop the list when none of its variables is captured by a signature."""
-        obj = self.saved_object
+        obj = self._saved
         extra = getattr(obj, "_all_variables", None)
         if not extra:
             return
@@ -386,7 +414,7 @@ def _attach_keras_graph(loaded: LoadedModel, path: Path) -> None:
         return
     if model is not None:
         loaded.keras_model = model
-        loaded.signature_names = list(loaded.saved_object.signatures)
+        loaded.signature_names = list(loaded._saved.signatures)
         outputs = loaded.primary_signature().outputs
         loaded.output_name = outputs[0].name if len(outputs) == 1 else None
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ from core.jobs.status import JobStatus
 from core.models import store as models
 from core.observability import counters, logs
 from core.queue import INSPECT_MODEL, RUN_JOB
-from core.records import now_iso
+from core.records import ArtifactRecord, ErrorRecord, JobRecord, ModelRecord, now_iso
 from core.settings import get_settings
 from prunekit.errors import CancelledError, PrunekitError
 from prunekit.formats import ArtifactFormat
@@ -57,7 +58,7 @@ def inspect_model_task(model_id: str) -> None:
             "each time (killed, out of memory, or past the hard time limit); giving up after "
             f"PRUNEKIT_MAX_ATTEMPTS={settings.max_attempts}"
         )
-        error = {"reason": "too_many_attempts", "message": message}
+        error: ErrorRecord = {"reason": "too_many_attempts", "message": message}
         models.set_inspection(model_id, {"status": "failed", "error": error})
         return
     try:  # past the memory limit, the warden fails the inspection and ends this child
@@ -83,7 +84,7 @@ def inspect_model_task(model_id: str) -> None:
     models.set_inspection(model_id, {"status": "succeeded", "details": details})
 
 
-def _download_name(model: dict[str, Any], fmt: ArtifactFormat) -> str:
+def _download_name(model: ModelRecord, fmt: ArtifactFormat) -> str:
     stem = model["filename"]
     for suffix in (".tar.gz", ".tgz", ".zip", ".keras", ".h5"):
         if stem.lower().endswith(suffix):
@@ -142,7 +143,7 @@ def run_job(job_id: str) -> None:
         _run(fence, job)
 
 
-def _run(fence: jobs.Fence, job: dict[str, Any]) -> None:
+def _run(fence: jobs.Fence, job: JobRecord) -> None:
     job_id = fence.job_id
     reporter = JobReporter(job_id, fence, job_outcomes.log_fields(job))
     scratch = storage.scratch_dir(f"job-{job_id}-")
@@ -152,8 +153,8 @@ def _run(fence: jobs.Fence, job: dict[str, Any]) -> None:
             raise PrunekitError(f"model {job['model_id']} no longer exists", reason="model_gone")
         spec = PruneSpec.model_validate(job["spec"])
         data = None
-        if job.get("dataset_id"):
-            dataset = datasets.get(job["dataset_id"])
+        if dataset_id := job.get("dataset_id"):
+            dataset = datasets.get(dataset_id)
             if dataset is None:
                 raise PrunekitError(
                     f"dataset {job['dataset_id']} no longer exists", reason="dataset_gone"
@@ -202,14 +203,14 @@ def _speedup_config(budget_s: float | None) -> SpeedupConfig:
     return SpeedupConfig(budget_s=budget_s, budget_origin="PRUNEKIT_LATENCY_BUDGET_S")
 
 
-def _publish(fence: jobs.Fence, model: dict[str, Any], result: PruneResult, out: Path) -> None:
+def _publish(fence: jobs.Fence, model: ModelRecord, result: PruneResult, out: Path) -> None:
     """Describe the outputs (sha256 of the very bytes), rename them into this attempt's own
     directory, then record success: all fenced, so a late attempt changes nothing."""
     job_id = fence.job_id
     final = storage.attempt_dir(job_id, fence.token)
     artifact = _describe(out, final, result.download, ArtifactFormat(result.format), model)
     # ?format=: structured jobs' other Keras format, and the LiteRT exports asked for
-    others = {**result.alternates, **result.exports}
+    others = {**{str(fmt): path for fmt, path in result.alternates.items()}, **result.exports}
     artifact["alternates"] = {
         str(fmt): _describe(out, final, path, ArtifactFormat(fmt), model)
         for fmt, path in others.items()
@@ -250,7 +251,7 @@ def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
 def _cancelled(job_id: str, fence: jobs.Fence | None = None, deadline: bool = False) -> None:
     """Mark the job cancelled; ``deadline``: because it ran past its deadline (the event
     and the job's ``error`` say so)."""
-    record = jobs.get(job_id) or {}
+    record: Mapping[str, Any] = jobs.get(job_id) or {}
     deadline = deadline or deadlines.expired(record)  # or the reconciler asked for the stop
     why: dict[str, Any] = {"message": "cancelled"}
     if deadline:
@@ -268,8 +269,8 @@ def _cancelled(job_id: str, fence: jobs.Fence | None = None, deadline: bool = Fa
 
 
 def _describe(
-    out: Path, final: Path, path: Path, fmt: ArtifactFormat, model: dict[str, Any]
-) -> dict[str, Any]:
+    out: Path, final: Path, path: Path, fmt: ArtifactFormat, model: ModelRecord
+) -> ArtifactRecord:
     """What the job record says of one downloadable artifact, ``path`` under ``out``, once
     ``out`` is renamed to ``final`` (the bytes hashed are the ones published)."""
     return {

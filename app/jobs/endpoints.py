@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
@@ -16,18 +15,20 @@ from app.jobs.cancel_after import parse_cancel_after
 from app.jobs.filters import JobFilter
 from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport, JobStatus
 from app.json_body import JSONBodyRoute
+from core.records import JobRecord
 from prunekit.formats import ArtifactFormat
 
 router = APIRouter(prefix="/v1/jobs", route_class=JSONBodyRoute, tags=["jobs"])
 
 
-def _out(record: dict[str, Any]) -> JobOut:
+def _out(record: JobRecord) -> JobOut:
     job_id = record["id"]
     links = {"self": f"/v1/jobs/{job_id}", "events": f"/v1/jobs/{job_id}/events"}
     if record.get("status") == "succeeded":
         links["model"] = f"/v1/jobs/{job_id}/model"
         links["report"] = f"/v1/jobs/{job_id}/report"
-        for fmt in (record.get("artifact") or {}).get("alternates") or {}:
+        artifact = record.get("artifact")
+        for fmt in (artifact.get("alternates") or {}) if artifact else {}:
             links[f"model_{fmt}"] = f"/v1/jobs/{job_id}/model?format={fmt}"
     fields = {k: v for k, v in record.items() if k in JobOut.model_fields}
     return JobOut.model_validate({**fields, "links": links})

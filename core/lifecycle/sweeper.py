@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import shutil
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -47,7 +48,7 @@ def _epoch(iso: str | None) -> float | None:
         return None
 
 
-def _older(record: dict[str, Any], field_name: str, cutoff: float) -> bool:
+def _older(record: Mapping[str, Any], field_name: str, cutoff: float) -> bool:
     at = _epoch(record.get(field_name))
     return at is not None and at < cutoff
 

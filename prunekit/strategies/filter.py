@@ -16,6 +16,7 @@ for epochs (``fine_tune``'s optimizer and learning-rate ``schedule``).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -23,7 +24,7 @@ from pydantic import Field
 
 from prunekit.strategies.base import Strategy, StrategyKind
 from prunekit.strategies.registry import register
-from prunekit.strategies.structured_common import StructuredParams
+from prunekit.strategies.structured_common import StructuredParams, channels_kept
 
 if TYPE_CHECKING:
     from prunekit.context import PruningContext, StrategyOutcome
@@ -50,6 +51,21 @@ class FilterParams(StructuredParams):
 
     def requires_data(self) -> bool:
         return self.criterion == "taylor"
+
+    def missing_data(self) -> tuple[str, str]:
+        return (
+            "strategy.criterion",
+            f"criterion {self.criterion!r} scores channels on it; or use criterion 'l1'/'l2', "
+            "which are data-free",
+        )
+
+    def expected_zeros(self, units: Mapping[str, tuple[int, ...]]) -> int | None:
+        if self.scope == "global":
+            return super().expected_zeros(units)
+        return sum(
+            w - channels_kept(w, self.ratio, self.min_channels, self.round_to)
+            for (w, *_) in units.values()
+        )
 
 
 def taylor_scores(
@@ -79,10 +95,9 @@ def taylor_scores(
 
 
 @register
-class Filter(Strategy):
+class Filter(Strategy[FilterParams]):
     name = "filter"
     kind = StrategyKind.STRUCTURED
-    needs_data = False
     description = (
         "Filter pruning: remove whole channels ranked by L1/L2 filter norm (data-free) or "
         "Taylor importance (needs data), uniformly per layer or globally; the model gets "
@@ -91,7 +106,7 @@ class Filter(Strategy):
     Params = FilterParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        from prunekit.losses import keras_loss
+        from prunekit.losses import keras_loss, loss_targets
         from prunekit.structured import (
             build_dependency_graph,
             group_importance,
@@ -103,7 +118,6 @@ class Filter(Strategy):
             cost_details,
             data_or_raise,
             keras_model_or_raise,
-            labels,
             outcome,
             run_training,
             surgery,
@@ -111,7 +125,7 @@ class Filter(Strategy):
             training_details,
         )
 
-        p: FilterParams = self.params  # type: ignore[assignment]
+        p = self.params
         model = keras_model_or_raise(ctx, self.name)
         graph = build_dependency_graph(model, exclude=ctx.spec.exclude)
         cost_before = model_cost(model)
@@ -124,7 +138,7 @@ class Filter(Strategy):
             spec = ctx.loss_spec
             n = min(p.taylor_samples, len(data.train))
             x = np.asarray(data.train.x[:n], dtype="float32")
-            y = labels(spec, np.asarray(data.train.y[:n]), int(model.outputs[0].shape[-1] or 1))
+            y = loss_targets(spec, data.train.y[:n])
             scores, importance_notes = taylor_scores(
                 graph,
                 model,

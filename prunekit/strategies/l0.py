@@ -10,12 +10,19 @@ folded into the weights, the requested sparsity is reached exactly by keeping th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
 from prunekit.masks import Scope, masks_from_scores
-from prunekit.strategies.base import Sparsity, Strategy, StrategyKind, StrategyParams
+from prunekit.strategies.base import (
+    Sparsity,
+    Strategy,
+    StrategyKind,
+    StrategyParams,
+    sparsity_zeros,
+)
 from prunekit.strategies.registry import register
 
 if TYPE_CHECKING:
@@ -24,6 +31,7 @@ if TYPE_CHECKING:
 
 class L0Params(StrategyParams):
     name: Literal["l0"] = "l0"
+    needs_data = True
     sparsity: Sparsity
     gates: Literal["weights", "units"] = Field(
         default="weights", description="One gate per weight, or one per output unit."
@@ -50,12 +58,14 @@ class L0Params(StrategyParams):
     )
     scope: Scope = Field(default=Scope.GLOBAL, description="Scope of the final top-k.")
 
+    def expected_zeros(self, units: Mapping[str, tuple[int, ...]]) -> int | None:
+        return sparsity_zeros(self.sparsity, self.scope, units)
+
 
 @register
-class L0Pruning(Strategy):
+class L0Pruning(Strategy[L0Params]):
     name = "l0"
     kind = StrategyKind.UNSTRUCTURED
-    needs_data = True
     description = (
         "Hard-concrete L0 gates trained with the expected-L0 penalty, then exact top-k on "
         "the gated weights and masked fine-tuning (Louizos et al. 2018)."
@@ -63,12 +73,14 @@ class L0Pruning(Strategy):
     Params = L0Params
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        p: L0Params = self.params  # type: ignore[assignment]
+        p = self.params
         data = ctx.require_data(self.name)
         config = ctx.train_config(epochs=p.epochs, default_epochs=p.epochs)
+        from prunekit.strategies.l0_trainer import HardConcreteTrainer
+
         trainer = ctx.trainer(
             config=config,
-            kind="l0",
+            cls=HardConcreteTrainer,
             lam=p.l0,
             per_unit=p.gates == "units",
             init_keep=p.init_keep,

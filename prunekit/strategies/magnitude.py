@@ -28,7 +28,7 @@ class MagnitudeParams(BlockParams):
 
 
 @register
-class Magnitude(Strategy):
+class Magnitude(Strategy[MagnitudeParams]):
     name = "magnitude"
     kind = StrategyKind.UNSTRUCTURED
     description = (
@@ -38,7 +38,7 @@ class Magnitude(Strategy):
     Params = MagnitudeParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        p: MagnitudeParams = self.params  # type: ignore[assignment]
+        p = self.params
         plan = block_plan(ctx, p.block, self.name)
         scores = {name: np.abs(w) for name, w in ctx.prunable_arrays().items()}
         masks = plan.masks(scores, p.sparsity, p.scope)

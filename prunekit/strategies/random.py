@@ -9,13 +9,20 @@ successive masks are nested and the same seed gives the same masks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 from pydantic import Field
 
 from prunekit.masks import Scope, mask_sparsity, masks_from_scores
-from prunekit.strategies.base import Sparsity, Strategy, StrategyKind, StrategyParams
+from prunekit.strategies.base import (
+    Sparsity,
+    Strategy,
+    StrategyKind,
+    StrategyParams,
+    sparsity_zeros,
+)
 from prunekit.strategies.registry import register
 
 if TYPE_CHECKING:
@@ -43,16 +50,26 @@ class RandomParams(StrategyParams):
         "(a fraction: 0.01 = 1 point) below the unpruned model's.",
     )
 
+    def requires_data(self) -> bool:
+        return self.iterative
+
+    def missing_data(self) -> tuple[str, str]:
+        return "dataset_id", "iterative pruning fine-tunes and validates between steps"
+
+    def expected_zeros(self, units: Mapping[str, tuple[int, ...]]) -> int | None:
+        # iterative pruning stops early when accuracy falls too far
+        return None if self.iterative else sparsity_zeros(self.sparsity, self.scope, units)
+
 
 @register
-class RandomPruning(Strategy):
+class RandomPruning(Strategy[RandomParams]):
     name = "random"
     kind = StrategyKind.UNSTRUCTURED
     description = "Random masks at the target sparsity (seeded); optionally iterative."
     Params = RandomParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        p: RandomParams = self.params  # type: ignore[assignment]
+        p = self.params
         rng = ctx.rng()
         scores = {w.name: rng.random(w.shape) for w in ctx.prunable}
         if not p.iterative:

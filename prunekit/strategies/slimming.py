@@ -29,7 +29,7 @@ from pydantic import Field
 
 from prunekit.strategies.base import Strategy, StrategyKind
 from prunekit.strategies.registry import register
-from prunekit.strategies.structured_common import StructuredParams
+from prunekit.strategies.structured_common import StructuredParams, round_keep
 
 if TYPE_CHECKING:
     from prunekit.context import PruningContext, StrategyOutcome
@@ -56,8 +56,7 @@ class SlimmingParams(StructuredParams):
         "rate large enough for unimportant scales to reach zero.",
     )
 
-    def requires_data(self) -> bool:
-        return True
+    needs_data = True
 
 
 def select_global_threshold(
@@ -68,7 +67,6 @@ def select_global_threshold(
     channel index first), then round each group's kept count up to a multiple of
     ``round_to`` (``round_keep``: the highest-scored removed channels come back first).
     Returns ``{group id: sorted kept indices}``."""
-    from prunekit.structured.selection import round_keep
 
     if not 0.0 <= ratio < 1.0:
         raise ValueError(f"ratio must be in [0, 1), got {ratio}")
@@ -99,11 +97,10 @@ def select_global_threshold(
 
 
 @register
-class Slimming(Strategy):
+class Slimming(Strategy[SlimmingParams]):
     name = "slimming"
     aliases = ("slimnet",)
     kind = StrategyKind.STRUCTURED
-    needs_data = True
     description = (
         "Network Slimming (Liu et al. 2017): L1 sparsity training of BatchNorm scales, a "
         "global |gamma| threshold removes whole channels, then the smaller model is "
@@ -113,8 +110,8 @@ class Slimming(Strategy):
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
         from prunekit.errors import SpecError
+        from prunekit.layers import Note
         from prunekit.structured import build_dependency_graph, group_importance, model_cost
-        from prunekit.structured.graph import Note
         from prunekit.structured.runner import (
             channel_totals,
             cost_details,
@@ -128,7 +125,7 @@ class Slimming(Strategy):
         )
         from prunekit.structured.training import gamma_summary, prunable_gammas
 
-        p: SlimmingParams = self.params  # type: ignore[assignment]
+        p = self.params
         model = keras_model_or_raise(ctx, self.name)
         data = data_or_raise(ctx, self.name, "trains the BatchNorm scales towards sparsity")
         graph = build_dependency_graph(model, exclude=ctx.spec.exclude)

@@ -8,6 +8,8 @@ side is :mod:`prunekit.structured.runner`.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import Annotated
 
 from pydantic import Field
@@ -43,6 +45,27 @@ def keras_graph_required(strategy: str) -> str:
     )
 
 
+def min_keep(size: int, min_channels: int) -> int:
+    """The fewest channels a group of ``size`` may keep under ``min_channels`` (at least 1)."""
+    return max(1, min(size, min_channels))
+
+
+def round_keep(keep: int, size: int, round_to: int) -> int:
+    """``keep`` rounded up to a multiple of ``round_to``, or ``size`` (the group's width)
+    when that multiple is wider. Rounding only gives channels back: it never empties a group
+    and never keeps more than ``round_to - 1`` channels beyond ``keep``."""
+    if round_to <= 1:
+        return keep
+    return min(size, math.ceil(keep / round_to) * round_to)
+
+
+def channels_kept(size: int, ratio: float, min_channels: int = 1, round_to: int = 1) -> int:
+    """Channels the uniform scope keeps of a group of ``size``: ``floor(ratio * size)`` go,
+    within ``min_channels`` and ``round_to``."""
+    keep = max(size - math.floor(ratio * size), min_keep(size, min_channels))
+    return round_keep(keep, size, round_to)
+
+
 class StructuredParams(StrategyParams):
     """Parameters every structured strategy takes."""
 
@@ -58,6 +81,11 @@ class StructuredParams(StrategyParams):
         "(hardware-friendly widths).",
     )
 
-    def requires_data(self) -> bool:
-        """Whether these parameters need the job's dataset (checked at submission)."""
-        return False
+    def expected_zeros(self, units: Mapping[str, tuple[int, ...]]) -> int | None:
+        """Channels removed from prunable groups of these widths, all groups cut by one
+        global ranking (``floor(ratio * total)``), when no group's ``min_channels`` or
+        ``round_to`` gets in the way; None when one might."""
+        widths = [shape[0] for shape in units.values()]
+        target = math.floor(self.ratio * sum(widths))
+        removable = sum(w - min_keep(w, self.min_channels) for w in widths)
+        return target if self.round_to == 1 and target <= removable else None

@@ -64,7 +64,8 @@ def visit_attention(
     builder: _Builder, op: Any, ins: list[Layout | None], path: str
 ) -> list[Layout | None]:
     """Register ``op``'s heads as one group; keep the widths it reads and writes."""
-    from prunekit.structured.graph import Member, Note, SourceInfo
+    from prunekit.layers import Note
+    from prunekit.structured.graph import Member, SourceInfo
 
     reason = (
         f"MultiHeadAttention '{path}' reads this width through its query/key/value "

@@ -28,8 +28,9 @@ from typing import Any, Literal
 import keras
 import numpy as np
 
+from prunekit.layers import Note
 from prunekit.structured.attention import relative_weight_name
-from prunekit.structured.graph import ChannelGroup, DependencyGraph, Member, Note
+from prunekit.structured.graph import ChannelGroup, DependencyGraph, Member
 
 Criterion = Literal["l1", "l2", "bn_gamma", "taylor"]
 CRITERIA: tuple[str, ...] = ("l1", "l2", "bn_gamma", "taylor")
@@ -44,11 +45,11 @@ def _per_position(values: np.ndarray, axis: int, reduce: str) -> np.ndarray:
     moved = np.moveaxis(np.asarray(values, dtype=np.float64), axis, 0)
     flat = moved.reshape(moved.shape[0], -1)
     if reduce == "l1":
-        return np.abs(flat).sum(axis=1)
+        return np.asarray(np.abs(flat).sum(axis=1))
     if reduce == "l2sq":
-        return np.square(flat).sum(axis=1)
+        return np.asarray(np.square(flat).sum(axis=1))
     if reduce == "sum":
-        return flat.sum(axis=1)
+        return np.asarray(flat.sum(axis=1))
     raise ValueError(reduce)
 
 

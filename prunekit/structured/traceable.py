@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import keras
 
-from prunekit.structured.graph import _functional_of
+from prunekit.layers import functional_of
 
 
 def untraceable_reason(model: keras.Model) -> str | None:
     """Why structured pruning cannot read ``model``'s graph; None when it can."""
-    if _functional_of(model) is not None:
+    if functional_of(model) is not None:
         return None
     cls = type(model)
     where = f"{cls.__module__}.{cls.__qualname__}"
