@@ -4,9 +4,9 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint format clean bench bench-quick bench-report
+.PHONY: install browser run test lint format clean bench bench-quick bench-report
 
-install: $(STAMP)
+install: $(STAMP) browser
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "prunekit needs Python >= 3.11")'
@@ -14,6 +14,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
+
+# The UI's browser tests drive Debian's chromium (a browser download is not an option here).
+# Installed with apt when missing (as root); where apt is not usable, say so and go on: the
+# browser tests then skip with the same message.
+browser:
+	@if [ -x /usr/bin/chromium ]; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's chromium and chromium-driver for the UI's browser tests"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; \
+	else \
+		echo "NOTE: /usr/bin/chromium is missing and apt-get is not usable here (it needs root):" \
+			"install Debian's 'chromium' package for the UI's browser tests, which skip without it"; \
+	fi
 
 run: install
 	$(PY) -m app.launcher

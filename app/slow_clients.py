@@ -79,8 +79,9 @@ class ReadDeadlines:
         self._timer = self.loop.call_later(seconds, self._expired, phase)
 
     def _disarm(self) -> None:
-        if getattr(self, "_timer", None) is not None:
-            self._timer.cancel()  # type: ignore[union-attr]
+        timer: asyncio.TimerHandle | None = getattr(self, "_timer", None)
+        if timer is not None:
+            timer.cancel()
         self._timer = None
         self._armed_for = None
 

@@ -190,3 +190,28 @@ class JobRecord(JobHandling):
     updated_at: str
     artifact: NotRequired[ArtifactRecord]  # once succeeded: the pruned model
     lease_token: NotRequired[int]  # the latest lease acquisition (core.jobs.store.Fence)
+
+
+class DeliveryAttempt(TypedDict):
+    """One try at delivering a webhook: what the receiver answered, or why it failed."""
+
+    attempt: int
+    at: str
+    status_code: int | None
+    latency_ms: float
+    error: str | None
+    next_retry_at: str | None
+
+
+class DeliveryRecord(TypedDict):
+    """One webhook delivery of a job event (in the job's ``<prefix>:job:<id>:webhooks``)."""
+
+    id: str  # the webhook-id header: the same on every retry
+    seq: int  # orders deliveries created in the same millisecond
+    tenant: str
+    event: str
+    url: str
+    status: Literal["pending", "retrying", "delivered", "failed"]
+    created_at: str
+    attempts: list[DeliveryAttempt]
+    payload: dict[str, Any]

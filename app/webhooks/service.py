@@ -6,7 +6,7 @@ from typing import Any
 
 from app.problems import Problem
 from app.webhooks.schemas import WebhookSpec
-from core.records import JobHandling
+from core.records import DeliveryRecord, JobHandling
 from core.webhooks import store
 
 
@@ -58,5 +58,5 @@ def delete_default(tenant: str) -> None:
     store.set_default(tenant, None)
 
 
-def deliveries(job_id: str) -> list[dict[str, Any]]:
+def deliveries(job_id: str) -> list[DeliveryRecord]:
     return store.deliveries(job_id)

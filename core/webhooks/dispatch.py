@@ -15,7 +15,7 @@ from typing import Any
 
 from core.jobs import store as jobs
 from core.queue import DELIVER_WEBHOOK, enqueue
-from core.records import JobRecord, new_id, now_iso
+from core.records import DeliveryRecord, JobRecord, new_id, now_iso
 from core.settings import get_settings
 from core.webhooks import store
 
@@ -49,7 +49,7 @@ def send(record: JobRecord, event: str) -> str:
     hook = record.get("webhook")
     if hook is None:
         raise ValueError(f"job {record['id']} has no webhook")
-    delivery = {
+    delivery: DeliveryRecord = {
         "id": f"msg_{new_id()}",
         "seq": next(_seq),
         "tenant": record["tenant"],
