@@ -135,9 +135,7 @@ def test_contract_keras(cls: Any, models: dict[str, Path], tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("cls", STRATEGIES, ids=lambda c: c.name)
-def test_data_is_needed_exactly_when_the_parameters_say(
-    cls: Any, models: dict[str, Path]
-) -> None:
+def test_data_is_needed_exactly_when_the_parameters_say(cls: Any, models: dict[str, Path]) -> None:
     """What the API refuses at submission (``requires_data``) is what ``run`` needs."""
     path = models["keras_bn" if structured(cls) else "keras"]
     raw = params_for(cls)
