@@ -300,6 +300,7 @@ def prune(
     measured_before = _measure(model, spec, source, data_shape, cached=cached_before(before))
     before = measured_before.summary  # from here on, the report's "before" block
     sparsity_before, notes = measured_before.sparsity, measured_before.notes
+    notes.extend(model.embedding_notes(spec.exclude))
     comparison: SpeedupMeasurement | None = None
     if measured_before.sample is not None:
         try:
