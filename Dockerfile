@@ -12,6 +12,7 @@ ENV PYTHONUNBUFFERED=1 \
 WORKDIR /srv/prunekit
 COPY pyproject.toml README.md ./
 COPY app ./app
+COPY core ./core
 COPY worker ./worker
 COPY prunekit ./prunekit
 # The base image already ships TensorFlow 2.21; pip keeps it and adds the rest.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from app.problems import validation_problem
 from core.records import page_ids
@@ -44,7 +44,7 @@ def check(metadata: dict[str, str]) -> dict[str, str]:
     return metadata
 
 
-def from_query(params: Mapping[str, str] | Any) -> dict[str, str]:
+def from_query(params: Any) -> dict[str, str]:
     """``metadata[key]=value`` query parameters as a map; 422 naming the parameter when
     they break the bounds (or one key is given twice)."""
     out: dict[str, str] = {}
@@ -69,15 +69,18 @@ def matches(record: Mapping[str, Any], wanted: Mapping[str, str]) -> bool:
     return all(labels.get(k) == v for k, v in wanted.items())
 
 
+R = TypeVar("R", bound=Mapping[str, Any])  # a record type (core.records)
+
+
 def filtered_page(
     r: Any,
     index_key: str,
-    get: Callable[[str], dict[str, Any] | None],
+    get: Callable[[str], R | None],
     limit: int,
     after: str | None,
-    keep: Callable[[dict[str, Any]], bool],
+    keep: Callable[[R], bool],
     floor_ms: int | None = None,
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[R], str | None]:
     """One page of records (newest first) that ``keep`` accepts, after the id ``after``.
 
     The index is read in chunks until ``limit`` records are kept, the index ends, an id's
@@ -85,7 +88,7 @@ def filtered_page(
     looked at; in the last case the page may be short and ``next_after`` still continues
     the scan. ``next_after`` is None when nothing is left.
     """
-    items: list[dict[str, Any]] = []
+    items: list[R] = []
     scanned = 0
     cursor = after
     while scanned < MAX_SCANNED:

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import cast
 
 from app.auth.local_key import ensure_local_key
 from app.durability import choose_redis
@@ -83,7 +84,8 @@ def main(argv: list[str] | None = None) -> int:
         while not stopping:
             for child in children:
                 if child.poll() is not None:
-                    print(f"prunekit: {child.args[2]} exited with {child.returncode}", flush=True)
+                    name = cast(list[str], child.args)[2]  # python -m <name> ...
+                    print(f"prunekit: {name} exited with {child.returncode}", flush=True)
                     code = child.returncode or 1
                     stopping = True
             time.sleep(0.5)

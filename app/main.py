@@ -15,6 +15,7 @@ from app.models.endpoints import router as models_router
 from app.observability import metrics
 from app.observability.requests import RequestTelemetry
 from app.strategies.endpoints import router as strategies_router
+from app.ui.endpoints import router as ui_router
 from app.webhooks.endpoints import router as webhooks_router
 from prunekit import __version__
 
@@ -32,6 +33,7 @@ def create_app() -> FastAPI:
     app.include_router(health_router)  # /healthz and /readyz stay open
     if metrics.enabled() and metrics.separate_port() is None:
         app.include_router(metrics.router)  # /metrics, no key
+    app.include_router(ui_router)  # /ui: the dashboard's static files; its data needs a key
     routers = (models_router, datasets_router, jobs_router, strategies_router, webhooks_router)
     for router in routers:
         app.include_router(router, dependencies=[Depends(current_principal)])  # a key each

@@ -18,7 +18,8 @@ from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 
 from app.problems import Problem
-from core.redis import get_redis, key, tenant_index
+from core.records import texts
+from core.redis import get_redis, key, tenant_index, zset_members
 from core.settings import get_settings
 
 UNFINISHED = ("queued", "running", "cancelling")
@@ -28,7 +29,7 @@ RETRY_AFTER_S = 30
 def active_jobs(tenant: str) -> int:
     """How many of the tenant's jobs are unfinished (from the set of all unfinished jobs)."""
     r = get_redis()
-    ids = list(r.smembers(key("jobs", "active")))
+    ids = texts(r.smembers(key("jobs", "active")))
     with r.pipeline(transaction=False) as p:
         for job_id in ids:
             p.hmget(key("job", job_id), "tenant", "status")
@@ -86,7 +87,7 @@ def stored_bytes(tenant: str) -> int:
     r = get_redis()
     total = 0
     for kind in ("model", "dataset"):
-        ids = r.zrange(tenant_index(tenant, f"{kind}s"), 0, -1)
+        ids = zset_members(tenant_index(tenant, f"{kind}s"))
         with r.pipeline(transaction=False) as p:
             for ident in ids:
                 p.hget(key(kind, ident), "size_bytes")

@@ -34,7 +34,7 @@ class ReadDeadlines:
     transport: asyncio.Transport
     loop: asyncio.AbstractEventLoop
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)  # type: ignore[misc]
         self._timer: asyncio.TimerHandle | None = None
         self._armed_for: str | None = None
@@ -79,8 +79,9 @@ class ReadDeadlines:
         self._timer = self.loop.call_later(seconds, self._expired, phase)
 
     def _disarm(self) -> None:
-        if getattr(self, "_timer", None) is not None:
-            self._timer.cancel()  # type: ignore[union-attr]
+        timer: asyncio.TimerHandle | None = getattr(self, "_timer", None)
+        if timer is not None:
+            timer.cancel()
         self._timer = None
         self._armed_for = None
 

@@ -164,7 +164,7 @@ async def receive_file(
     rx = _Receiver(field, dest, max_bytes)
     parser = MultipartParser(
         boundary,
-        {  # type: ignore[arg-type]
+        {
             "on_part_begin": rx.on_part_begin,
             "on_header_field": rx.on_header_field,
             "on_header_value": rx.on_header_value,

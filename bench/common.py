@@ -41,7 +41,18 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 RESULTS_DIR = BENCH_DIR / "results"
 WORK_DIR = BENCH_DIR / "work"  # caches and scratch space (git-ignored)
-DATA_DIR = REPO_ROOT.parent / "shared" / "data"
+
+
+def data_dir() -> Path:
+    """Where the offline ``.npz`` data sets are: ``$PRUNEKIT_DATA_DIR`` when set, else
+    ``<repo root>/../shared/data``."""
+    env = os.environ.get("PRUNEKIT_DATA_DIR")
+    if env:
+        return Path(env).expanduser().resolve()
+    return (REPO_ROOT / ".." / "shared" / "data").resolve()
+
+
+DATA_DIR = data_dir()
 
 
 # ----------------------------------------------------------------------------- statistics

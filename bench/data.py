@@ -8,12 +8,13 @@ for the final figures.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from bench import common
 
 if TYPE_CHECKING:
     from bench.config import RunConfig
@@ -34,10 +35,7 @@ NUM_CLASSES = 10
 
 def data_dir() -> Path:
     """Directory holding the ``.npz`` archives (env ``PRUNEKIT_DATA_DIR`` overrides)."""
-    env = os.environ.get("PRUNEKIT_DATA_DIR")
-    if env:
-        return Path(env).expanduser().resolve()
-    return (REPO_ROOT / ".." / "shared" / "data").resolve()
+    return common.data_dir()
 
 
 @dataclass(frozen=True)

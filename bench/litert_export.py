@@ -361,7 +361,7 @@ def main(argv: list[str] | None = None) -> None:
     one = thread_label(BAR_THREADS)
     headline = [
         {
-            "metric": f"LeNet-300-100 {row['variant']} on LiteRT (issue 12 bar: "
+            "metric": f"LeNet-300-100 {row['variant']} on LiteRT (target: "
             f"{row['done_when']}): batch-1 speed-up over dense float32 (1 thread), 95% CI "
             f"{row[f'ci95_batch_1_{one}']}; file {row['smaller_x']}x smaller; accuracy "
             f"{100 * row['litert_accuracy']:.2f}% (TF pruned {100 * row['tf_accuracy']:.2f}%, "
@@ -391,8 +391,8 @@ def main(argv: list[str] | None = None) -> None:
             f"load average (1 min) during the timing: {min(loads):.2f}-{max(loads):.2f} on "
             f"{os.cpu_count()} logical CPUs; every comparison was interleaved, so the load "
             "falls on both sides alike",
-            "done_when: issue 12's bar for the row (see the `bar` field), at batch 1 with one "
-            "thread; a speed bar is met only when the 95% interval's lower end clears it",
+            "done_when: the row's target (the `bar` field), at batch 1 with one thread; a "
+            "speed target is met only when the 95% interval's lower end clears it",
             "fallbacks: layers with dense weights on a builtin kernel where the dense float32 "
             "file runs XNNPACK; the 'XNNPACK off' row times the dense int8 file on those "
             "builtin kernels (its accuracy is the same file's, run with XNNPACK)",

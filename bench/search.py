@@ -36,15 +36,16 @@ import numpy as np
 
 from bench import architectures
 from bench import data as bench_data
-from prunekit.context import PruningContext, evaluate
+from prunekit.context import PruningContext
 from prunekit.data import Dataset, Split
+from prunekit.evaluation import evaluate
 from prunekit.formats import ModelFormat
 from prunekit.losses import LossName, LossSpec
 from prunekit.model import LoadedModel
 from prunekit.progress import NullReporter
 from prunekit.search import BudgetNotMetError, time_forward
 from prunekit.spec import PruneSpec
-from prunekit.strategies import build
+from prunekit.strategies import build, parse_params
 
 RESULTS = Path(__file__).resolve().parent / "results" / "search.json"
 LOSS = LossSpec(LossName.SPARSE_CATEGORICAL, from_logits=True)
@@ -148,7 +149,7 @@ def unstructured(arch: str, data: Dataset, epochs: int, work: Path, budget: floa
         t0 = time.perf_counter()
         strategy = {"name": "magnitude", "sparsity": r, "allocation": "uniform"}
         ctx = context(dense_path, strategy, data, epochs)
-        build(ctx.spec.strategy_params()).run(ctx)
+        build(parse_params(ctx.spec.strategy)).run(ctx)
         v = acc(ctx.model, data.val)
         grid.append({"ratio": r, "val_accuracy": round(v, 4), "drop": round(base_val - v, 4),
                      "test_accuracy": round(acc(ctx.model, data.test), 4),
@@ -169,7 +170,7 @@ def unstructured(arch: str, data: Dataset, epochs: int, work: Path, budget: floa
         "max_samples": 1000,
     }
     ctx = context(dense_path, strategy, data, epochs)
-    build(ctx.spec.strategy_params()).run(ctx)
+    build(parse_params(ctx.spec.strategy)).run(ctx)
     search_seconds = time.perf_counter() - t0
     s = ctx.cache["search"]
     chosen = s["candidates"][s["chosen"]]
@@ -212,7 +213,7 @@ def structured(data: Dataset, epochs: int, work: Path, budget: float) -> dict[st
     for r in VGG_GRID:
         t0 = time.perf_counter()
         ctx = context(dense_path, {"name": "filter", "ratio": r}, data, epochs)
-        res = build(ctx.spec.strategy_params()).run(ctx)
+        res = build(parse_params(ctx.spec.strategy)).run(ctx)
         assert res.model is not None and res.model.keras_model is not None
         m = res.model.keras_model
         v = acc(m, data.val)
@@ -238,7 +239,7 @@ def structured(data: Dataset, epochs: int, work: Path, budget: float) -> dict[st
     }
     ctx = context(dense_path, strategy, data, epochs)
     try:
-        res = build(ctx.spec.strategy_params()).run(ctx)
+        res = build(parse_params(ctx.spec.strategy)).run(ctx)
     except BudgetNotMetError as exc:
         print(f"  search failed: {exc}", flush=True)
         return {"model": "vgg_small", "budget": budget, "grid": grid, "grid_best": best,
@@ -297,7 +298,7 @@ def allocations(n_train: int, epochs: int, work: Path, seeds: int = 3) -> dict:
         for rule in rows:
             strategy = {"name": "magnitude", "sparsity": 0.95, "allocation": rule}
             ctx = context(path, strategy, data, epochs, seed=seed)
-            build(ctx.spec.strategy_params()).run(ctx)
+            build(parse_params(ctx.spec.strategy)).run(ctx)
             rows[rule].append(acc(ctx.model, data.test))
             print(f"  seed {seed} {rule}: test {rows[rule][-1]:.4f}", flush=True)
     return {

@@ -55,16 +55,16 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
-from bench.common import bench_command, machine_info, write_result  # noqa: E402
+from bench.common import bench_command, data_dir, machine_info, write_result  # noqa: E402
 from bench.litert_timing import litert_runner  # noqa: E402
 from prunekit.data import Dataset, Split  # noqa: E402
+from prunekit.metrics.flops import model_cost  # noqa: E402
 from prunekit.metrics.timing import TimingConfig, interleaved_speedup, timing_context  # noqa: E402
 from prunekit.pipeline import prune  # noqa: E402
 from prunekit.progress import NullReporter  # noqa: E402
 from prunekit.spec import PruneSpec  # noqa: E402
-from prunekit.structured import model_cost  # noqa: E402
 
-DATA = ROOT.parent / "shared" / "data" / "fashion_mnist.npz"
+DATA = data_dir() / "fashion_mnist.npz"  # $PRUNEKIT_DATA_DIR, else ../shared/data
 WORK = ROOT / "bench" / "work"
 RESULTS = ROOT / "bench" / "results"
 RAW = RESULTS / "raw"
@@ -633,10 +633,10 @@ def to_result(raw: dict[str, Any]) -> Path:
         f"{dense.get('epochs_run')} epochs (early stopping); each pruned model was "
         f"fine-tuned {raw['fine_tune']['epochs']} epochs (slimming also ran sparsity "
         "training first).",
-        f"The bar, judged at channel ratio {BAR_RATIO:g}: latency at least 2x faster, FLOPs "
+        f"The target, judged at channel ratio {BAR_RATIO:g}: latency at least 2x faster, FLOPs "
         "at least 3x fewer, at most 1 point of test accuracy lost (`bar_met`). The other "
         "ratios show the trade-off curve (plot); `bar_met` is computed for them too.",
-        f"Issue 12's bar (`issue12_bar_met`): at least 3.3x at batch 32 on {ISSUE12_RUNTIME} "
+        f"The LiteRT target (`issue12_bar_met`): at least 3.3x at batch 32 on {ISSUE12_RUNTIME} "
         "(the runtime named here; TF's and LiteRT-on-every-core figures are beside it) and at "
         "most 0.7 points lost.",
     ]

@@ -125,7 +125,7 @@ def block_sums(scores: np.ndarray, k: int) -> np.ndarray:
     lead, cin, cout = s.shape[:-2], s.shape[-2], s.shape[-1]
     if cin % k:
         raise ValueError(f"input dimension {cin} is not a multiple of {k}")
-    return s.reshape(*lead, cin // k, k, cout).sum(axis=-2, dtype=np.float64)
+    return np.asarray(s.reshape(*lead, cin // k, k, cout).sum(axis=-2, dtype=np.float64))
 
 
 def expand_blocks(block_keep: np.ndarray, k: int) -> np.ndarray:

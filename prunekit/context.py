@@ -11,14 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 import numpy as np
 
 from prunekit.data import Dataset, Split
 from prunekit.errors import SpecError
+from prunekit.evaluation import evaluate
 from prunekit.formats import ModelFormat
-from prunekit.losses import LossName, LossSpec, keras_loss, resolve_loss
+from prunekit.losses import LossSpec, resolve_loss
 from prunekit.model import LoadedModel, Weight
 from prunekit.progress import NullReporter, Reporter
 from prunekit.spec import PruneSpec
@@ -26,6 +27,8 @@ from prunekit.spec import PruneSpec
 if TYPE_CHECKING:
     from prunekit.distillation import Distillation
     from prunekit.training import TrainConfig, Trainer
+
+T = TypeVar("T", bound="Trainer")
 
 
 @dataclass
@@ -130,8 +133,9 @@ class PruningContext:
         return self._splits
 
     # ------------------------------------------------------------- evaluation
-    def evaluate(self, split: str | Split) -> dict[str, float | None]:
-        """Mean loss and (for classification losses) accuracy on a split."""
+    def evaluate(self, split: str | Split) -> dict[str, Any]:
+        """:func:`prunekit.evaluation.evaluate` on a split: mean loss and (classification
+        losses) accuracy, top-5 and macro-F1; ``accuracy`` None for other losses."""
         if isinstance(split, str):
             if split == "val":
                 data = self.validation_split()[1]
@@ -145,7 +149,7 @@ class PruningContext:
 
     def evaluate_accuracy(self, split: str | Split) -> float:
         acc = self.evaluate(split)["accuracy"]
-        if acc is None:
+        if not isinstance(acc, float):
             raise SpecError(
                 "accuracy needs a classification loss; this job's loss is "
                 f"{self.loss_spec.name.value}"
@@ -191,24 +195,40 @@ class PruningContext:
             ft.distill.temperature,
         )
 
+    @overload
     def trainer(
         self,
         masks: Mapping[str, np.ndarray] | None = None,
         config: TrainConfig | None = None,
-        kind: str = "masked",
+        cls: None = None,
+        **kwargs: Any,
+    ) -> Trainer: ...
+
+    @overload
+    def trainer(
+        self,
+        masks: Mapping[str, np.ndarray] | None = None,
+        config: TrainConfig | None = None,
+        *,
+        cls: type[T],
+        **kwargs: Any,
+    ) -> T: ...
+
+    def trainer(
+        self,
+        masks: Mapping[str, np.ndarray] | None = None,
+        config: TrainConfig | None = None,
+        cls: type[Trainer] | None = None,
         **kwargs: Any,
     ) -> Trainer:
-        """A trainer over the prunable weights (``kind``: masked, shadow or l0)."""
-        from prunekit import training
+        """A trainer over the prunable weights: :class:`prunekit.training.Trainer` (masked
+        training), or ``cls``, the subclass a strategy brings beside itself (``kwargs`` go to
+        its constructor)."""
+        from prunekit.training import Trainer
 
         self.require_data("training")
         self._warn_frozen_statistics()
-        cls = {
-            "masked": training.Trainer,
-            "shadow": training.ShadowTrainer,
-            "l0": training.HardConcreteTrainer,
-        }[kind]
-        return cls(
+        return (cls or Trainer)(
             self.model,
             self.prunable,
             self.loss_spec,
@@ -270,20 +290,3 @@ def recipe_note(config: TrainConfig, distill: Distillation | None) -> str:
         f", distilling from the original model (alpha {distill.alpha:g}, temperature "
         f"{distill.temperature:g})"
     )
-
-
-def evaluate(model: LoadedModel, data: Split, loss: LossSpec) -> dict[str, float | None]:
-    """Mean loss and accuracy (classification losses) of ``model`` on ``data``."""
-    from prunekit.training import inputs_for, labels_for
-
-    x, y = inputs_for(data.x), labels_for(loss, data.y)
-    pred = model.predict(x, batch_size=512)
-    value = float(np.asarray(keras_loss(loss)(y, pred)))  # type: ignore[operator]
-    accuracy: float | None = None
-    if loss.name in (LossName.SPARSE_CATEGORICAL, LossName.CATEGORICAL):
-        truth = y if loss.name is LossName.SPARSE_CATEGORICAL else np.argmax(y, axis=-1)
-        accuracy = float(np.mean(np.argmax(pred, axis=-1) == truth))
-    elif loss.name is LossName.BINARY:
-        cut = 0.0 if loss.from_logits else 0.5
-        accuracy = float(np.mean((pred.reshape(len(y), -1)[:, 0] > cut) == (y.reshape(-1) > 0.5)))
-    return {"loss": value, "accuracy": accuracy}

@@ -220,7 +220,7 @@ def speedup_paths(model: LoadedModel, exclude: tuple[str, ...] | list[str] = ())
     by_variable, by_name = _layer_index(model)
     graph, why_no_graph = _channel_groups(model)
     frame_ok, frame_reason = _xnnpack_sparse_graph(model)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for weight in model.prunable_weights(exclude):
         layer = by_variable.get(id(weight.variable)) or by_name.get(weight.layer.rsplit("/", 1)[-1])
         kind = _kind(weight, layer)
@@ -266,7 +266,7 @@ def speedup_paths(model: LoadedModel, exclude: tuple[str, ...] | list[str] = ())
                 "none": None if eligible else _none_reason(kind, options),
             }
         )
-    summary = {p: sum(p in r["paths"] for r in rows) for p in PATHS}
+    summary: dict[str, int] = {p: sum(p in r["paths"] for r in rows) for p in PATHS}
     summary["none"] = sum(not r["paths"] for r in rows)
     notes = [] if why_no_graph is None else [why_no_graph]
     return {"layers": rows, "summary": summary, "notes": notes}

@@ -12,12 +12,12 @@ other models: the loss, and the relative L2 distance ||y - y0|| / ||y0|| to the 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
 from prunekit.data import DatasetError, Split
-from prunekit.losses import LossName, LossSpec
+from prunekit.losses import LossName, LossSpec, loss_targets
 
 EPS = 1e-7  # probabilities are clipped to [EPS, 1 - EPS], as Keras does in its losses
 DEFAULT_MAX_SAMPLES = 10_000
@@ -26,11 +26,11 @@ DEFAULT_MAX_SAMPLES = 10_000
 def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=-1, keepdims=True)
     e = np.exp(z)
-    return e / e.sum(axis=-1, keepdims=True)
+    return np.asarray(e / e.sum(axis=-1, keepdims=True))
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-z))
+    return np.asarray(1.0 / (1.0 + np.exp(-z)))
 
 
 def class_probabilities(outputs: np.ndarray, loss: LossSpec) -> np.ndarray:
@@ -44,14 +44,14 @@ def class_probabilities(outputs: np.ndarray, loss: LossSpec) -> np.ndarray:
     out = out.reshape(-1, out.shape[-1])
     if loss.from_logits:
         return softmax(out)
-    return out / np.clip(out.sum(axis=-1, keepdims=True), EPS, None)
+    return np.asarray(out / np.clip(out.sum(axis=-1, keepdims=True), EPS, None))
 
 
 def class_labels(y: np.ndarray, loss: LossSpec) -> np.ndarray:
-    """Integer labels from sparse, one-hot or 0/1 targets."""
-    y = np.asarray(y)
+    """Integer labels from sparse, one-hot or 0/1 targets (:func:`loss_targets` first)."""
+    y = loss_targets(loss, y)
     if loss.name is LossName.CATEGORICAL:
-        return np.argmax(y.reshape(-1, y.shape[-1]), axis=-1)
+        return np.asarray(np.argmax(y.reshape(-1, y.shape[-1]), axis=-1))
     return y.reshape(-1).astype(np.int64)
 
 
@@ -144,6 +144,25 @@ def quality(outputs: np.ndarray, y: np.ndarray, loss: LossSpec) -> dict[str, Any
         out["top5_accuracy"] = top_k_accuracy(probs, labels, 5)
     out["macro_f1"] = macro_f1(np.argmax(probs, axis=-1), labels)
     return out
+
+
+class Predictor(Protocol):
+    """What :func:`evaluate` needs of a model (:class:`prunekit.model.LoadedModel` is one)."""
+
+    def predict(self, x: np.ndarray, batch_size: int = ...) -> np.ndarray: ...
+
+
+def model_inputs(x: np.ndarray) -> np.ndarray:
+    """Inputs as a model is fed them: floating arrays unchanged, others as float32."""
+    return x if x.dtype.kind == "f" else x.astype("float32")
+
+
+def evaluate(model: Predictor, data: Split, loss: LossSpec) -> dict[str, Any]:
+    """The engine's one evaluator: :func:`quality` of ``model``'s outputs on ``data`` (loss;
+    accuracy, top-5 and macro-F1 for classification losses; ``accuracy`` None otherwise)."""
+    outputs = np.asarray(model.predict(model_inputs(data.x), batch_size=512))
+    check_labels(data.y, outputs, loss)
+    return {"accuracy": None, **quality(outputs, data.y, loss)}
 
 
 def agreement(outputs: np.ndarray, reference: np.ndarray, loss: LossSpec) -> dict[str, Any]:

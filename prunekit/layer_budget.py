@@ -38,7 +38,7 @@ def sensitivity_of(ctx: PruningContext, max_samples: int | None = None) -> Sensi
     """The job's one-shot unstructured sensitivity analysis (measured on first use)."""
     import time
 
-    from prunekit.context import evaluate
+    from prunekit.evaluation import evaluate
     from prunekit.sensitivity import (
         DEFAULT_MAX_SAMPLES,
         SensitivityReport,

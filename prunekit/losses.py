@@ -9,10 +9,15 @@ can override it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
+
+# a Keras loss object or function: (targets, outputs) -> the batch's mean loss
+LossFn = Callable[[Any, Any], Any]
 
 
 class LossName(StrEnum):
@@ -69,7 +74,7 @@ def from_keras_compiled(loss: object) -> LossSpec | None:
     if isinstance(loss, str):
         name, from_logits = loss, False
     else:
-        cfg = getattr(loss, "get_config", dict)()
+        cfg: dict[str, Any] = getattr(loss, "get_config", dict)()
         name = cfg.get("name") or type(loss).__name__
         from_logits = bool(cfg.get("from_logits", False))
     key = name.lower().replace("_", "")
@@ -95,20 +100,37 @@ def resolve_loss(
     return from_keras_compiled(compiled) or infer_loss(y, outputs)
 
 
-def keras_loss(spec: LossSpec) -> object:
+def loss_targets(spec: LossSpec, y: np.ndarray) -> np.ndarray:
+    """The engine's one label normaliser: ``y`` as the Keras loss of ``spec`` expects it, in
+    training and evaluation alike. Sparse labels become a 1-D int32 vector (the first column
+    of a 2-D array); other targets float32, a 1-D binary or regression target a column, to
+    match a one-unit output."""
+    y = np.asarray(y)
+    if spec.name is LossName.SPARSE_CATEGORICAL:
+        flat = y.reshape(len(y), -1)[:, 0] if y.ndim > 1 else y
+        return flat.astype("int32")
+    if spec.name in (LossName.BINARY, LossName.MSE) and y.ndim == 1:
+        y = y[:, None]
+    return y.astype("float32")
+
+
+def keras_loss(spec: LossSpec) -> LossFn:
     """A Keras loss object for ``spec`` (imports Keras on first use)."""
     import keras
 
+    fn: LossFn
     if spec.name is LossName.SPARSE_CATEGORICAL:
-        return keras.losses.SparseCategoricalCrossentropy(from_logits=spec.from_logits)
-    if spec.name is LossName.CATEGORICAL:
-        return keras.losses.CategoricalCrossentropy(from_logits=spec.from_logits)
-    if spec.name is LossName.BINARY:
-        return keras.losses.BinaryCrossentropy(from_logits=spec.from_logits)
-    return keras.losses.MeanSquaredError()
+        fn = keras.losses.SparseCategoricalCrossentropy(from_logits=spec.from_logits)
+    elif spec.name is LossName.CATEGORICAL:
+        fn = keras.losses.CategoricalCrossentropy(from_logits=spec.from_logits)
+    elif spec.name is LossName.BINARY:
+        fn = keras.losses.BinaryCrossentropy(from_logits=spec.from_logits)
+    else:
+        fn = keras.losses.MeanSquaredError()
+    return fn
 
 
-def training_loss(spec: LossSpec, label_smoothing: float = 0.0) -> object:
+def training_loss(spec: LossSpec, label_smoothing: float = 0.0) -> LossFn:
     """The loss a job trains with: :func:`keras_loss`, with ``label_smoothing`` (Szegedy et
     al. 2016) mixing each target with the uniform distribution over the classes (binary:
     towards 0.5). Evaluation keeps the plain loss. Integer labels are one-hot encoded to the
@@ -125,19 +147,20 @@ def training_loss(spec: LossSpec, label_smoothing: float = 0.0) -> object:
     import keras
 
     if spec.name is LossName.BINARY:
-        return keras.losses.BinaryCrossentropy(
+        binary: LossFn = keras.losses.BinaryCrossentropy(
             from_logits=spec.from_logits, label_smoothing=label_smoothing
         )
-    cce = keras.losses.CategoricalCrossentropy(
+        return binary
+    cce: LossFn = keras.losses.CategoricalCrossentropy(
         from_logits=spec.from_logits, label_smoothing=label_smoothing
     )
     if spec.name is LossName.CATEGORICAL:
         return cce
 
-    def smoothed_sparse(y: object, out: object) -> object:
+    def smoothed_sparse(y: Any, out: Any) -> Any:
         ops = keras.ops
         classes = ops.shape(out)[-1]
         one_hot = ops.one_hot(ops.reshape(ops.cast(y, "int32"), (-1,)), classes)
-        return cce(ops.cast(one_hot, out.dtype), out)  # type: ignore[attr-defined]
+        return cce(ops.cast(one_hot, out.dtype), out)
 
     return smoothed_sparse

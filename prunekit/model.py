@@ -25,6 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from prunekit.custom_objects import ENV as CUSTOM_OBJECTS_ENV
+from prunekit.custom_objects import allowed_objects, check_allowed
 from prunekit.errors import ModelLoadError, SpecError
 from prunekit.formats import ModelFormat
 from prunekit.patterns import compile_patterns, excludes
@@ -139,12 +141,39 @@ class LoadedModel:
         build a new model."""
         return self.keras_model is not None and self.saved_object is None
 
+    @property
+    def _keras(self) -> Any:
+        """The Keras model (a bug, not a user error, when there is none)."""
+        if self.keras_model is None:
+            raise AssertionError("no Keras model")
+        return self.keras_model
+
+    @property
+    def _saved(self) -> Any:
+        """The loaded SavedModel object (a bug, not a user error, when there is none)."""
+        if self.saved_object is None:
+            raise AssertionError("no SavedModel object")
+        return self.saved_object
+
+    @property
+    def _list_input(self) -> bool:
+        try:
+            return isinstance(self._keras.input, list)
+        except (AttributeError, ValueError):  # a subclassed model has no symbolic input
+            return False
+
+    @property
+    def trains_keras_model(self) -> bool:
+        """Whether training runs the Keras model (its variables, its own ``losses``), rather
+        than a SavedModel's restored functions."""
+        return self._keras_backed
+
     # ----------------------------------------------------------------- weights
     def weights(self) -> list[Weight]:
         """Every variable of the model, deduplicated, with unique names."""
         if self._keras_backed:
-            trainable_ids = {id(v) for v in self.keras_model.trainable_weights}
-            variables = list(self.keras_model.weights)
+            trainable_ids = {id(v) for v in self._keras.trainable_weights}
+            variables = list(self._keras.weights)
             raw_names = [_clean_name(getattr(v, "path", v.name)) for v in variables]
             names = _unique_names(raw_names)
             return [
@@ -159,7 +188,7 @@ class LoadedModel:
         ]
 
     def _signature_variables(self) -> tuple[list[Any], set[int]]:
-        obj = self.saved_object
+        obj = self._saved
         seen: dict[int, Any] = {}
         trainable: set[int] = set()
         for fn in obj.signatures.values():
@@ -186,6 +215,28 @@ class LoadedModel:
             out.append(w)
         return out
 
+    def embedding_notes(self, exclude: Sequence[str] = ()) -> list[str]:
+        """Name the embedding tables :meth:`prunable_weights` leaves out (not excluded by
+        the spec already): every strategy keeps them dense."""
+        patterns = compile_patterns(exclude)
+        kept = [
+            w
+            for w in self.weights()
+            if w.trainable
+            and len(w.shape) >= 2
+            and EMBEDDING_PATTERN.search(w.name)
+            and not excludes(patterns, w.name, w.layer)
+        ]
+        if not kept:
+            return []
+        names = ", ".join(f"{w.name} ({w.size} weights)" for w in kept[:5])
+        more = f" and {len(kept) - 5} more" if len(kept) > 5 else ""
+        return [
+            f"embedding tables are not pruned: {names}{more}. A token's row is read whole, "
+            "so zeros there save nothing at run time and cost accuracy; every other kernel "
+            "(Dense, Conv1D/2D/3D, LSTM/GRU kernel and recurrent_kernel) is pruned"
+        ]
+
     def prunable_or_raise(
         self, exclude: Sequence[str] = (), include_embeddings: bool = False
     ) -> list[Weight]:
@@ -201,12 +252,14 @@ class LoadedModel:
     # -------------------------------------------------------------- signatures
     def signatures(self) -> dict[str, Signature]:
         if self._keras_backed:
-            m = self.keras_model
+            m = self._keras
+            if getattr(m, "_functional", m) is m and not hasattr(m, "_nodes_by_depth"):
+                return {"keras": _subclassed_signature(m)}
             inputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.inputs)]
             outputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.outputs)]
             return {"keras": Signature("keras", inputs, outputs)}
         out = {}
-        for key, fn in self.saved_object.signatures.items():
+        for key, fn in self._saved.signatures.items():
             _, kwargs = fn.structured_input_signature
             inputs = [_spec_info(k, s) for k, s in sorted(kwargs.items())]
             outputs = [_spec_info(k, s) for k, s in sorted(fn.structured_outputs.items())]
@@ -236,10 +289,11 @@ class LoadedModel:
     def call(self, x: Any, training: bool = False) -> Any:
         """Differentiable forward pass (a tensor in, the first output tensor out)."""
         if self._keras_backed:
-            out = self.keras_model(x, training=training)
+            # models rebuilt from Keras 2 configs keep their single input in a list
+            out = self._keras([x] if self._list_input else x, training=training)
             return out[0] if isinstance(out, list | tuple) else out
         sig = self.primary_signature()
-        fn = self.saved_object.signatures[sig.name]
+        fn = self._saved.signatures[sig.name]
         if len(sig.inputs) != 1:
             raise SpecError(
                 f"signature {sig.name!r} takes {len(sig.inputs)} inputs; metrics and "
@@ -264,7 +318,7 @@ class LoadedModel:
             return export_saved_model(
                 self.keras_model, path, names or ("serving_default", "serve"), self.output_name
             )
-        obj = self.saved_object
+        obj = self._saved
         self._drop_unused_variable_copies()
         tf.saved_model.save(obj, str(path), signatures=dict(obj.signatures))
         return path
@@ -273,7 +327,7 @@ class LoadedModel:
         """Keras 3 ``model.export`` also tracks a second copy of every variable in
         ``_all_variables``, used by no function. Saved as is, a pruned model would carry the
         dense copy; drop the list when none of its variables is captured by a signature."""
-        obj = self.saved_object
+        obj = self._saved
         extra = getattr(obj, "_all_variables", None)
         if not extra:
             return
@@ -285,6 +339,24 @@ class LoadedModel:
                 "dropped the unused duplicate variable copy (`_all_variables`) that Keras 3 "
                 "exports keep; the saved model holds each weight once"
             )
+
+
+def _subclassed_signature(m: keras.Model) -> Signature:
+    """Inputs and outputs of a subclassed model, which keeps no symbolic tensors: its
+    input from the shape it was built with, its outputs traced symbolically from there."""
+    shape = (m.get_build_config() or {}).get("input_shape")
+    if not isinstance(shape, list | tuple) or not all(
+        d is None or isinstance(d, int) for d in shape
+    ):
+        raise ModelLoadError(
+            f"subclassed model {type(m).__name__!r} was saved without a single input shape "
+            f"(build config {shape!r}); call it once on a batch before saving it",
+            reason="model_not_built",
+        )
+    x = keras.KerasTensor(tuple(shape), dtype="float32", name="input")
+    out = m.compute_output_spec(x)
+    outputs = [_spec_info(f"output_{i}", t) for i, t in enumerate(_as_list(out))]
+    return Signature("keras", [_spec_info("input", x)], outputs)
 
 
 def _as_list(x: Any) -> list[Any]:
@@ -301,11 +373,19 @@ def load_model(path: Path, fmt: ModelFormat | str) -> LoadedModel:
     fmt = ModelFormat(fmt)
     path = Path(path)
     if fmt is ModelFormat.KERAS:
+        # custom classes: only those the operator's allow-listed modules register
+        allowed = allowed_objects()
+        check_allowed(path, allowed)
+        custom = allowed or None
         try:
-            model = keras.saving.load_model(path, compile=True, safe_mode=True)
+            model = keras.saving.load_model(
+                path, compile=True, safe_mode=True, custom_objects=custom
+            )
         except Exception as first:
             try:
-                model = keras.saving.load_model(path, compile=False, safe_mode=True)
+                model = keras.saving.load_model(
+                    path, compile=False, safe_mode=True, custom_objects=custom
+                )
             except Exception as exc:
                 raise ModelLoadError(_keras_load_message(exc)) from exc
             loaded = LoadedModel(ModelFormat.KERAS, keras_model=model)
@@ -334,7 +414,7 @@ def _attach_keras_graph(loaded: LoadedModel, path: Path) -> None:
         return
     if model is not None:
         loaded.keras_model = model
-        loaded.signature_names = list(loaded.saved_object.signatures)
+        loaded.signature_names = list(loaded._saved.signatures)
         outputs = loaded.primary_signature().outputs
         loaded.output_name = outputs[0].name if len(outputs) == 1 else None
 
@@ -355,8 +435,9 @@ def _keras_load_message(exc: Exception) -> str:
     if "Could not locate" in text or "Unknown" in text or "custom" in text.lower():
         return (
             "the .keras file uses a custom class that is not built into Keras "
-            f"({text.splitlines()[0][:300]}). Only models made of built-in Keras layers "
-            "can be loaded safely; export a SavedModel instead if you need custom layers."
+            f"({text.splitlines()[0][:300]}). Custom classes load only from modules the "
+            f"operator lists in {CUSTOM_OBJECTS_ENV}; otherwise use built-in Keras layers, "
+            "or export a SavedModel (pruned unstructured only)."
         )
     return f"the .keras file could not be loaded: {text.splitlines()[0][:500] if text else exc!r}"
 

@@ -53,7 +53,7 @@ from prunekit.progress import NullReporter, Reporter
 from prunekit.reporting import attach_analysis, finishing
 from prunekit.spec import PruneSpec
 from prunekit.speedup import SpeedupConfig, SpeedupMeasurement
-from prunekit.strategies import build
+from prunekit.strategies import build, parse_params
 from prunekit.structured.export import save_other_formats
 
 EVAL_BATCH = 256
@@ -286,7 +286,7 @@ def prune(
     ``measure`` overrides its batch sizes and budget)."""
     reporter = reporter or NullReporter()
     fmt = ModelFormat(fmt)
-    params = spec.strategy_params()
+    params = parse_params(spec.strategy)
     if spec.seed is not None:
         keras.utils.set_random_seed(spec.seed)
     started = time.perf_counter()
@@ -303,6 +303,7 @@ def prune(
     measured_before = _measure(model, spec, source, data_shape, cached=cached_before(before))
     before = measured_before.summary  # from here on, the report's "before" block
     sparsity_before, notes = measured_before.sparsity, measured_before.notes
+    notes.extend(model.embedding_notes(spec.exclude))
     comparison: SpeedupMeasurement | None = None
     if measured_before.sample is not None:
         try:
@@ -319,14 +320,14 @@ def prune(
     if dataset is not None:
         probe = dataset.train.x[:LOSS_PROBE], dataset.train.y[:LOSS_PROBE]
         loss = resolve_loss(spec.loss, _compiled_loss(model), probe[1], _predict(model, probe[0]))
-        held_out = dataset.held_out()
-        if held_out is None:
-            held_out = ("train", dataset.train)
+        split = dataset.held_out()
+        if split is None:
+            split = ("train", dataset.train)
             notes.append(
                 "the dataset has no x_test/x_val split: quality metrics are computed on the "
                 "training split and are optimistic"
             )
-        evaluation = eval_set(*held_out, max_samples=max_eval_samples)
+        evaluation = eval_set(*split, max_samples=max_eval_samples)
         reference = _predict(model, evaluation.x)
         check_labels(evaluation.y, reference, loss)
         before.update(_rounded(quality(reference, evaluation.y, loss)))

@@ -360,7 +360,7 @@ class _Unstructured(_Family):
         return state
 
     def measure(self, state: Any) -> tuple[dict[str, float | None], int, int | None]:
-        from prunekit.context import evaluate
+        from prunekit.evaluation import evaluate
 
         found = evaluate(self.model, self.search.val, self.ctx.loss_spec)
         weights = self.model.weights()
@@ -518,7 +518,7 @@ def run_search(ctx: PruningContext, config: SearchConfig) -> SearchOutcome:
     """The whole search; the chosen model is left in ``ctx.model`` (unstructured) or
     returned (structured). Cancelled between candidates, the best passing candidate so far
     is kept (``stopped == "cancelled"``); a cancel before any passes is re-raised."""
-    from prunekit.context import evaluate
+    from prunekit.evaluation import evaluate
 
     search = Search(ctx, config)
     search.baseline = evaluate(ctx.model, search.val, ctx.loss_spec)

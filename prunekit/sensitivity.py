@@ -207,7 +207,7 @@ def analyse_channels(
 
 def keras_evaluator(loss: LossSpec) -> Callable[[Any, Split], dict[str, float | None]]:
     """Evaluate a bare Keras model (a structured candidate) like the context evaluates."""
-    from prunekit.context import evaluate
+    from prunekit.evaluation import evaluate
     from prunekit.formats import ModelFormat
     from prunekit.model import LoadedModel
 

@@ -1,7 +1,9 @@
 """The engine's job spec: which strategy with which parameters, and on what.
 
 The service stores this (normalised: canonical strategy name, defaults filled in) as the
-job's ``spec``; the engine reads it back unchanged.
+job's ``spec``; the engine reads it back unchanged. Pure data: importing it imports no
+strategy and no TensorFlow. ``prunekit.strategies.parse_params(spec.strategy)`` turns the
+strategy dict into its typed parameters.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 
 from prunekit.losses import LossName
 from prunekit.patterns import compile_pattern
-from prunekit.strategies import StrategyParams, parse_params
 
 LiteRTFormat = Literal["tflite", "tflite_int8"]
 
@@ -178,6 +179,3 @@ class PruneSpec(BaseModel):
     @classmethod
     def _exports_unique(cls, v: list[str]) -> list[str]:
         return _unique("exports", v)
-
-    def strategy_params(self) -> StrategyParams:
-        return parse_params(self.strategy)

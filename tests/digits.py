@@ -1,4 +1,4 @@
-"""A slice of the real 8x8 digits (``../shared/data``) and a small classifier trained on it."""
+"""A slice of the real 8x8 digits (``tests.shared_data``) and a small classifier trained on it."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 import keras
 import numpy as np
 
-DIGITS = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "digits_8x8.npz"
+from tests.shared_data import DIGITS
+
 RESCALE = 1 / 16  # digits pixels are 0..16
 
 

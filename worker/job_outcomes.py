@@ -5,6 +5,7 @@ the worker's memory, and JSON log lines for its status changes."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 import redis
@@ -16,7 +17,7 @@ from core.observability import counters, logs
 log = logging.getLogger("prunekit.worker")
 
 
-def log_fields(job: dict[str, Any] | None) -> dict[str, Any]:
+def log_fields(job: Mapping[str, Any] | None) -> dict[str, Any]:
     """The tenant and submitting request id a job's log lines carry."""
     job = job or {}
     return {"tenant": job.get("tenant"), "request_id": job.get("request_id")}

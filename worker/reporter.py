@@ -7,6 +7,7 @@ engine at its next progress call, so a late worker writes nothing more."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from core.jobs import deadlines, store
@@ -29,7 +30,7 @@ class JobReporter:
         self.log_fields = log_fields or {}  # tenant and request id for the JSON phase log
         self.phase_name = "starting"
         self._last_write = 0.0
-        record = store.get(job_id) or {}
+        record: Mapping[str, Any] = store.get(job_id) or {}
         self._deadline = deadlines.deadline_epoch(record)
         self._deadline_reason = deadlines.explanation(record)
         self._progress_hook = dispatch.wants(record, "progress")

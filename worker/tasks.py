@@ -8,21 +8,23 @@ from __future__ import annotations
 
 import logging
 import shutil
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from core import storage
+from core import artifacts, storage
 from core.datasets import store as datasets
 from core.holders import new_owner
 from core.jobs import deadlines
 from core.jobs import store as jobs
 from core.jobs.status import JobStatus
 from core.models import store as models
+from core.object_store import ObjectMissing, StoreError
 from core.observability import counters, logs
 from core.queue import INSPECT_MODEL, RUN_JOB
-from core.records import now_iso
+from core.records import ArtifactRecord, ErrorRecord, JobRecord, ModelRecord, now_iso
 from core.settings import get_settings
 from prunekit.errors import CancelledError, PrunekitError
 from prunekit.formats import ArtifactFormat
@@ -57,12 +59,14 @@ def inspect_model_task(model_id: str) -> None:
             "each time (killed, out of memory, or past the hard time limit); giving up after "
             f"PRUNEKIT_MAX_ATTEMPTS={settings.max_attempts}"
         )
-        error = {"reason": "too_many_attempts", "message": message}
+        error: ErrorRecord = {"reason": "too_many_attempts", "message": message}
         models.set_inspection(model_id, {"status": "failed", "error": error})
         return
+    scratch = storage.scratch_dir(f"inspect-{model_id}-")
     try:  # past the memory limit, the warden fails the inspection and ends this child
         with Warden(settings.worker_max_memory_mb, model_id=model_id):
-            details = inspect_model(storage.resolve(record["path"]), record["format"])
+            path = _stage(record["path"], scratch, f"model {model_id}")
+            details = inspect_model(path, record["format"])
     except Exception as exc:
         if _caused_by(exc, SoftTimeLimitExceeded):
             reason, message = (
@@ -80,10 +84,30 @@ def inspect_model_task(model_id: str) -> None:
         error = {"reason": reason, "message": message}
         models.set_inspection(model_id, {"status": "failed", "error": error})
         return
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     models.set_inspection(model_id, {"status": "succeeded", "details": details})
 
 
-def _download_name(model: dict[str, Any], fmt: ArtifactFormat) -> str:
+def _stage(relative: str, scratch: Path, what: str) -> Path:
+    """A local path to read the stored artifact ``relative`` from (a private copy in
+    ``scratch`` when artifacts live in an object store); a missing object or a store
+    that cannot be read is the job's clear failure, not an internal error."""
+    try:
+        return artifacts.stage(relative, scratch)
+    except ObjectMissing as exc:
+        raise PrunekitError(
+            f"the stored files of {what} are missing from {artifacts.describe()} ({exc}); "
+            "upload it again",
+            reason="artifact_missing",
+        ) from exc
+    except StoreError as exc:
+        raise PrunekitError(
+            f"the artifact store could not be read for {what}: {exc}", reason="store_unavailable"
+        ) from exc
+
+
+def _download_name(model: ModelRecord, fmt: ArtifactFormat) -> str:
     stem = model["filename"]
     for suffix in (".tar.gz", ".tgz", ".zip", ".keras", ".h5"):
         if stem.lower().endswith(suffix):
@@ -142,7 +166,7 @@ def run_job(job_id: str) -> None:
         _run(fence, job)
 
 
-def _run(fence: jobs.Fence, job: dict[str, Any]) -> None:
+def _run(fence: jobs.Fence, job: JobRecord) -> None:
     job_id = fence.job_id
     reporter = JobReporter(job_id, fence, job_outcomes.log_fields(job))
     scratch = storage.scratch_dir(f"job-{job_id}-")
@@ -152,16 +176,16 @@ def _run(fence: jobs.Fence, job: dict[str, Any]) -> None:
             raise PrunekitError(f"model {job['model_id']} no longer exists", reason="model_gone")
         spec = PruneSpec.model_validate(job["spec"])
         data = None
-        if job.get("dataset_id"):
-            dataset = datasets.get(job["dataset_id"])
+        if dataset_id := job.get("dataset_id"):
+            dataset = datasets.get(dataset_id)
             if dataset is None:
                 raise PrunekitError(
                     f"dataset {job['dataset_id']} no longer exists", reason="dataset_gone"
                 )
-            data = storage.resolve(dataset["path"])
+            data = _stage(dataset["path"], scratch, f"dataset {job['dataset_id']}")
         out = scratch / "out"
         result = prune(
-            storage.resolve(model["path"]),
+            _stage(model["path"], scratch, f"model {job['model_id']}"),
             model["format"],
             spec,
             out,
@@ -206,7 +230,7 @@ def _speedup_config(budget_s: float | None) -> SpeedupConfig:
 
 def _publish(
     fence: jobs.Fence,
-    model: dict[str, Any],
+    model: ModelRecord,
     result: PruneResult,
     out: Path,
     after_cancel: bool = False,
@@ -220,14 +244,18 @@ def _publish(
     artifact = _describe(out, final, result.download, ArtifactFormat(result.format), model)
     # ?format=: structured jobs' other Keras format, the LiteRT exports asked for, and the
     # sensitivity plot of a job that analysed sensitivity
-    others = {**result.alternates, **result.exports, **result.artifacts}
+    others = {
+        **{str(fmt): path for fmt, path in result.alternates.items()},
+        **result.exports,
+        **result.artifacts,
+    }
     artifact["alternates"] = {
         str(fmt): _describe(out, final, path, ArtifactFormat(fmt), model)
         for fmt, path in others.items()
     }
     if not jobs.fence_holds(fence):
         raise jobs.LeaseLostError(f"job {job_id}: lease lost before publishing")
-    storage.publish_attempt(out, job_id, fence.token)
+    artifacts.publish_attempt(out, job_id, fence.token)
     allowed = {JobStatus.RUNNING.value}
     if after_cancel:
         allowed.add(JobStatus.CANCELLING.value)
@@ -244,10 +272,10 @@ def _publish(
         artifact=artifact,
         finished_at=now_iso(),
     ):
-        storage.remove_other_attempts(job_id, fence.token)
+        artifacts.remove_other_attempts(job_id, fence.token)
         job_outcomes.record_success(job_id, result.metrics)
         return
-    storage.unpublish_attempt(job_id, fence.token)
+    artifacts.unpublish_attempt(job_id, fence.token)
     if jobs.status(job_id) == JobStatus.CANCELLING.value:  # cancelled during the last step
         _cancelled(job_id, fence)
     else:
@@ -267,7 +295,7 @@ def _caused_by(exc: BaseException | None, kind: type[BaseException]) -> bool:
 def _cancelled(job_id: str, fence: jobs.Fence | None = None, deadline: bool = False) -> None:
     """Mark the job cancelled; ``deadline``: because it ran past its deadline (the event
     and the job's ``error`` say so)."""
-    record = jobs.get(job_id) or {}
+    record: Mapping[str, Any] = jobs.get(job_id) or {}
     deadline = deadline or deadlines.expired(record)  # or the reconciler asked for the stop
     why: dict[str, Any] = {"message": "cancelled"}
     if deadline:
@@ -285,8 +313,8 @@ def _cancelled(job_id: str, fence: jobs.Fence | None = None, deadline: bool = Fa
 
 
 def _describe(
-    out: Path, final: Path, path: Path, fmt: ArtifactFormat, model: dict[str, Any]
-) -> dict[str, Any]:
+    out: Path, final: Path, path: Path, fmt: ArtifactFormat, model: ModelRecord
+) -> ArtifactRecord:
     """What the job record says of one downloadable artifact, ``path`` under ``out``, once
     ``out`` is renamed to ``final`` (the bytes hashed are the ones published)."""
     return {

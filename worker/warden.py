@@ -30,7 +30,7 @@ import psutil
 
 from core.jobs import store as jobs
 from core.models import store as models
-from core.records import now_iso
+from core.records import ErrorRecord, now_iso
 
 log = logging.getLogger("prunekit.warden")
 
@@ -78,7 +78,10 @@ def _record_memory_failure(args: argparse.Namespace, rss_mb: int) -> None:
             finished_at=now_iso(),
         )
     if args.model:
-        error = {"reason": "memory_limit", "message": inspection_memory_message(rss_mb, limit)}
+        error: ErrorRecord = {
+            "reason": "memory_limit",
+            "message": inspection_memory_message(rss_mb, limit),
+        }
         models.set_inspection(args.model, {"status": "failed", "error": error})
 
 

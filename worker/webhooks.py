@@ -14,14 +14,13 @@ import logging
 import random
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import httpx
 from celery.exceptions import SoftTimeLimitExceeded
 from standardwebhooks import Webhook
 
 from core.queue import DELIVER_WEBHOOK
-from core.records import now_iso
+from core.records import DeliveryAttempt, DeliveryRecord, now_iso
 from core.settings import get_settings
 from core.webhooks import store
 from core.webhooks.addresses import AddressRefusedError, HostUnresolvedError, resolve_checked
@@ -71,7 +70,7 @@ def post_pinned(url: str, address: str, headers: dict[str, str], body: str) -> i
         return response.status_code
 
 
-def _attempt(delivery: dict[str, Any]) -> tuple[int | None, str | None, bool]:
+def _attempt(delivery: DeliveryRecord) -> tuple[int | None, str | None, bool]:
     """One attempt: (status code, error, whether retrying can help)."""
     settings = get_settings()
     secrets = store.signing_secrets(delivery["tenant"])
@@ -110,7 +109,7 @@ def deliver_webhook_task(job_id: str, delivery_id: str) -> None:
     number = len(delivery["attempts"]) + 1
     started = time.monotonic()
     status, error, retryable = _attempt(delivery)
-    entry: dict[str, Any] = {
+    entry: DeliveryAttempt = {
         "attempt": number,
         "at": now_iso(),
         "status_code": status,

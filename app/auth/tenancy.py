@@ -12,8 +12,9 @@ A resource makes itself tenant-scoped in three steps:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from fastapi import Depends
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -61,9 +62,10 @@ def current_principal(
     return Principal(tenant=found.tenant, key_id=found.id)
 
 
-def owned_or_404(
-    record: dict[str, Any] | None, tenant: str, kind: str, ident: str
-) -> dict[str, Any]:
+R = TypeVar("R", bound=Mapping[str, Any])  # a record type (core.records)
+
+
+def owned_or_404(record: R | None, tenant: str, kind: str, ident: str) -> R:
     """``record`` if it exists and belongs to ``tenant``; else the resource's 404."""
     if record is None or record.get("tenant") != tenant:
         raise not_found(kind, ident)

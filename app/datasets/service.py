@@ -22,10 +22,11 @@ from app import labels, quotas
 from app.auth.tenancy import owned_or_404
 from app.offload import off_loop
 from app.problems import Problem
+from app.publishing import publish_then_record
 from app.uploads import ReceivedFile, receive_file
 from core import storage
 from core.datasets import store
-from core.records import load_page, new_id, now_iso
+from core.records import DatasetRecord, load_page, new_id, now_iso
 from core.redis import get_redis, tenant_index
 from core.settings import get_settings
 from prunekit.data import (
@@ -83,7 +84,7 @@ def _check(path: Path, head: bytes) -> dict[str, ArrayInfo]:
 
 async def upload(
     request: Request, tenant: str, metadata: dict[str, str] | None = None
-) -> dict[str, Any]:
+) -> DatasetRecord:
     """Stream the body to disk, then check and record it off the event loop."""
     dataset_id = new_id()
     scratch = storage.scratch_dir(f"dataset-{dataset_id}-")
@@ -101,12 +102,12 @@ def _accept(
     received: ReceivedFile,
     scratch: Path,
     metadata: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> DatasetRecord:
     arrays = _check(received.path, received.head)
     staged = scratch / "dataset"
     staged.mkdir()
     received.path.replace(staged / DATASET_FILE)
-    record = {
+    record: DatasetRecord = {
         "id": dataset_id,
         "tenant": tenant,
         "filename": received.filename,
@@ -117,19 +118,18 @@ def _accept(
         "path": storage.relative(storage.dataset_dir(dataset_id) / DATASET_FILE),
         "splits": describe(arrays),
     }
-    with quotas.storage_slot(tenant, received.size):
-        storage.publish(staged, storage.dataset_dir(dataset_id))
-        store.create(record)
+    publish_then_record(staged, storage.dataset_dir(dataset_id), tenant, received.size,
+                        lambda: store.create(record))  # fmt: skip
     return record
 
 
-def get_or_404(dataset_id: str, tenant: str) -> dict[str, Any]:
+def get_or_404(dataset_id: str, tenant: str) -> DatasetRecord:
     return owned_or_404(store.get(dataset_id), tenant, "dataset", dataset_id)
 
 
 def list_datasets(
     tenant: str, limit: int, after: str | None, metadata: dict[str, str] | None = None
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[DatasetRecord], str | None]:
     if metadata:
         index = tenant_index(tenant, "datasets")
         keep = partial(labels.matches, wanted=metadata)
@@ -162,7 +162,7 @@ def model_input_shape(inspection: dict[str, Any]) -> list[int | None] | str:
     return list(inputs[0]["shape"])
 
 
-def fit_problem(dataset: dict[str, Any], inspection: dict[str, Any]) -> Problem | None:
+def fit_problem(dataset: DatasetRecord, inspection: dict[str, Any]) -> Problem | None:
     """A 422 naming ``body.dataset_id`` when the dataset's samples do not fit the model."""
     shape = model_input_shape(inspection)
     reasons = []

@@ -106,6 +106,7 @@ def preview(body: JobCreate, tenant: str) -> dict[str, Any]:
         "parameters": expected_parameters(strategy, kind, weights, total),
         "flops_before": before.get("flops"),
         "speedup_paths": details.get("speedup_paths"),
+        "routing": service.route_for(body, spec).as_dict(),
         "estimated_duration": throughput.estimate(strategy["name"], total or 0)
         if total
         else {"seconds": None, "basis": "model not inspected yet", "jobs": 0},

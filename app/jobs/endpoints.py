@@ -3,31 +3,34 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response
 from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from app import labels
 from app.auth.tenancy import Principal, current_principal
-from app.downloads import file_download
+from app.downloads import file_download, object_download
 from app.jobs import dry_run, live_events, service
 from app.jobs.cancel_after import parse_cancel_after
 from app.jobs.filters import JobFilter
 from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport, JobStatus
 from app.json_body import JSONBodyRoute
+from core import artifacts
+from core.records import JobRecord
+from core.settings import get_settings
 from prunekit.formats import ArtifactFormat
 
 router = APIRouter(prefix="/v1/jobs", route_class=JSONBodyRoute, tags=["jobs"])
 
 
-def _out(record: dict[str, Any]) -> JobOut:
+def _out(record: JobRecord) -> JobOut:
     job_id = record["id"]
     links = {"self": f"/v1/jobs/{job_id}", "events": f"/v1/jobs/{job_id}/events"}
     if record.get("status") == "succeeded":
         links["model"] = f"/v1/jobs/{job_id}/model"
         links["report"] = f"/v1/jobs/{job_id}/report"
-        for fmt in (record.get("artifact") or {}).get("alternates") or {}:
+        artifact = record.get("artifact")
+        for fmt in (artifact.get("alternates") or {}) if artifact else {}:
             links[f"model_{fmt}"] = f"/v1/jobs/{job_id}/model?format={fmt}"
     fields = {k: v for k, v in record.items() if k in JobOut.model_fields}
     return JobOut.model_validate({**fields, "links": links})
@@ -171,8 +174,10 @@ def job_report(job_id: str, principal: Principal = Depends(current_principal)) -
         200: {"content": {"application/octet-stream": {}}},
         206: {"description": "the byte range asked for with `Range`"},
         304: {"description": "`If-None-Match` names the current ETag"},
+        307: {"description": "PRUNEKIT_S3_PRESIGN: a short-lived presigned URL of the file"},
         400: {"description": "malformed `Range`"},
         409: {},
+        410: {"description": "the record names files the artifact store no longer has"},
         416: {"description": "`Range` outside the file"},
         422: {},
     },
@@ -199,4 +204,10 @@ def download_model(
     format of a structured job)."""
     path, art = service.artifact(job_id, principal.tenant, fmt.value if fmt else None)
     etag = f'"{art["sha256"]}"'
+    store = artifacts.object_store()
+    if store is not None:
+        return object_download(
+            request, store, art["path"], etag, art["media_type"], art["filename"],
+            if_none_match, presign=get_settings().s3_presign,
+        )  # fmt: skip
     return file_download(request, path, etag, art["media_type"], art["filename"], if_none_match)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,7 +27,7 @@ class JobFilter:
         """Jobs indexed at or before this time (ms) were created before ``created_after``."""
         return int(self.created_after.timestamp() * 1000) if self.created_after else None
 
-    def keep(self, record: dict[str, Any]) -> bool:
+    def keep(self, record: Mapping[str, Any]) -> bool:
         if self.statuses and record.get("status") not in self.statuses:
             return False
         if self.created_after and _parse_time(record["created_at"]) <= self.created_after:

@@ -10,6 +10,7 @@ from app import labels
 from app.redaction import redact_paths
 from app.webhooks.schemas import WebhookSpec
 from core.jobs.status import MAX_DEADLINE_S, JobStatus
+from core.routing import Resource
 from prunekit.spec import PruneSpec
 
 
@@ -45,10 +46,16 @@ class JobCreate(PruneSpec):
         description="cancel the job when it is still unfinished this long after submission "
         "(the `Cancel-After` header sets it too)",
     )
+    resources: Resource | None = Field(
+        default=None,
+        description="gpu or cpu: the class of worker to run on (queue PRUNEKIT_QUEUE-gpu or "
+        "PRUNEKIT_QUEUE). Default: gpu for a job that trains (fine-tuning, or a strategy that "
+        "takes gradients) while a GPU worker serves that queue, else cpu",
+    )
 
 
 # JobCreate fields that configure the job's handling, not the engine's PruneSpec
-HANDLING_FIELDS = frozenset({"webhook", "deadline_seconds"})
+HANDLING_FIELDS = frozenset({"webhook", "deadline_seconds", "resources"})
 
 
 class Progress(BaseModel):
@@ -85,6 +92,11 @@ class JobOut(BaseModel):
     webhook: dict[str, Any] | None = None
     deadline_seconds: float | None = None
     deadline_at: str | None = None
+    routing: dict[str, Any] | None = Field(
+        default=None,
+        description="the queue the job was sent to and why (resources gpu or cpu), the "
+        "workers that consumed it at submission, and what it waits for when none did",
+    )
     links: dict[str, str] = Field(default_factory=dict)
 
 

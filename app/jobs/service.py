@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any, get_args
@@ -22,11 +23,23 @@ from app.problems import Problem, field_errors, validation_problem
 from app.webhooks import service as webhooks
 from core import storage
 from core.jobs import deadlines, store
-from core.queue import RUN_JOB, enqueue
-from core.records import load_page, new_id, now_iso
+from core.queue import RUN_JOB, enqueue, served_queues
+from core.records import (
+    ArtifactRecord,
+    JobHandling,
+    JobRecord,
+    ModelRecord,
+    load_page,
+    new_id,
+    now_iso,
+)
 from core.redis import get_redis, tenant_index
+from core.routing import Route, choose, trains
+from core.settings import get_settings
 from prunekit.spec import LiteRTFormat
-from prunekit.strategies import StrategyParams, UnknownStrategyError, get, parse_params
+from prunekit.strategies import StrategyParams, UnknownStrategyError, parse_params
+
+log = logging.getLogger("prunekit.api")
 
 
 def validate_strategy(raw: dict[str, Any]) -> StrategyParams:
@@ -42,20 +55,19 @@ def validate_strategy(raw: dict[str, Any]) -> StrategyParams:
         raise validation_problem(field_errors(exc.errors(), ("body", "strategy"))) from exc
 
 
-def check_dataset(
-    body: JobCreate, params: StrategyParams, model: dict[str, Any], tenant: str
-) -> None:
+def check_dataset(body: JobCreate, params: StrategyParams, model: ModelRecord, tenant: str) -> None:
     """404 for an unknown dataset; 422 on ``body.dataset_id`` when the strategy needs data and
     there is none, or when the samples do not fit the model's input. A model still being
     inspected after ``models.INSPECTION_WAIT_S`` is accepted: the worker checks again and fails the
     job with the same message."""
     if body.dataset_id is None:
-        if get(params.name).needs_data:
+        if params.requires_data():
+            field, why = params.missing_data()
             errors = [
                 {
-                    "field": "body.dataset_id",
-                    "message": f"strategy {params.name!r} needs data; upload a dataset with "
-                    "POST /v1/datasets and pass its id",
+                    "field": f"body.{field}",
+                    "message": f"strategy {params.name!r} needs data ({why}); upload a dataset "
+                    "with POST /v1/datasets and pass its id as `dataset_id`",
                     "type": "missing",
                 }
             ]
@@ -70,7 +82,7 @@ def check_dataset(
             raise problem
 
 
-def validate_submission(body: JobCreate, tenant: str) -> tuple[dict[str, Any], dict[str, Any]]:
+def validate_submission(body: JobCreate, tenant: str) -> tuple[dict[str, Any], ModelRecord]:
     """Every check a submission passes before it is recorded (a dry run runs them too):
     the normalised spec the engine will read, and the model record."""
     params = validate_strategy(body.strategy)
@@ -86,10 +98,22 @@ def validate_submission(body: JobCreate, tenant: str) -> tuple[dict[str, Any], d
     return spec, model
 
 
+def route_for(body: JobCreate, spec: dict[str, Any]) -> Route:
+    """The job's queue (:mod:`core.routing`): by whether it trains, what it asks for and
+    which queues live workers consume (a cached broker broadcast)."""
+    try:
+        served = served_queues()
+    except Exception as exc:  # the broker did not answer the broadcast: route blind
+        log.warning("could not ask the workers which queues they consume: %s", exc)
+        served = {}
+    wants_gpu = trains(spec, body.dataset_id is not None)
+    return choose(get_settings().queue, wants_gpu, body.resources, served)
+
+
 IDEMPOTENCY_TTL_S = 24 * 3600
 
 
-def _replay(tenant: str, job_id: str, body_hash: str, earlier: dict[str, str]) -> dict[str, Any]:
+def _replay(tenant: str, job_id: str, body_hash: str, earlier: dict[str, str]) -> JobRecord:
     """The job an Idempotency-Key already names; 409 if it was used with another body."""
     if earlier["body"] != body_hash:
         raise Problem(
@@ -108,11 +132,11 @@ def _replay(tenant: str, job_id: str, body_hash: str, earlier: dict[str, str]) -
 
 def create(
     body: JobCreate, tenant: str, idempotency_key: str | None = None
-) -> tuple[dict[str, Any], bool]:
+) -> tuple[JobRecord, bool]:
     """Record and queue a job; returns (record, replayed). With an ``Idempotency-Key`` the
     same key and body give back the same job (``replayed``), another body answers 409."""
     spec, _ = validate_submission(body, tenant)
-    handling = {
+    handling: JobHandling = {
         **webhooks.job_fields(body.webhook, "webhook" in body.model_fields_set, tenant),
         **deadlines.job_fields(body.deadline_seconds),
     }
@@ -125,7 +149,7 @@ def create(
         )
         if earlier is not None:
             return _replay(tenant, job_id, body_hash, earlier), True
-    record = {
+    record: JobRecord = {
         "id": job_id,
         "tenant": tenant,
         "model_id": body.model_id,
@@ -144,6 +168,8 @@ def create(
         "updated_at": now_iso(),
         **handling,
     }
+    route = route_for(body, spec)
+    record["queue"], record["routing"] = route.queue, route.as_dict()
     try:
         with quotas.job_slot(tenant):  # 429 beyond the tenant's unfinished jobs
             store.create(record)  # written before the message is sent: a worker always finds it
@@ -152,7 +178,10 @@ def create(
             store.release_idempotency_key(tenant, idempotency_key)
         raise
     try:
-        enqueue(RUN_JOB, job_id)
+        enqueue(RUN_JOB, job_id, queue=route.queue)
+        if route.waiting_reason():  # said where the job's events are read, not only here
+            store.add_event(job_id, "message", f"queued: {route.waiting_reason()}",
+                            level="warning")  # fmt: skip
     except Exception as exc:
         store.transition(
             job_id,
@@ -171,13 +200,13 @@ def create(
     return record, False
 
 
-def get_or_404(job_id: str, tenant: str) -> dict[str, Any]:
+def get_or_404(job_id: str, tenant: str) -> JobRecord:
     return owned_or_404(store.get(job_id), tenant, "job", job_id)
 
 
 def list_jobs(
     tenant: str, limit: int, after: str | None, filters: JobFilter | None = None
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[JobRecord], str | None]:
     if filters is not None and filters.active():
         index = tenant_index(tenant, "jobs")
         keep, floor = filters.keep, filters.floor_ms()
@@ -224,7 +253,7 @@ def report(job_id: str, tenant: str) -> dict[str, Any]:
     }
 
 
-def artifact(job_id: str, tenant: str, fmt: str | None = None) -> tuple[Path, dict[str, Any]]:
+def artifact(job_id: str, tenant: str, fmt: str | None = None) -> tuple[Path, ArtifactRecord]:
     """The pruned model's file and its description; 409 until the job succeeded (or when
     it has no model in the requested ``fmt``)."""
     record = get_or_404(job_id, tenant)
@@ -241,18 +270,18 @@ def artifact(job_id: str, tenant: str, fmt: str | None = None) -> tuple[Path, di
     return storage.resolve(art["path"]), art
 
 
-def pick_format(record: dict[str, Any], fmt: str | None) -> dict[str, Any]:
+def pick_format(record: JobRecord, fmt: str | None) -> ArtifactRecord:
     """The artifact to download: the job's own (the input's format) or another one it made.
 
     Structured strategies write both Keras formats; LiteRT files exist when the job spec's
     ``exports`` asked for them and their conversion succeeded.
     """
-    art: dict[str, Any] = record["artifact"]
+    art = record["artifact"]
     if fmt is None or fmt == art["format"]:
         return art
-    alternates: dict[str, Any] = art.get("alternates") or {}
+    alternates = art.get("alternates") or {}
     if fmt in alternates:
-        return alternates[fmt]  # type: ignore[no-any-return]
+        return alternates[fmt]
     available = [art["format"], *alternates]
     exports = (record.get("metrics") or {}).get("exports") or {}
     if fmt in exports:  # asked for, but its conversion failed
@@ -275,7 +304,7 @@ def pick_format(record: dict[str, Any], fmt: str | None) -> dict[str, Any]:
     )
 
 
-def cancel(job_id: str, tenant: str) -> dict[str, Any]:
+def cancel(job_id: str, tenant: str) -> JobRecord:
     """Queued -> cancelled at once; running -> cancelling (the worker stops at its next
     check between batches and phases, then marks it cancelled); finished -> 409."""
     get_or_404(job_id, tenant)

@@ -1,1 +1,1 @@
-"""What keeps the service whole over time: deletion, the artifact sweeper, the reconciler."""
+"""The 409 a resource in use answers on DELETE (deletion itself: core.lifecycle)."""

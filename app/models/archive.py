@@ -20,7 +20,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO
+from typing import IO, cast
 
 from app.problems import Problem
 from prunekit.formats import ModelFormat
@@ -284,7 +284,7 @@ class _Inflated:
 
     TAR_OVERHEAD = 1024  # a member's header block plus its padding, at most
 
-    def __init__(self, raw: IO[bytes], archive_bytes: int, limits: Limits) -> None:
+    def __init__(self, raw: IO[bytes] | gzip.GzipFile, archive_bytes: int, limits: Limits) -> None:
         self.raw = raw
         self.limits = limits
         self.ratio_budget = max(archive_bytes, 1) * limits.max_ratio
@@ -318,11 +318,9 @@ def _tar_members(path: Path, limits: Limits | None = None) -> list[Member]:
     size = path.stat().st_size
     try:
         with gzip.open(path, "rb") as gz:
-            stream: IO[bytes] = gz
-            inflated = None
-            if limits is not None:
-                inflated = _Inflated(gz, size, limits)
-                stream = inflated  # type: ignore[assignment]
+            inflated = _Inflated(gz, size, limits) if limits is not None else None
+            # tarfile's stream mode ("r|") only calls read(): _Inflated provides it
+            stream = cast(IO[bytes], inflated if inflated is not None else gz)
             with tarfile.open(fileobj=stream, mode="r|") as tf:
                 for m in tf:
                     out.append(Member(m.name, m.size, m.isdir(), m.isfile(), _tar_kind(m)))
@@ -367,10 +365,10 @@ def _entries(path: Path, container: str) -> Iterator[tuple[str, bool, IO[bytes] 
             if m.isdir():
                 yield m.name, True, None
             elif m.isfile():
-                f = tf.extractfile(m)
-                if f is not None:
-                    with f:
-                        yield m.name, False, f
+                member = tf.extractfile(m)
+                if member is not None:
+                    with member:
+                        yield m.name, False, member
 
 
 def extract_saved_model(path: Path, container: str, dest: Path, limits: Limits) -> Path:

@@ -24,7 +24,7 @@ class Inspection(BaseModel):
     @field_validator("error")
     @classmethod
     def _no_server_paths(cls, error: dict[str, Any] | None) -> dict[str, Any] | None:
-        return redact(error)  # type: ignore[no-any-return]
+        return redact(error)
 
 
 class ModelOut(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections.abc import Mapping
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -15,11 +16,12 @@ from app.auth.tenancy import owned_or_404
 from app.models import archive
 from app.offload import off_loop
 from app.problems import Problem
+from app.publishing import publish_then_record
 from app.uploads import ReceivedFile, receive_file
 from core import storage
 from core.models import store
 from core.queue import INSPECT_MODEL, enqueue
-from core.records import load_page, new_id, now_iso
+from core.records import ModelRecord, load_page, new_id, now_iso
 from core.redis import get_redis, tenant_index
 from core.settings import get_settings
 from prunekit.formats import ModelFormat
@@ -38,7 +40,7 @@ def _limits() -> archive.Limits:
 
 async def upload(
     request: Request, tenant: str, metadata: dict[str, str] | None = None
-) -> dict[str, Any]:
+) -> ModelRecord:
     """Stream the body to disk (on the event loop), then check, unpack and record it in a
     worker thread (:func:`app.offload.off_loop`): a hostile archive never stalls the API."""
     model_id = new_id()
@@ -57,7 +59,7 @@ def _accept(
     received: ReceivedFile,
     scratch: Path,
     metadata: dict[str, str] | None = None,
-) -> dict[str, Any]:
+) -> ModelRecord:
     """Recognise, unpack and publish an upload, record it and ask for its inspection."""
     settings = get_settings()
     detected = archive.detect(received.path, received.head, _limits(), settings.allow_h5)
@@ -69,7 +71,7 @@ def _accept(
         received.path.replace(target)
     else:
         archive.extract_saved_model(received.path, detected.container, target, _limits())
-    record = {
+    record: ModelRecord = {
         "id": model_id,
         "tenant": tenant,
         "filename": received.filename,
@@ -81,20 +83,20 @@ def _accept(
         "path": storage.relative(storage.model_dir(model_id) / filename),
         "inspection": {"status": "pending"},
     }
-    with quotas.storage_slot(tenant, received.size):
-        storage.publish(staged, storage.model_dir(model_id))
-        store.create(record)  # the record exists before any worker hears of it
+    # the record exists before any worker hears of it
+    publish_then_record(staged, storage.model_dir(model_id), tenant, received.size,
+                        lambda: store.create(record))  # fmt: skip
     enqueue(INSPECT_MODEL, model_id)
     return record
 
 
-def get_or_404(model_id: str, tenant: str) -> dict[str, Any]:
+def get_or_404(model_id: str, tenant: str) -> ModelRecord:
     return owned_or_404(store.get(model_id), tenant, "model", model_id)
 
 
 def list_models(
     tenant: str, limit: int, after: str | None, metadata: dict[str, str] | None = None
-) -> tuple[list[dict[str, Any]], str | None]:
+) -> tuple[list[ModelRecord], str | None]:
     if metadata:
         index = tenant_index(tenant, "models")
         keep = partial(labels.matches, wanted=metadata)
@@ -105,7 +107,7 @@ def list_models(
 INSPECTION_WAIT_S = 5.0  # how long a job submission waits for a fresh model's inspection
 
 
-def wait_inspected(record: dict[str, Any], timeout_s: float = INSPECTION_WAIT_S) -> dict[str, Any]:
+def wait_inspected(record: ModelRecord, timeout_s: float = INSPECTION_WAIT_S) -> ModelRecord:
     """The model record once a worker has inspected it, or as it is after ``timeout_s``.
 
     Job checks that need the inspection (input shapes, a Keras graph) wait for it briefly;
@@ -120,11 +122,11 @@ def wait_inspected(record: dict[str, Any], timeout_s: float = INSPECTION_WAIT_S)
     return record
 
 
-def ensure_usable(record: dict[str, Any]) -> None:
+def ensure_usable(record: ModelRecord) -> None:
     """A job may use a model unless its inspection failed."""
     inspection = record.get("inspection") or {}
     if inspection.get("status") == "failed":
-        err = inspection.get("error") or {}
+        err: Mapping[str, Any] = inspection.get("error") or {}
         raise Problem(
             422,
             "model-unusable",

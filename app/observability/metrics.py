@@ -38,7 +38,8 @@ from prometheus_client.registry import Collector
 
 from app.jobs.schemas import JobStatus
 from core.observability import counters
-from core.redis import get_redis, key
+from core.records import text, texts
+from core.redis import get_redis, key, zset_members
 from core.settings import get_settings
 
 STALE_WORKER_S = 3600  # a worker process not heard of for this long is not reported
@@ -67,22 +68,68 @@ def separate_port() -> int | None:
     return int(raw) if raw else None
 
 
+def _jobs_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily("prunekit_jobs", "jobs by status", labels=["status"])
+
+
+def _depth_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "prunekit_queue_depth", "jobs and inspections waiting in the queue", labels=["queue"]
+    )
+
+
+def _retried_family() -> CounterMetricFamily:
+    return CounterMetricFamily(
+        "prunekit_jobs_retried", "jobs started again after their worker died"
+    )
+
+
+def _webhooks_family() -> CounterMetricFamily:
+    return CounterMetricFamily(
+        "prunekit_webhook_deliveries", "webhook delivery attempts by outcome", labels=["outcome"]
+    )
+
+
+def _durations_family() -> HistogramMetricFamily:
+    return HistogramMetricFamily(
+        "prunekit_job_duration_seconds",
+        "wall time of succeeded jobs, per strategy",
+        labels=["strategy"],
+    )
+
+
+def _memory_family() -> GaugeMetricFamily:
+    return GaugeMetricFamily(
+        "prunekit_worker_resident_memory_bytes",
+        "resident memory of each worker process, as it last reported",
+        labels=["worker"],
+    )
+
+
+FAMILIES = (
+    _jobs_family, _depth_family, _retried_family, _webhooks_family, _durations_family,
+    _memory_family,
+)  # fmt: skip
+
+
 class RedisCollector(Collector):
     """Job, queue and worker figures read from Redis when Prometheus scrapes."""
+
+    def describe(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
+        """The families without values: registering the collector (when this module is
+        imported) reads these instead of calling :meth:`collect`, so it needs no Redis."""
+        for family in FAMILIES:
+            yield family()
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily | HistogramMetricFamily]:
         r = get_redis()
         yield self._jobs_by_status(r)
-        depth = GaugeMetricFamily(
-            "prunekit_queue_depth", "jobs and inspections waiting in the queue", labels=["queue"]
-        )
+        depth = _depth_family()
         queue = get_settings().queue
         depth.add_metric([queue], r.llen(key("celery", queue)))
         yield depth
         raw = r.hgetall(counters.metrics_key(counters.COUNTERS))
-        retried = CounterMetricFamily(
-            "prunekit_jobs_retried", "jobs started again after their worker died"
-        )
+        retried = _retried_family()
         retried.add_metric([], float(raw.get("jobs_retried", 0)))
         yield retried
         yield self._webhooks(r)
@@ -90,34 +137,26 @@ class RedisCollector(Collector):
         yield self._worker_memory(r)
 
     def _jobs_by_status(self, r: redis.Redis) -> GaugeMetricFamily:
-        ids = r.zrange(key("jobs"), 0, -1)
+        ids = zset_members(key("jobs"))
         with r.pipeline(transaction=False) as p:
             for job_id in ids:
                 p.hget(key("job", job_id), "status")
             statuses = [json.loads(s) for s in p.execute() if s is not None]
-        family = GaugeMetricFamily("prunekit_jobs", "jobs by status", labels=["status"])
+        family = _jobs_family()
         for status in JobStatus:
             family.add_metric([status.value], statuses.count(status.value))
         return family
 
     def _webhooks(self, r: redis.Redis) -> CounterMetricFamily:
         raw = r.hgetall(counters.metrics_key(counters.WEBHOOK_DELIVERIES))
-        family = CounterMetricFamily(
-            "prunekit_webhook_deliveries",
-            "webhook delivery attempts by outcome",
-            labels=["outcome"],
-        )
+        family = _webhooks_family()
         for outcome, count in sorted(raw.items()):
-            family.add_metric([outcome], float(count))
+            family.add_metric([text(outcome)], float(count))
         return family
 
     def _durations(self, r: redis.Redis) -> HistogramMetricFamily:
-        family = HistogramMetricFamily(
-            "prunekit_job_duration_seconds",
-            "wall time of succeeded jobs, per strategy",
-            labels=["strategy"],
-        )
-        for strategy in sorted(r.smembers(counters.metrics_key("job_duration_strategies"))):
+        family = _durations_family()
+        for strategy in sorted(texts(r.smembers(counters.metrics_key("job_duration_strategies")))):
             raw = r.hgetall(counters.metrics_key("job_duration", strategy))
             buckets = [(str(le), float(raw.get(str(le), 0))) for le in counters.DURATION_BUCKETS]
             buckets.append(("+Inf", float(raw.get("+Inf", 0))))
@@ -125,16 +164,12 @@ class RedisCollector(Collector):
         return family
 
     def _worker_memory(self, r: redis.Redis) -> GaugeMetricFamily:
-        family = GaugeMetricFamily(
-            "prunekit_worker_resident_memory_bytes",
-            "resident memory of each worker process, as it last reported",
-            labels=["worker"],
-        )
+        family = _memory_family()
         now = time.time()
         for name, raw in sorted(r.hgetall(counters.metrics_key(counters.WORKER_RSS)).items()):
             figure = json.loads(raw)
             if now - figure["at"] < STALE_WORKER_S:
-                family.add_metric([name], figure["rss"])
+                family.add_metric([text(name)], figure["rss"])
         return family
 
 

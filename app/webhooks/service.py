@@ -6,6 +6,7 @@ from typing import Any
 
 from app.problems import Problem
 from app.webhooks.schemas import WebhookSpec
+from core.records import DeliveryRecord, JobHandling
 from core.webhooks import store
 
 
@@ -25,7 +26,7 @@ def require_secret(tenant: str) -> None:
         )
 
 
-def job_fields(webhook: WebhookSpec | None, named: bool, tenant: str) -> dict[str, Any]:
+def job_fields(webhook: WebhookSpec | None, named: bool, tenant: str) -> JobHandling:
     """What a job record keeps of its webhook: its own, else (when the spec did not name one;
     an explicit null opts out) the tenant's default, as it is now."""
     if webhook is not None:
@@ -57,5 +58,5 @@ def delete_default(tenant: str) -> None:
     store.set_default(tenant, None)
 
 
-def deliveries(job_id: str) -> list[dict[str, Any]]:
+def deliveries(job_id: str) -> list[DeliveryRecord]:
     return store.deliveries(job_id)

@@ -15,7 +15,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from core.records import decode, encode, now_iso
+from core.records import decode, encode, now_iso, text, texts
 from core.redis import get_redis, key
 
 TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
@@ -90,7 +90,7 @@ def lookup(secret: str) -> ApiKey | None:
 def list_keys(tenant: str | None = None) -> list[ApiKey]:
     r = get_redis()
     out = []
-    for hexdigest in r.hvals(_index_key()):
+    for hexdigest in texts(r.hvals(_index_key())):
         raw = r.hgetall(_record_key(hexdigest))
         if raw:
             k = ApiKey(**decode(raw))
@@ -101,9 +101,10 @@ def list_keys(tenant: str | None = None) -> list[ApiKey]:
 
 def revoke(key_id: str) -> ApiKey:
     r = get_redis()
-    hexdigest = r.hget(_index_key(), key_id)
-    if hexdigest is None:
+    found = r.hget(_index_key(), key_id)
+    if found is None:
         raise KeyError_(f"no API key with id {key_id!r}")
+    hexdigest = text(found)
     raw = r.hgetall(_record_key(hexdigest))
     with r.pipeline() as p:
         p.delete(_record_key(hexdigest))

@@ -3,17 +3,17 @@ all datasets (for maintenance) and a ``<prefix>:tenant:<t>:datasets`` index per 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import cast
 
-from core.records import decode, encode, is_record_id, now_ms, page_ids
-from core.redis import get_redis, key, tenant_index
+from core.records import DatasetRecord, decode, encode, is_record_id, now_ms, page_ids
+from core.redis import get_redis, key, tenant_index, zset_members
 
 
 def _key(dataset_id: str) -> str:
     return key("dataset", dataset_id)
 
 
-def create(record: dict[str, Any]) -> None:
+def create(record: DatasetRecord) -> None:
     r = get_redis()
     score = now_ms()
     with r.pipeline() as p:
@@ -23,18 +23,18 @@ def create(record: dict[str, Any]) -> None:
         p.execute()
 
 
-def get(dataset_id: str) -> dict[str, Any] | None:
+def get(dataset_id: str) -> DatasetRecord | None:
     if not is_record_id(dataset_id):
         return None
     raw = get_redis().hgetall(_key(dataset_id))
-    return decode(raw) if raw else None
+    return cast(DatasetRecord, decode(raw)) if raw else None
 
 
 def list_ids(tenant: str, limit: int, after: str | None) -> list[str]:
     return page_ids(get_redis(), tenant_index(tenant, "datasets"), limit, after)
 
 
-def delete(record: dict[str, Any]) -> None:
+def delete(record: DatasetRecord) -> None:
     r = get_redis()
     with r.pipeline() as p:
         p.delete(_key(record["id"]))
@@ -45,4 +45,4 @@ def delete(record: dict[str, Any]) -> None:
 
 def all_ids() -> list[str]:
     """Every dataset of every tenant (maintenance: the sweeper)."""
-    return list(get_redis().zrange(key("datasets"), 0, -1))
+    return zset_members(key("datasets"))

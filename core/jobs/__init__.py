@@ -1,0 +1,1 @@
+"""Job records: the store (leases, fencing), statuses, deadlines, throughput figures."""

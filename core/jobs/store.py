@@ -21,12 +21,22 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
-from core.records import decode, encode, is_record_id, now_iso, now_ms, page_ids
-from core.redis import get_redis, key, tenant_index
+from core.records import (
+    JobRecord,
+    decode,
+    encode,
+    is_record_id,
+    now_iso,
+    now_ms,
+    page_ids,
+    text,
+    texts,
+)
+from core.redis import get_redis, key, tenant_index, zset_members
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -81,7 +91,7 @@ def _watched(job_id: str, fence: Fence | None) -> tuple[str, ...]:
     return (_key(job_id), _lease_key(job_id)) if fence is not None else (_key(job_id),)
 
 
-def create(record: dict[str, Any]) -> None:
+def create(record: JobRecord) -> None:
     r = get_redis()
     with r.pipeline() as p:  # MULTI/EXEC: record, index and first event together
         p.hset(_key(record["id"]), mapping=encode(record))
@@ -93,11 +103,11 @@ def create(record: dict[str, Any]) -> None:
         p.execute()
 
 
-def get(job_id: str) -> dict[str, Any] | None:
+def get(job_id: str) -> JobRecord | None:
     if not is_record_id(job_id):
         return None
     raw = get_redis().hgetall(_key(job_id))
-    return decode(raw) if raw else None
+    return cast(JobRecord, decode(raw)) if raw else None
 
 
 def status(job_id: str) -> str | None:
@@ -206,11 +216,11 @@ def list_ids(tenant: str, limit: int, after: str | None) -> list[str]:
     return page_ids(get_redis(), tenant_index(tenant, "jobs"), limit, after)
 
 
-def active_jobs() -> list[dict[str, Any]]:
+def active_jobs() -> list[JobRecord]:
     """Every unfinished job (queued, running, cancelling) of every tenant."""
     r = get_redis()
     out = []
-    for job_id in r.smembers(_active_key()):
+    for job_id in texts(r.smembers(_active_key())):
         record = get(job_id)
         if record is None or record.get("status") in FINISHED:
             r.srem(_active_key(), job_id)  # self-healing: a deleted or finished job
@@ -220,10 +230,10 @@ def active_jobs() -> list[dict[str, Any]]:
 
 
 def all_ids() -> list[str]:
-    return list(get_redis().zrange(key("jobs"), 0, -1))
+    return zset_members(key("jobs"))
 
 
-def delete(record: dict[str, Any]) -> None:
+def delete(record: JobRecord) -> None:
     r = get_redis()
     job_id = record["id"]
     with r.pipeline() as p:
@@ -309,7 +319,8 @@ def fence_holds(fence: Fence) -> bool:
 
 
 def lease_holder(job_id: str) -> str | None:
-    return get_redis().get(_lease_key(job_id))
+    holder = get_redis().get(_lease_key(job_id))
+    return None if holder is None else text(holder)
 
 
 # ------------------------------------------------------------------ idempotency keys

@@ -4,19 +4,29 @@ models (for maintenance) and a ``<prefix>:tenant:<t>:models`` index per tenant (
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import cast
 
 import redis
 
-from core.records import decode, encode, is_record_id, now_iso, now_ms, page_ids
-from core.redis import get_redis, key, tenant_index
+from core.records import (
+    Inspection,
+    ModelRecord,
+    decode,
+    encode,
+    is_record_id,
+    now_iso,
+    now_ms,
+    page_ids,
+    texts,
+)
+from core.redis import get_redis, key, tenant_index, zset_members
 
 
 def _key(model_id: str) -> str:
     return key("model", model_id)
 
 
-def create(record: dict[str, Any]) -> None:
+def create(record: ModelRecord) -> None:
     r = get_redis()
     score = now_ms()
     with r.pipeline() as p:
@@ -27,16 +37,16 @@ def create(record: dict[str, Any]) -> None:
         p.execute()
 
 
-def get(model_id: str) -> dict[str, Any] | None:
+def get(model_id: str) -> ModelRecord | None:
     if not is_record_id(model_id):
         return None
     raw = get_redis().hgetall(_key(model_id))
-    return decode(raw) if raw else None
+    return cast(ModelRecord, decode(raw)) if raw else None
 
 
-def _pending_inspection(pipe: redis.client.Pipeline, model_id: str) -> dict[str, Any] | None:
+def _pending_inspection(pipe: redis.client.Pipeline, model_id: str) -> Inspection | None:
     raw = pipe.hget(_key(model_id), "inspection")
-    inspection = json.loads(raw) if raw else None
+    inspection: Inspection | None = json.loads(raw) if raw else None
     return inspection if inspection and inspection.get("status") == "pending" else None
 
 
@@ -53,14 +63,14 @@ def start_inspection(model_id: str, inspector: str) -> int:
             attempts = 0
             return
         attempts = int(pending.get("attempts", 0)) + 1
-        inspection = {**pending, "attempts": attempts, "inspector": inspector}
+        inspection: Inspection = {**pending, "attempts": attempts, "inspector": inspector}
         pipe.hset(_key(model_id), mapping=encode({"inspection": inspection}))
 
     get_redis().transaction(_tx, _key(model_id))
     return attempts
 
 
-def set_inspection(model_id: str, inspection: dict[str, Any]) -> bool:
+def set_inspection(model_id: str, inspection: Inspection) -> bool:
     """Record the inspection's outcome, once: only while it is pending and the model exists
     (a late or repeated inspector never recreates a record nor overwrites an outcome)."""
     done = False
@@ -71,7 +81,7 @@ def set_inspection(model_id: str, inspection: dict[str, Any]) -> bool:
         pipe.multi()
         done = pending is not None
         if pending is not None:
-            outcome = {**inspection, "attempts": pending.get("attempts", 0),
+            outcome: Inspection = {**inspection, "attempts": pending.get("attempts", 0),
                        "finished_at": now_iso()}  # fmt: skip
             pipe.hset(_key(model_id), mapping=encode({"inspection": outcome}))
             pipe.srem(key("models", "pending"), model_id)
@@ -82,14 +92,14 @@ def set_inspection(model_id: str, inspection: dict[str, Any]) -> bool:
 
 def pending_ids() -> list[str]:
     """Models still waiting for a worker's inspection."""
-    return list(get_redis().smembers(key("models", "pending")))
+    return texts(get_redis().smembers(key("models", "pending")))
 
 
 def list_ids(tenant: str, limit: int, after: str | None) -> list[str]:
     return page_ids(get_redis(), tenant_index(tenant, "models"), limit, after)
 
 
-def delete(record: dict[str, Any]) -> None:
+def delete(record: ModelRecord) -> None:
     r = get_redis()
     with r.pipeline() as p:
         p.delete(_key(record["id"]))
@@ -101,4 +111,4 @@ def delete(record: dict[str, Any]) -> None:
 
 def all_ids() -> list[str]:
     """Every model of every tenant (maintenance: the sweeper)."""
-    return list(get_redis().zrange(key("models"), 0, -1))
+    return zset_members(key("models"))

@@ -1,0 +1,1 @@
+"""Figures and JSON log lines the workers and the API both write."""

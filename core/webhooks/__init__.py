@@ -1,0 +1,1 @@
+"""Webhook state (secrets, deliveries), dispatch of job events, and the SSRF guard."""

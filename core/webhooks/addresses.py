@@ -46,7 +46,7 @@ def resolve_checked(url: str, allow_private: bool) -> str:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (OSError, ValueError) as exc:
         raise HostUnresolvedError(f"the host {host!r} does not resolve: {exc}") from exc
-    addresses = [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
+    addresses = [ipaddress.ip_address(str(info[4][0]).split("%", 1)[0]) for info in infos]
     if not addresses:
         raise HostUnresolvedError(f"the host {host!r} does not resolve")
     if not allow_private:

@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import itertools
 import logging
+from collections.abc import Mapping
 from typing import Any
 
 from core.jobs import store as jobs
-from core.records import new_id, now_iso
+from core.queue import DELIVER_WEBHOOK, enqueue
+from core.records import DeliveryRecord, JobRecord, new_id, now_iso
 from core.settings import get_settings
 from core.webhooks import store
 
@@ -26,31 +28,33 @@ SNAPSHOT_FIELDS = (
 _seq = itertools.count()
 
 
-def wants(record: dict[str, Any] | None, event: str) -> bool:
-    hook = (record or {}).get("webhook")
-    return bool(hook) and event in hook.get("events", ())
+def wants(record: Mapping[str, Any] | None, event: str) -> bool:
+    hook = record.get("webhook") if record is not None else None
+    return hook is not None and event in hook.get("events", ())
 
 
-def payload(record: dict[str, Any], event: str) -> dict[str, Any]:
+def payload(record: JobRecord, event: str) -> dict[str, Any]:
     """The JSON body: ``type``, ``timestamp`` and the job as it is at the event."""
-    data = {name: record.get(name) for name in SNAPSHOT_FIELDS}
-    data["links"] = {"self": f"/v1/jobs/{record['id']}"}
+    data: dict[str, Any] = {name: record.get(name) for name in SNAPSHOT_FIELDS}
+    links = {"self": f"/v1/jobs/{record['id']}"}
     if record.get("status") == "succeeded":
-        data["links"]["report"] = f"/v1/jobs/{record['id']}/report"
-        data["links"]["model"] = f"/v1/jobs/{record['id']}/model"
+        links["report"] = f"/v1/jobs/{record['id']}/report"
+        links["model"] = f"/v1/jobs/{record['id']}/model"
+    data["links"] = links
     return {"type": f"job.{event}", "timestamp": now_iso(), "data": data}
 
 
-def send(record: dict[str, Any], event: str) -> str:
+def send(record: JobRecord, event: str) -> str:
     """Record a delivery of ``event`` for the job and enqueue it; its id."""
-    from core.queue import DELIVER_WEBHOOK, enqueue
-
-    delivery = {
+    hook = record.get("webhook")
+    if hook is None:
+        raise ValueError(f"job {record['id']} has no webhook")
+    delivery: DeliveryRecord = {
         "id": f"msg_{new_id()}",
         "seq": next(_seq),
         "tenant": record["tenant"],
         "event": event,
-        "url": record["webhook"]["url"],
+        "url": hook["url"],
         "status": "pending",
         "created_at": now_iso(),
         "attempts": [],

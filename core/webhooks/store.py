@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from core.jobs.store import webhooks_key
-from core.records import now_iso
+from core.records import DeliveryRecord, now_iso
 from core.redis import get_redis, key
 
 SECRET_PREFIX = "whsec_"
@@ -80,16 +80,16 @@ def has_secret(tenant: str) -> bool:
     return bool(get_redis().exists(_secret_key(tenant)))
 
 
-def put_delivery(job_id: str, delivery: dict[str, Any]) -> None:
+def put_delivery(job_id: str, delivery: DeliveryRecord) -> None:
     get_redis().hset(webhooks_key(job_id), delivery["id"], json.dumps(delivery))
 
 
-def get_delivery(job_id: str, delivery_id: str) -> dict[str, Any] | None:
+def get_delivery(job_id: str, delivery_id: str) -> DeliveryRecord | None:
     raw = get_redis().hget(webhooks_key(job_id), delivery_id)
     return json.loads(raw) if raw else None
 
 
-def update_delivery(job_id: str, delivery: dict[str, Any]) -> bool:
+def update_delivery(job_id: str, delivery: DeliveryRecord) -> bool:
     """Write back a delivery that still exists (never recreates a deleted job's log)."""
     r = get_redis()
     done = False
@@ -105,7 +105,7 @@ def update_delivery(job_id: str, delivery: dict[str, Any]) -> bool:
     return done
 
 
-def deliveries(job_id: str) -> list[dict[str, Any]]:
+def deliveries(job_id: str) -> list[DeliveryRecord]:
     raw = get_redis().hvals(webhooks_key(job_id))
     return sorted((json.loads(v) for v in raw), key=lambda d: (d["created_at"], d["seq"]))
 

@@ -1,35 +1,60 @@
-"""FLOPs per sample of any model, read off its TensorFlow graph.
+"""FLOPs per sample, the engine's one FLOPs module. Two counts, each named for what it counts:
 
-Works the same for `.keras` models and SavedModels: the forward pass is traced for one
-sample (batch 1), its variables are frozen into constants (which also inlines the nested
-functions a SavedModel signature calls), and every matrix-multiply and convolution op of the
-graph is counted from its static shapes as 2 x multiply-accumulates:
+* :func:`count_flops` (**matmul/conv only**, the job's ``metrics.flops``): read off the
+  TensorFlow graph, so it works the same for `.keras` models and SavedModels. The forward
+  pass is traced for one sample (batch 1), its variables are frozen into constants (which
+  also inlines the nested functions a SavedModel signature calls), and every matrix-multiply
+  and convolution op of the graph is counted from its static shapes as 2 x
+  multiply-accumulates:
 
-- ``MatMul`` / ``BatchMatMulV2/V3``: 2 * M * K * N (per batch entry)
-- ``Conv2D`` / ``Conv3D``: 2 * output elements * kernel window * input channels (per group)
-- ``DepthwiseConv2dNative``: 2 * output elements * kernel window
-- ``Conv2DBackpropInput`` (transposed conv): 2 * input elements * kernel window * out channels
-- ``Einsum`` (no ellipsis): 2 * product of the sizes of every index
+  - ``MatMul`` / ``BatchMatMulV2/V3``: 2 * M * K * N (per batch entry)
+  - ``Conv2D`` / ``Conv3D``: 2 * output elements * kernel window * input channels (per group)
+  - ``DepthwiseConv2dNative``: 2 * output elements * kernel window
+  - ``Conv2DBackpropInput`` (transposed conv): 2 * input elements * kernel window * out channels
+  - ``Einsum`` (no ellipsis): 2 * product of the sizes of every index
 
-Element-wise work (bias, activations, normalisation, pooling) is not counted: it is small next
-to these and unchanged by weight pruning. The "non-zero" figure scales each op by the
-fraction of non-zero entries of the weight constant it reads (found by following
-``Identity``/``Cast``/``Reshape``... back to a constant): the work left when zero weights are
-skipped, which is exact for dense and convolution kernels since every weight takes part in
-the same number of multiply-accumulates.
+  Element-wise work (bias, activations, normalisation, pooling) is not counted: it is small
+  next to these and unchanged by weight pruning. The "non-zero" figure scales each op by the
+  fraction of non-zero entries of the weight constant it reads (found by following
+  ``Identity``/``Cast``/``Reshape``... back to a constant): the work left when zero weights
+  are skipped, which is exact for dense and convolution kernels since every weight takes part
+  in the same number of multiply-accumulates.
+
+* :func:`model_cost` (**all ops**, a structured job's ``details.flops_all_ops``): walks a
+  Functional/Sequential Keras model's layer graph (no tracing, cheap), per sample, batch axis
+  excluded, with the layer families of :mod:`prunekit.layers`:
+
+  - Dense, Conv1D/2D/3D (grouped too), Conv*Transpose, DepthwiseConv, SeparableConv: 2 x MACs
+    (biases not counted), as above.
+  - BatchNormalization / LayerNormalization / GroupNormalization: 2 per output element
+    (scale and shift; BatchNormalization is usually folded away at inference).
+  - Max/Average pooling: pool window size per output element; global pooling: one per input
+    element; element-wise merges (Add, Multiply, ...): ``n_inputs - 1`` per output element.
+  - Activations, dropout, reshapes, padding/cropping, up-sampling, concatenation, input
+    preprocessing (Rescaling/Normalization) and embeddings: 0.
+  - Any other layer counts 0 and is reported in ``notes``; so do unknown (``None``)
+    dimensions other than the batch. Layers called several times (shared layers, shared
+    nested models) are counted per call.
+
+  On a plain Dense/Conv model without normalisation, pooling or merges the two counts agree.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import keras
 import numpy as np
 import tensorflow as tf
 from tensorflow.python.framework.convert_to_constants import (
     convert_variables_to_constants_v2,
 )
 
+from prunekit import layers as catalogue
+from prunekit.layers import Note, functional_of, is_nested_model
 from prunekit.model import LoadedModel, Weight
 
 PASS_THROUGH = {
@@ -324,9 +349,122 @@ def count_concrete_flops(
 
 
 def count_flops(model: LoadedModel, data_shape: list[int] | None = None) -> FlopsReport:
-    """FLOPs for one sample of ``model`` (its current weights), dense and non-zero, split by
-    weight (:meth:`FlopsReport.by_weight`)."""
+    """Matmul/conv FLOPs for one sample of ``model`` (its current weights), dense and
+    non-zero, split by weight (:meth:`FlopsReport.by_weight`)."""
     dims, dtype = sample_shape(model, data_shape)
     spec = tf.TensorSpec([1, *dims], tf.as_dtype(dtype))
     concrete = tf.function(lambda x: model.call(x, training=False)).get_concrete_function(spec)
     return count_concrete_flops(concrete, dims, model.weights())
+
+
+# ------------------------------------------------------------------- all ops (layer walk)
+@dataclass
+class ModelCost:
+    """All-ops FLOPs per sample (:func:`model_cost`) and the parameter counts."""
+
+    flops: int
+    params: int
+    trainable_params: int
+    per_layer: dict[str, int] = field(default_factory=dict)
+    notes: list[Note] = field(default_factory=list)
+
+    @property
+    def non_trainable_params(self) -> int:
+        return self.params - self.trainable_params
+
+
+class _Unknown(Exception):
+    pass
+
+
+def _prod(dims: Sequence[int | None]) -> int:
+    if any(d is None for d in dims):
+        raise _Unknown("unknown dimension")
+    return math.prod([int(d) for d in dims if d is not None])
+
+
+def _channels_last(op: Any) -> bool:
+    return getattr(op, "data_format", "channels_last") != "channels_first"
+
+
+def _split(shape: tuple[int | None, ...], op: Any) -> tuple[int | None, tuple[int | None, ...]]:
+    """(channels, spatial dims) of a per-sample conv tensor shape (batch included)."""
+    if _channels_last(op):
+        return shape[-1], tuple(shape[1:-1])
+    return shape[1], tuple(shape[2:])
+
+
+def _layer_flops(
+    op: Any, ins: list[tuple[int | None, ...]], outs: list[tuple[int | None, ...]]
+) -> int:
+    name = type(op).__name__
+    if name in catalogue.ZERO_COST:
+        return 0
+    x, y = ins[0] if ins else (), outs[0]
+    if name in catalogue.DENSE:
+        return 2 * _prod([x[-1]]) * int(op.units) * _prod(y[1:-1])
+    if name in catalogue.CONV:
+        cin, _ = _split(x, op)
+        cout, spatial = _split(y, op)
+        groups = int(getattr(op, "groups", 1))
+        return 2 * _prod(op.kernel_size) * (_prod([cin]) // groups) * _prod([cout]) * _prod(spatial)
+    if name in catalogue.CONV_TRANSPOSE:
+        cin, spatial = _split(x, op)
+        cout, _ = _split(y, op)
+        return 2 * _prod(op.kernel_size) * _prod([cin]) * _prod([cout]) * _prod(spatial)
+    if name in catalogue.DEPTHWISE:
+        cout, spatial = _split(y, op)
+        return 2 * _prod(op.kernel_size) * _prod([cout]) * _prod(spatial)
+    if name in catalogue.SEPARABLE:
+        cin, _ = _split(x, op)
+        cout, spatial = _split(y, op)
+        mid = _prod([cin]) * int(op.depth_multiplier)
+        return 2 * _prod(spatial) * (_prod(op.kernel_size) * mid + mid * _prod([cout]))
+    if name in catalogue.NORM:
+        return 2 * _prod(y[1:])
+    if name in catalogue.POOL:
+        return _prod(op.pool_size) * _prod(y[1:])
+    if name in catalogue.GLOBAL_POOL:
+        return _prod(x[1:])
+    if name in catalogue.MERGE:
+        return (len(ins) - 1) * _prod(y[1:])
+    raise _Unknown(f"{name} is not counted")
+
+
+def _walk(fn: Any, prefix: str, cost: ModelCost, seen_unknown: set[str]) -> None:
+    for depth in sorted(fn._nodes_by_depth, reverse=True):
+        for node in fn._nodes_by_depth[depth]:
+            op = node.operation
+            if op is None or node.is_input:
+                continue
+            path = prefix + op.name
+            if is_nested_model(op):
+                inner = functional_of(op)
+                if inner is not None:
+                    _walk(inner, path + "/", cost, seen_unknown)
+                    continue
+            ins = [tuple(t.shape) for t in node.input_tensors]
+            outs = [tuple(t.shape) for t in node.outputs]
+            try:
+                flops = _layer_flops(op, ins, outs)
+            except (_Unknown, TypeError, AttributeError, IndexError) as exc:
+                if path not in seen_unknown:
+                    seen_unknown.add(path)
+                    cost.notes.append(Note(path, f"counted as 0 FLOPs ({exc})"))
+                flops = 0
+            cost.per_layer[path] = cost.per_layer.get(path, 0) + flops
+            cost.flops += flops
+
+
+def model_cost(model: keras.Model) -> ModelCost:
+    """All-ops FLOPs (2 x MACs per sample, normalisation, pooling and merges included) and
+    parameter counts of a Keras ``model``."""
+    trainable = sum(math.prod(w.shape) for w in model.trainable_weights)
+    params = sum(math.prod(w.shape) for w in model.weights)
+    cost = ModelCost(flops=0, params=int(params), trainable_params=int(trainable))
+    fn = functional_of(model)
+    if fn is None:
+        cost.notes.append(Note(model.name, "not a Functional/Sequential model; FLOPs not counted"))
+        return cost
+    _walk(fn, "", cost, set())
+    return cost

@@ -98,9 +98,8 @@ def quantize(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
     if scale == 0:  # an integer input that is not quantised (token ids, say)
         return np.asarray(x).astype(dtype)
     info = np.iinfo(dtype)
-    return np.clip(np.round(np.asarray(x, np.float64) / scale) + zero, info.min, info.max).astype(
-        dtype
-    )
+    q = np.clip(np.round(np.asarray(x, np.float64) / scale) + zero, info.min, info.max)
+    return np.asarray(q).astype(dtype)
 
 
 def dequantize(y: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
@@ -244,7 +243,7 @@ def weight_storage(content: bytes) -> list[dict[str, Any]]:
         weight = int(op["inputs"][1])
         source = producer.get(weight)
         densified = source is not None and source["op_name"] == "DENSIFY"
-        stored = tensors[int(source["inputs"][0]) if densified else weight]
+        stored = tensors[int(source["inputs"][0]) if source is not None and densified else weight]
         block = _sparse_block(stored)
         rows.append(
             {
@@ -308,7 +307,7 @@ class TimedInterpreter:
 
     def __call__(self) -> np.ndarray:
         self.interp.invoke()
-        return self.interp.get_tensor(self._out)
+        return np.asarray(self.interp.get_tensor(self._out))
 
 
 def _bounded(cfg: TimingConfig, a: TimedInterpreter, b: TimedInterpreter) -> TimingConfig:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, cast
 
 ZIP_LEVEL = 1
 CODEC = f"zip, DEFLATE level {ZIP_LEVEL}"  # named with every compressed figure
@@ -89,7 +90,8 @@ def compressed_size(path: Path, compresslevel: int = ZIP_LEVEL) -> int:
     """Bytes of a DEFLATE zip holding the artifact (a file or a directory): exactly the size
     of the file :func:`zip_directory` writes, counted without writing it."""
     counter = _ByteCounter()
-    with zipfile.ZipFile(counter, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:  # type: ignore[arg-type]
+    sink = cast(IO[bytes], counter)  # write/tell/flush are all ZipFile calls on it
+    with zipfile.ZipFile(sink, "w", zipfile.ZIP_DEFLATED, compresslevel=compresslevel) as zf:
         _write_zip(Path(path), zf)
     return counter.size
 

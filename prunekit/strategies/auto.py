@@ -10,7 +10,7 @@ Pareto flag, the choice and why, the test figure).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
@@ -26,6 +26,8 @@ Family = Literal["unstructured", "structured", "either"]
 
 
 class AutoParams(StrategyParams):
+    needs_data: ClassVar[bool] = True  # evaluates (and auto trains) on the job's data
+
     name: Literal["auto"] = "auto"
     max_accuracy_drop: float = Field(
         ge=0.0,
@@ -105,10 +107,9 @@ class AutoParams(StrategyParams):
 
 
 @register
-class Auto(Strategy):
+class Auto(Strategy[AutoParams]):
     name = "auto"
     kind = StrategyKind.SEARCH
-    needs_data = True
     description = (
         "Accuracy-budget search: the most compressed model (size, FLOPs or latency) whose "
         "validation accuracy stays within max_accuracy_drop. Sensitivity analysis, one-shot "
@@ -122,7 +123,7 @@ class Auto(Strategy):
         from prunekit.allocation import layer_report
         from prunekit.search import SearchConfig, run_search
 
-        p: AutoParams = self.params  # type: ignore[assignment]
+        p = self.params
         data = ctx.require_data(self.name)
         families = self._families(ctx, p)
         config = SearchConfig(
@@ -152,7 +153,7 @@ class Auto(Strategy):
         test_after = None
         if data.test is not None:  # the one look at the test split
             if found.model is not None:
-                from prunekit.context import evaluate
+                from prunekit.evaluation import evaluate
 
                 test_after = evaluate(found.model, data.test, ctx.loss_spec)
             else:

@@ -2,21 +2,24 @@
 
 A strategy is one class in one module of this package: a typed ``Params`` model (its JSON
 Schema is what the API publishes and validates against), a few class-level facts (name,
-aliases, kind, whether it needs data) and ``run``, which prunes the model it is handed
+aliases, kind) and ``run``, which prunes the model it is handed
 through a :class:`~prunekit.context.PruningContext`. Modules here import TensorFlow only
 inside ``run`` and helpers, so listing strategies stays cheap (the API does it).
 """
 
 from __future__ import annotations
 
+import math
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated, ClassVar
+from typing import TYPE_CHECKING, Annotated, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from prunekit.allocation import ALLOCATION_HELP, Allocation
 from prunekit.blocks import SHAPES, BlockChoice, BlockPlan, NMPattern, plan_blocks
+from prunekit.masks import Scope, count_to_prune
 
 if TYPE_CHECKING:
     from prunekit.context import PruningContext, StrategyOutcome
@@ -41,11 +44,60 @@ LayerBudget = Annotated[Allocation | None, Field(description=ALLOCATION_HELP)]
 
 class StrategyParams(BaseModel):
     """Base of every strategy's parameters. Unknown parameters are an error, and so are
-    infinite and NaN numbers (they would pass a one-sided bound such as ``gt=0``)."""
+    infinite and NaN numbers (they would pass a one-sided bound such as ``gt=0``).
+
+    The hooks below are what the service and the contract test ask of a strategy, so neither
+    knows any strategy by name: :meth:`requires_data` (the API refuses a job without a
+    dataset, at the field :meth:`missing_data` names) and :meth:`expected_zeros` (how many
+    units the strategy removes, exactly)."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    # always trains or scores on data, whatever the parameters (GET /v1/strategies shows it)
+    needs_data: ClassVar[bool] = False
+
     name: str = Field(description="Strategy name or alias.")
+
+    def requires_data(self) -> bool:
+        """Whether a job with these parameters needs a dataset (checked at submission)."""
+        return self.needs_data
+
+    def missing_data(self) -> tuple[str, str]:
+        """Where and why a submission without a dataset is refused: the request field (under
+        ``body``) the 422 names, and the reason its message gives."""
+        return "dataset_id", "it trains the model"
+
+    def expected_zeros(self, units: Mapping[str, tuple[int, ...]]) -> int | None:
+        """How many elements these parameters prune, exactly, out of ``units`` (name ->
+        shape of what the strategy prunes: the prunable weight tensors of a weight-level
+        strategy, ``(width,)`` of each prunable channel group of a structured one). None:
+        not fixed in advance (a threshold, a schedule that may stop early)."""
+        return None
+
+
+def sparsity_zeros(sparsity: float, scope: Scope, units: Mapping[str, tuple[int, ...]]) -> int:
+    """Weights ``sparsity`` removes from tensors of these shapes: ``round(sparsity * n)`` of
+    all of them (global scope) or of each one (layer scope)."""
+    sizes = [math.prod(shape) for shape in units.values()]
+    if scope is Scope.LAYER:
+        return sum(count_to_prune(n, sparsity) for n in sizes)
+    return count_to_prune(sum(sizes), sparsity)
+
+
+def budget_zeros(
+    sparsity: float,
+    scope: Scope,
+    allocation: Allocation | None,
+    units: Mapping[str, tuple[int, ...]],
+) -> int | None:
+    """:func:`sparsity_zeros` under a layer budget: ``uniform`` counts per tensor, ``global``
+    and ``lamp`` over all of them (one threshold); ``erk`` and ``sensitivity`` round each
+    tensor's own share (and ``sensitivity``'s shares come from data): None."""
+    if allocation in (Allocation.ERK, Allocation.SENSITIVITY):
+        return None
+    if allocation is not None:
+        scope = Scope.LAYER if allocation is Allocation.UNIFORM else Scope.GLOBAL
+    return sparsity_zeros(sparsity, scope, units)
 
 
 BlockShape = Annotated[
@@ -73,6 +125,7 @@ class BlockParams(StrategyParams):
 
     sparsity: Sparsity
     block: BlockShape = None
+    scope: Scope = Field(default=Scope.GLOBAL, description="Ranking scope.")
     allocation: LayerBudget = None
 
     @field_validator("block")
@@ -102,6 +155,12 @@ class BlockParams(StrategyParams):
             )
         return allocation
 
+    def expected_zeros(self, units: Mapping[str, tuple[int, ...]]) -> int | None:
+        # blocks: whole blocks per tiled kernel, which the shapes alone do not decide
+        return (
+            None if self.block else budget_zeros(self.sparsity, self.scope, self.allocation, units)
+        )
+
 
 def block_plan(ctx: PruningContext, block: str | None, strategy: str) -> BlockPlan:
     """The per-tensor layout of ``block`` over ``ctx``'s prunable kernels, reported in the
@@ -124,15 +183,19 @@ def block_plan(ctx: PruningContext, block: str | None, strategy: str) -> BlockPl
     return plan
 
 
-class Strategy(ABC):
+P = TypeVar("P", bound=StrategyParams)
+
+
+class Strategy(ABC, Generic[P]):
+    """A strategy; ``P`` is its parameters' class (``Params``), what ``self.params`` holds."""
+
     name: ClassVar[str]
     aliases: ClassVar[tuple[str, ...]] = ()
     kind: ClassVar[StrategyKind]
-    needs_data: ClassVar[bool] = False
     description: ClassVar[str]
     Params: ClassVar[type[StrategyParams]]
 
-    def __init__(self, params: StrategyParams) -> None:
+    def __init__(self, params: P) -> None:
         self.params = params
 
     @abstractmethod

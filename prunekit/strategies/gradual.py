@@ -11,6 +11,7 @@ schedule ends at ``end_fraction`` of training; the rest recovers at the final sp
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -29,6 +30,7 @@ from prunekit.strategies.registry import register
 
 if TYPE_CHECKING:
     from prunekit.context import PruningContext, StrategyOutcome
+    from prunekit.training import Trainer
 
 
 def polynomial_sparsity(
@@ -45,6 +47,7 @@ def polynomial_sparsity(
 
 class GradualParams(BlockParams):
     name: Literal["gradual"] = "gradual"
+    needs_data = True
     sparsity: Sparsity = Field(description="Final sparsity s_f, in [0, 1).")
     initial_sparsity: float = Field(default=0.0, ge=0.0, lt=1.0, description="s_i.")
     epochs: int = Field(
@@ -77,11 +80,10 @@ class GradualParams(BlockParams):
 
 
 @register
-class GradualPruning(Strategy):
+class GradualPruning(Strategy[GradualParams]):
     name = "gradual"
     aliases = ("dynamic",)
     kind = StrategyKind.UNSTRUCTURED
-    needs_data = True
     description = (
         "Prune while training on Zhu & Gupta's cubic schedule; regrow: dynamic network "
         "surgery lets pruned weights come back."
@@ -89,18 +91,30 @@ class GradualPruning(Strategy):
     Params = GradualParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        p: GradualParams = self.params  # type: ignore[assignment]
+        p = self.params
         data = ctx.require_data(self.name)
         config = ctx.train_config(default_epochs=p.epochs)
         epochs = max(1, config.epochs)
-        steps_per_epoch = max(1, len(data.train) // max(1, min(config.batch_size, len(data.train))))
+        # the steps Trainer.fit takes an epoch (its last, partial batch included)
+        steps_per_epoch = max(
+            1, math.ceil(len(data.train) / max(1, min(config.batch_size, len(data.train))))
+        )
         total = epochs * steps_per_epoch
         n = max(0, int((p.end_fraction * total - p.begin_step) // p.frequency))
         plan = block_plan(ctx, p.block, self.name)
-        trainer = ctx.trainer(config=config, kind="shadow" if p.regrow else "masked")
+        from prunekit.strategies.gradual_trainer import ShadowTrainer
+
+        trainer: Trainer
+        if p.regrow:
+            trainer = ctx.trainer(config=config, cls=ShadowTrainer)
+        else:
+            trainer = ctx.trainer(config=config)
 
         def scores() -> dict[str, np.ndarray]:
-            w = trainer.shadow_weights() if p.regrow else trainer.weights()  # type: ignore[attr-defined]
+            if isinstance(trainer, ShadowTrainer):
+                w = trainer.shadow_weights()
+            else:
+                w = trainer.weights()
             return {k: np.abs(v) for k, v in w.items()}
 
         trail: list[dict[str, float]] = []

@@ -10,6 +10,7 @@ folded into the weights, the requested sparsity is reached exactly by keeping th
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
@@ -22,6 +23,7 @@ from prunekit.strategies.base import (
     Strategy,
     StrategyKind,
     StrategyParams,
+    budget_zeros,
 )
 from prunekit.strategies.registry import register
 
@@ -31,6 +33,7 @@ if TYPE_CHECKING:
 
 class L0Params(StrategyParams):
     name: Literal["l0"] = "l0"
+    needs_data = True
     sparsity: Sparsity
     allocation: LayerBudget = None
     gates: Literal["weights", "units"] = Field(
@@ -58,12 +61,14 @@ class L0Params(StrategyParams):
     )
     scope: Scope = Field(default=Scope.GLOBAL, description="Scope of the final top-k.")
 
+    def expected_zeros(self, units: Mapping[str, tuple[int, ...]]) -> int | None:
+        return budget_zeros(self.sparsity, self.scope, self.allocation, units)
+
 
 @register
-class L0Pruning(Strategy):
+class L0Pruning(Strategy[L0Params]):
     name = "l0"
     kind = StrategyKind.UNSTRUCTURED
-    needs_data = True
     description = (
         "Hard-concrete L0 gates trained with the expected-L0 penalty, then exact top-k on "
         "the gated weights and masked fine-tuning (Louizos et al. 2018)."
@@ -71,12 +76,14 @@ class L0Pruning(Strategy):
     Params = L0Params
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        p: L0Params = self.params  # type: ignore[assignment]
+        p = self.params
         data = ctx.require_data(self.name)
         config = ctx.train_config(epochs=p.epochs, default_epochs=p.epochs)
+        from prunekit.strategies.l0_trainer import HardConcreteTrainer
+
         trainer = ctx.trainer(
             config=config,
-            kind="l0",
+            cls=HardConcreteTrainer,
             lam=p.l0,
             per_unit=p.gates == "units",
             init_keep=p.init_keep,

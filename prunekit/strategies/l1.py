@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 class L1Params(BlockParams):
     name: Literal["l1"] = "l1"
+    needs_data = True
     l1: float = Field(
         default=1e-4, gt=0, le=10, description="lambda of the penalty lambda * sum|w|."
     )
@@ -45,10 +46,9 @@ class L1Params(BlockParams):
 
 
 @register
-class L1Pruning(Strategy):
+class L1Pruning(Strategy[L1Params]):
     name = "l1"
     kind = StrategyKind.UNSTRUCTURED
-    needs_data = True
     description = (
         "Proximal L1-regularised training drives weights to exactly zero, then magnitude "
         "pruning to the target and masked fine-tuning."
@@ -58,7 +58,7 @@ class L1Pruning(Strategy):
     def run(self, ctx: PruningContext) -> StrategyOutcome:
         from prunekit.training import TrainConfig
 
-        p: L1Params = self.params  # type: ignore[assignment]
+        p = self.params
         data = ctx.require_data(self.name)
         plan = block_plan(ctx, p.block, self.name)
         base = ctx.train_config(default_epochs=p.fine_tune_epochs)

@@ -29,7 +29,7 @@ class MagnitudeParams(BlockParams):
 
 
 @register
-class Magnitude(Strategy):
+class Magnitude(Strategy[MagnitudeParams]):
     name = "magnitude"
     kind = StrategyKind.UNSTRUCTURED
     description = (
@@ -39,7 +39,7 @@ class Magnitude(Strategy):
     Params = MagnitudeParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        p: MagnitudeParams = self.params  # type: ignore[assignment]
+        p = self.params
         plan = block_plan(ctx, p.block, self.name)
         scores = {name: np.abs(w) for name, w in ctx.prunable_arrays().items()}
         masks = budget_masks(ctx, p, scores, p.sparsity, plan)

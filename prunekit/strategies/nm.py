@@ -9,6 +9,8 @@ event. Ties inside a group are broken by position (earlier kept first).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -39,9 +41,18 @@ class NMParams(StrategyParams):
             raise ValueError("n must be smaller than m")
         return self
 
+    def expected_zeros(self, units: Mapping[str, tuple[int, ...]]) -> int | None:
+        """``m - n`` of every ``m`` weights of each kernel whose input dimension ``m``
+        divides; other kernels stay dense."""
+        return sum(
+            math.prod(shape) * (self.m - self.n) // self.m
+            for shape in units.values()
+            if len(shape) >= 2 and shape[-2] % self.m == 0
+        )
+
 
 @register
-class NMSparsity(Strategy):
+class NMSparsity(Strategy[NMParams]):
     name = "nm"
     kind = StrategyKind.SEMI_STRUCTURED
     description = (
@@ -51,7 +62,7 @@ class NMSparsity(Strategy):
     Params = NMParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        p: NMParams = self.params  # type: ignore[assignment]
+        p = self.params
         masks: dict[str, np.ndarray] = {}
         skipped = []
         for w in ctx.prunable:

@@ -9,6 +9,7 @@ successive masks are nested and the same seed gives the same masks.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -22,6 +23,7 @@ from prunekit.strategies.base import (
     Strategy,
     StrategyKind,
     StrategyParams,
+    budget_zeros,
 )
 from prunekit.strategies.registry import register
 
@@ -51,16 +53,30 @@ class RandomParams(StrategyParams):
         "(a fraction: 0.01 = 1 point) below the unpruned model's.",
     )
 
+    def requires_data(self) -> bool:
+        return self.iterative
+
+    def missing_data(self) -> tuple[str, str]:
+        return "dataset_id", "iterative pruning fine-tunes and validates between steps"
+
+    def expected_zeros(self, units: Mapping[str, tuple[int, ...]]) -> int | None:
+        # iterative pruning stops early when accuracy falls too far
+        return (
+            None
+            if self.iterative
+            else budget_zeros(self.sparsity, self.scope, self.allocation, units)
+        )
+
 
 @register
-class RandomPruning(Strategy):
+class RandomPruning(Strategy[RandomParams]):
     name = "random"
     kind = StrategyKind.UNSTRUCTURED
     description = "Random masks at the target sparsity (seeded); optionally iterative."
     Params = RandomParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        p: RandomParams = self.params  # type: ignore[assignment]
+        p = self.params
         rng = ctx.rng()
         scores = {w.name: rng.random(w.shape) for w in ctx.prunable}
         if not p.iterative:

@@ -6,10 +6,10 @@ from typing import Any, TypeVar
 
 from prunekit.strategies.base import Strategy, StrategyParams
 
-_REGISTRY: dict[str, type[Strategy]] = {}
+_REGISTRY: dict[str, type[Strategy[Any]]] = {}
 _ALIASES: dict[str, str] = {}
 
-S = TypeVar("S", bound=type[Strategy])
+S = TypeVar("S", bound=type[Strategy[Any]])
 
 
 class UnknownStrategyError(KeyError):
@@ -37,7 +37,7 @@ def names() -> list[str]:
     return [*_REGISTRY, *_ALIASES]
 
 
-def get(name: str) -> type[Strategy]:
+def get(name: str) -> type[Strategy[Any]]:
     canonical = _ALIASES.get(name, name)
     try:
         return _REGISTRY[canonical]
@@ -45,7 +45,7 @@ def get(name: str) -> type[Strategy]:
         raise UnknownStrategyError(name) from None
 
 
-def all_strategies() -> list[type[Strategy]]:
+def all_strategies() -> list[type[Strategy[Any]]]:
     return [_REGISTRY[k] for k in sorted(_REGISTRY)]
 
 
@@ -59,17 +59,17 @@ def parse_params(raw: dict[str, Any]) -> StrategyParams:
     return params
 
 
-def build(params: StrategyParams) -> Strategy:
+def build(params: StrategyParams) -> Strategy[Any]:
     return get(params.name)(params)
 
 
-def describe(cls: type[Strategy]) -> dict[str, Any]:
+def describe(cls: type[Strategy[Any]]) -> dict[str, Any]:
     """What ``GET /v1/strategies`` shows for one strategy."""
     return {
         "name": cls.name,
         "aliases": list(cls.aliases),
         "kind": cls.kind.value,
-        "needs_data": cls.needs_data,
+        "needs_data": cls.Params.needs_data,
         "description": cls.description,
         "parameters": cls.Params.model_json_schema(),
     }

@@ -35,6 +35,7 @@ if TYPE_CHECKING:
 
 class SaliencyParams(BlockParams):
     name: Literal["saliency"] = "saliency"
+    needs_data = True
     criterion: Literal["taylor", "snip", "magnitude"] = Field(
         default="taylor", description="How a weight's contribution is estimated."
     )
@@ -83,11 +84,10 @@ def normalize_scores(
 
 
 @register
-class SaliencyPruning(Strategy):
+class SaliencyPruning(Strategy[SaliencyParams]):
     name = "saliency"
     aliases = ("sparsenet",)
     kind = StrategyKind.UNSTRUCTURED
-    needs_data = True
     description = (
         "Greedy: score each weight's contribution |w*dL/dw| (or SNIP, |w|), prune the least "
         "useful, fine-tune, repeat in steps to the target."
@@ -95,7 +95,7 @@ class SaliencyPruning(Strategy):
     Params = SaliencyParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        p: SaliencyParams = self.params  # type: ignore[assignment]
+        p = self.params
         data = ctx.require_data(self.name)
         plan = block_plan(ctx, p.block, self.name)
         config = ctx.train_config(default_epochs=p.epochs_per_step)

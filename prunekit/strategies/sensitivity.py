@@ -12,7 +12,7 @@ step of strategy ``auto`` and the input of ``allocation: "sensitivity"``.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal
 
 from pydantic import Field, field_validator
 
@@ -27,6 +27,8 @@ Ratio = Annotated[float, Field(gt=0.0, lt=1.0)]
 
 
 class SensitivityParams(StrategyParams):
+    needs_data: ClassVar[bool] = True  # evaluates on the job's data
+
     name: Literal["sensitivity"] = "sensitivity"
     family: Literal["unstructured", "structured"] = Field(
         default="unstructured",
@@ -55,10 +57,9 @@ class SensitivityParams(StrategyParams):
 
 
 @register
-class Sensitivity(Strategy):
+class Sensitivity(Strategy[SensitivityParams]):
     name = "sensitivity"
     kind = StrategyKind.ANALYSIS
-    needs_data = True
     description = (
         "Analysis, not pruning: each prunable layer (or channel group) pruned alone at "
         "several ratios, validation accuracy and loss recorded, one-shot; curves in the "
@@ -67,7 +68,7 @@ class Sensitivity(Strategy):
     Params = SensitivityParams
 
     def run(self, ctx: PruningContext) -> StrategyOutcome:
-        from prunekit.context import evaluate
+        from prunekit.evaluation import evaluate
         from prunekit.sensitivity import (
             SensitivityReport,
             analyse_channels,
@@ -76,7 +77,7 @@ class Sensitivity(Strategy):
             subsample,
         )
 
-        p: SensitivityParams = self.params  # type: ignore[assignment]
+        p = self.params
         ctx.require_data(self.name)
         val = subsample(ctx.validation_split()[1], p.max_samples)
         loss = ctx.loss_spec

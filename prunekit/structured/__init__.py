@@ -1,13 +1,13 @@
 """Structured (channel) pruning that physically removes channels from Keras 3 models."""
 
+from prunekit.layers import Note
+from prunekit.metrics.flops import ModelCost, model_cost
 from prunekit.structured.api import GroupSummary, StructuredResult, prune_channels
-from prunekit.structured.flops import ModelCost, count_flops, count_params, model_cost
 from prunekit.structured.graph import (
     ChannelGroup,
     DependencyGraph,
     Layout,
     Member,
-    Note,
     Segment,
     build_dependency_graph,
 )
@@ -29,8 +29,6 @@ __all__ = [
     "apply_pruning",
     "build_dependency_graph",
     "compute_gradients",
-    "count_flops",
-    "count_params",
     "group_importance",
     "model_cost",
     "prune_channels",

@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 import keras
 import numpy as np
 
-from prunekit.structured.flops import ModelCost, model_cost
-from prunekit.structured.graph import DependencyGraph, Note, build_dependency_graph
+from prunekit.layers import Note
+from prunekit.metrics.flops import ModelCost, model_cost
+from prunekit.structured.graph import DependencyGraph, build_dependency_graph
 from prunekit.structured.importance import Gradients, group_importance
 from prunekit.structured.selection import Scope, select_channels
 from prunekit.structured.surgery import apply_pruning

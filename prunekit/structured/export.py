@@ -178,7 +178,7 @@ def _from_tf_keras_metadata(path: Path) -> keras.Model:
         )
     try:
         with SafeModeScope(True):
-            return saving_utils.model_from_config(config)  # type: ignore[no-any-return]
+            return saving_utils.model_from_config(config)
     except Exception as exc:
         raise ArchitectureError(f"Keras 3 cannot rebuild the tf_keras model: {exc}") from exc
 

@@ -42,7 +42,10 @@ from typing import Any, Literal
 import keras
 import numpy as np
 
+from prunekit import layers as catalogue
+from prunekit.layers import Note, classes, functional_of, is_nested_model, layer_class
 from prunekit.patterns import compile_patterns
+from prunekit.structured.attention import MHA_CLASSES, AttentionUnsupported, visit_attention
 
 Role = Literal["out", "in"]
 Kind = Literal["kernel", "bias", "gamma", "beta", "stat", "other"]
@@ -79,17 +82,6 @@ ELEMENTWISE_ACTIVATIONS = frozenset(
         "log_sigmoid",
     }
 )
-
-
-@dataclass(frozen=True)
-class Note:
-    """A human readable remark about something that was not pruned (or not counted)."""
-
-    subject: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.subject}: {self.reason}"
 
 
 @dataclass(frozen=True)
@@ -238,74 +230,15 @@ class _UnionFind:
         return x
 
 
-def _cls(name: str) -> type | None:
-    return getattr(keras.layers, name, None)
-
-
-def _classes(*names: str) -> frozenset[type]:
-    return frozenset(c for c in (_cls(n) for n in names) if c is not None)
-
-
-_DENSE = _classes("Dense")
-_CONV = _classes("Conv1D", "Conv2D", "Conv3D")
-_CONV_T = _classes("Conv1DTranspose", "Conv2DTranspose", "Conv3DTranspose")
-_SEPARABLE = _classes("SeparableConv1D", "SeparableConv2D")
-_DEPTHWISE = _classes("DepthwiseConv1D", "DepthwiseConv2D")
-_BN = _classes("BatchNormalization")
-_MERGE = _classes("Add", "Subtract", "Multiply", "Average", "Maximum", "Minimum")
-_ELEMENTWISE = _classes(
-    "ReLU",
-    "LeakyReLU",
-    "ELU",
-    "Dropout",
-    "GaussianNoise",
-    "GaussianDropout",
-    "AlphaDropout",
-    "ActivityRegularization",
-    "Identity",
-)
-# Layers that move data along spatial axes only (channels-last, channel axis untouched).
-_SPATIAL = _classes(
-    "MaxPooling1D",
-    "MaxPooling2D",
-    "MaxPooling3D",
-    "AveragePooling1D",
-    "AveragePooling2D",
-    "AveragePooling3D",
-    "GlobalAveragePooling1D",
-    "GlobalAveragePooling2D",
-    "GlobalAveragePooling3D",
-    "GlobalMaxPooling1D",
-    "GlobalMaxPooling2D",
-    "GlobalMaxPooling3D",
-    "ZeroPadding1D",
-    "ZeroPadding2D",
-    "ZeroPadding3D",
-    "Cropping1D",
-    "Cropping2D",
-    "Cropping3D",
-    "UpSampling1D",
-    "UpSampling2D",
-    "UpSampling3D",
-    "SpatialDropout1D",
-    "SpatialDropout2D",
-    "SpatialDropout3D",
-)
-
-
-def _is_nested_model(op: Any) -> bool:
-    return isinstance(op, keras.Model) and (
-        type(op) is keras.Sequential or type(op).__name__ == "Functional"
-    )
-
-
-def _functional_of(model: keras.Model) -> Any | None:
-    """The object holding ``_nodes_by_depth`` for a Functional or Sequential model."""
-    if type(model) is keras.Sequential:
-        return getattr(model, "_functional", None)
-    if hasattr(model, "_nodes_by_depth"):
-        return model
-    return None
+_DENSE = classes(catalogue.DENSE)
+_CONV = classes(catalogue.CONV)
+_CONV_T = classes(catalogue.CONV_TRANSPOSE)
+_SEPARABLE = classes(catalogue.SEPARABLE)
+_DEPTHWISE = classes(catalogue.DEPTHWISE)
+_BN = classes(catalogue.BATCH_NORM)
+_MERGE = classes(catalogue.MERGE)
+_ELEMENTWISE = classes(catalogue.ELEMENTWISE)
+_SPATIAL = classes(catalogue.SPATIAL)
 
 
 def _activation_name(layer: keras.layers.Layer) -> str | None:
@@ -435,7 +368,7 @@ class _Builder:
 
     # -- traversal ------------------------------------------------------------------
     def run(self) -> None:
-        fn = _functional_of(self.model)
+        fn = functional_of(self.model)
         if fn is None:
             self.notes.append(
                 Note(
@@ -489,51 +422,56 @@ class _Builder:
         out_shapes = [_shape(t) for t in node.outputs]
         x = ins[0] if ins else None
 
-        if _is_nested_model(op):
+        if is_nested_model(op):
             return self.visit_nested(op, node, ins, path)
         if cls in _DENSE or cls in _CONV or cls in _CONV_T or cls in _SEPARABLE:
             return self.visit_weighted(op, ins, path, self.visit_source)
         if cls in _DEPTHWISE:
             return self.visit_weighted(op, ins, path, self.visit_depthwise)
+        if cls in MHA_CLASSES:  # attention heads: prunekit.structured.attention
+            return self.visit_weighted(op, ins, path, self.visit_attention)
         if cls in _BN:
             rank = len(in_shapes[0])
             axes = op.axis if isinstance(op.axis, list | tuple) else [op.axis]
             if len(axes) != 1 or axes[0] % rank != rank - 1:
                 raise _Unsupported(f"axis {op.axis} is not the channel (last) axis")
             return self.visit_weighted(op, ins, path, self.visit_bn)
-        if _cls("PReLU") is cls:
+        if layer_class("PReLU") is cls:
             return self.visit_weighted(op, ins, path, self.visit_prelu)
         if cls in _MERGE:
             if len({s[-1] for s in in_shapes}) != 1:
                 raise _Unsupported("broadcasts along the channel axis")
             return [self.unify(ins, f"{cls.__name__} '{path}'")]
-        if _cls("Concatenate") is cls:
+        if layer_class("Concatenate") is cls:
             return [self.visit_concat(op, ins, in_shapes, out_shapes)]
         if cls in _ELEMENTWISE:
             noise = getattr(op, "noise_shape", None)
             if x is not None and noise is not None and noise[-1] not in (None, 1):
                 raise _Unsupported("noise_shape fixes the channel count")
             return [x]
-        if _cls("Activation") is cls:
+        if layer_class("Activation") is cls:
             act = _activation_name(op)
             if act not in ELEMENTWISE_ACTIVATIONS:
                 raise _Unsupported(f"activation '{act}' is not element-wise")
             return [x]
-        if _cls("Softmax") is cls:
+        if layer_class("Softmax") is cls:
             axes = op.axis if isinstance(op.axis, list | tuple) else [op.axis]
             rank = len(in_shapes[0])
             if any(a % rank == rank - 1 for a in axes):
                 raise _Unsupported("softmax over the channel axis mixes channels")
             return [x]
-        if _cls("Rescaling") is cls:
+        if layer_class("Rescaling") is cls:
             if np.size(op.scale) != 1 or np.size(op.offset) != 1:
                 raise _Unsupported("per-channel rescaling")
             return [x]
-        if _cls("LayerNormalization") is cls:
+        if layer_class("LayerNormalization") is cls:
             rank = len(in_shapes[0])
             axes = op.axis if isinstance(op.axis, list | tuple) else [op.axis]
             if any(a % rank == rank - 1 for a in axes):
-                raise _Unsupported("normalises across the channel axis")
+                raise _Unsupported(
+                    "normalises across the channel axis: its statistics change with the "
+                    "width, so this width (a Transformer's residual stream) is kept"
+                )
             return [x]
         if cls in _SPATIAL:
             if getattr(op, "data_format", "channels_last") != "channels_last":
@@ -541,11 +479,11 @@ class _Builder:
             if x is not None and x.spatial != 1:
                 raise _Unsupported("applied to a flattened tensor")
             return [x]
-        if _cls("Flatten") is cls:
+        if layer_class("Flatten") is cls:
             if getattr(op, "data_format", "channels_last") != "channels_last":
                 raise _Unsupported("channels_first data format")
             return [self.flatten(x, in_shapes[0])]
-        if _cls("Reshape") is cls:
+        if layer_class("Reshape") is cls:
             out = self.visit_reshape(op, x, in_shapes[0], out_shapes[0])
             if out is not None:
                 # target_shape[-1] is a channel count: surgery must rewrite it.
@@ -554,12 +492,12 @@ class _Builder:
                     self.unify([prev, out], f"shared layer '{path}'")
                 self.reshapes[path] = out
             return [out]
-        if _cls("Permute") is cls:
+        if layer_class("Permute") is cls:
             dims = tuple(op.dims)
             if dims[-1] != len(dims):
                 raise _Unsupported(f"Permute{dims} moves the channel axis")
             return [x]
-        if _cls("InputLayer") is cls:
+        if layer_class("InputLayer") is cls:
             return [x]
         if cls.__name__ == "Lambda":
             raise _Unsupported("Lambda layers are opaque")
@@ -578,7 +516,7 @@ class _Builder:
             return self.first_out[key]
         self.first_in[key] = list(ins)
         self.first_out[key] = [None]
-        outs = fn(op, ins, path)
+        outs: list[Layout | None] = fn(op, ins, path)
         self.first_out[key] = outs
         return outs
 
@@ -617,6 +555,12 @@ class _Builder:
         if act not in ELEMENTWISE_ACTIVATIONS:
             self.block_group(g, f"'{path}' has activation '{act}' that mixes channels")
         return [out]
+
+    def visit_attention(self, op: Any, ins: list[Layout | None], path: str) -> list[Layout | None]:
+        try:
+            return visit_attention(self, op, ins, path)
+        except AttentionUnsupported as exc:
+            raise _Unsupported(str(exc)) from exc
 
     def visit_depthwise(self, op: Any, ins: list[Layout | None], path: str) -> list[Layout | None]:
         x = ins[0]
@@ -687,7 +631,7 @@ class _Builder:
         dims = in_shape[1:-1]
         if any(d is None for d in dims):
             raise _Unsupported("unknown spatial size")
-        return Layout(x.segments, spatial=math.prod(int(d) for d in dims))
+        return Layout(x.segments, spatial=math.prod([int(d) for d in dims if d is not None]))
 
     def visit_reshape(
         self,
@@ -711,7 +655,7 @@ class _Builder:
     def visit_nested(
         self, op: Any, node: Any, ins: list[Layout | None], path: str
     ) -> list[Layout | None]:
-        fn = _functional_of(op)
+        fn = functional_of(op)
         if fn is None or len(fn.inputs) != len(ins):
             raise _Unsupported("nested model graph cannot be read")
         if path in self.nested_inputs:

@@ -28,7 +28,9 @@ from typing import Any, Literal
 import keras
 import numpy as np
 
-from prunekit.structured.graph import ChannelGroup, DependencyGraph, Member, Note
+from prunekit.layers import Note
+from prunekit.structured.attention import relative_weight_name
+from prunekit.structured.graph import ChannelGroup, DependencyGraph, Member
 
 Criterion = Literal["l1", "l2", "bn_gamma", "taylor"]
 CRITERIA: tuple[str, ...] = ("l1", "l2", "bn_gamma", "taylor")
@@ -43,11 +45,11 @@ def _per_position(values: np.ndarray, axis: int, reduce: str) -> np.ndarray:
     moved = np.moveaxis(np.asarray(values, dtype=np.float64), axis, 0)
     flat = moved.reshape(moved.shape[0], -1)
     if reduce == "l1":
-        return np.abs(flat).sum(axis=1)
+        return np.asarray(np.abs(flat).sum(axis=1))
     if reduce == "l2sq":
-        return np.square(flat).sum(axis=1)
+        return np.asarray(np.square(flat).sum(axis=1))
     if reduce == "sum":
-        return flat.sum(axis=1)
+        return np.asarray(flat.sum(axis=1))
     raise ValueError(reduce)
 
 
@@ -154,7 +156,9 @@ def compute_gradients(
     for path, layer in _all_layers(model):
         for w in layer.trainable_weights:
             if all(w is not v for v in variables):
-                keys.append(f"{path}/{w.name}")
+                # relative name: unique inside layers with sub-layers (attention's
+                # query/kernel, key/kernel...), the plain name elsewhere
+                keys.append(f"{path}/{relative_weight_name(layer, w)}")
                 variables.append(w)
     with tf.GradientTape() as tape:
         out = model(x, training=False)

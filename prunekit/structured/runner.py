@@ -16,13 +16,14 @@ import numpy as np
 from prunekit.context import PruningContext, StrategyOutcome, recipe_note
 from prunekit.data import Dataset
 from prunekit.errors import SpecError
-from prunekit.losses import LossName, LossSpec, training_loss
+from prunekit.layers import Note
+from prunekit.metrics.flops import ModelCost
 from prunekit.model import LoadedModel
 from prunekit.strategies.structured_common import keras_graph_required
-from prunekit.structured.flops import ModelCost
-from prunekit.structured.graph import ChannelGroup, DependencyGraph, Note
+from prunekit.structured.graph import ChannelGroup, DependencyGraph
 from prunekit.structured.surgery import apply_pruning
-from prunekit.structured.training import TrainReport, train
+from prunekit.structured.traceable import untraceable_reason
+from prunekit.structured.training import TrainReport, keras_trainer, train
 from prunekit.training import TrainConfig
 
 MAX_NOTE_EVENTS = 20
@@ -32,6 +33,9 @@ def keras_model_or_raise(ctx: PruningContext, strategy: str) -> keras.Model:
     model = ctx.model.keras_model
     if model is None:
         raise SpecError(keras_graph_required(strategy), reason="keras_graph_required")
+    why = untraceable_reason(model)
+    if why is not None:
+        raise SpecError(why, reason="untraceable_graph")
     return model
 
 
@@ -43,15 +47,6 @@ def data_or_raise(ctx: PruningContext, strategy: str, why: str) -> Dataset:
             reason="dataset_required",
         )
     return ctx.data
-
-
-def labels(spec: LossSpec, y: np.ndarray, out_dim: int) -> np.ndarray:
-    """Targets in the shape the Keras loss expects (column vectors for 1-unit outputs)."""
-    if spec.name in (LossName.BINARY, LossName.MSE) and y.ndim == 1 and out_dim == 1:
-        y = y[:, None]
-    if spec.name is not LossName.SPARSE_CATEGORICAL:
-        y = y.astype("float32")
-    return y
 
 
 def train_settings(
@@ -86,30 +81,20 @@ def run_training(
     the whole job (0..1)."""
     if settings.epochs <= 0:
         return TrainReport([], 0, 0.0)
-    spec = ctx.loss_spec
-    out_dim = int(model.outputs[0].shape[-1] or 1)
-    x = np.asarray(data.train.x, dtype="float32")
-    y = labels(spec, np.asarray(data.train.y), out_dim)
-    lo, hi = span
-    ctx.reporter.phase(label, lo, epochs=settings.epochs)
-
-    def progress(fraction: float, **detail: Any) -> None:
-        ctx.reporter.progress(lo + (hi - lo) * fraction, **detail)
-
+    ctx.reporter.phase(label, span[0], epochs=settings.epochs)
     distill = ctx.distillation()
-    report = train(
+    trainer = keras_trainer(
         model,
-        x,
-        y,
-        training_loss(spec, settings.label_smoothing),  # type: ignore[arg-type]
+        ctx.loss_spec,
         settings,
         l1_lambda=l1_lambda,
         gammas=gammas,
         seed=ctx.seed,
-        progress=progress,
+        progress=ctx.reporter.progress,  # span is a range of the whole job's progress
         check_cancelled=ctx.reporter.check_cancelled,
         distill=distill,
     )
+    report = train(trainer, data.train.x, data.train.y, span=span, label=label)
     if report.epoch_losses:
         ctx.reporter.event(
             f"{label}: {settings.epochs} epoch(s), {settings.optimizer}, lr "
@@ -153,7 +138,11 @@ def cost_details(before: ModelCost, after: ModelCost) -> dict[str, Any]:
     def pair(b: int, a: int) -> dict[str, Any]:
         return {"before": b, "after": a, "reduction": round(b / a, 4) if a else None}
 
-    return {"flops": pair(before.flops, after.flops), "params": pair(before.params, after.params)}
+    return {
+        # all ops (BatchNorm, pooling, merges too): not metrics.flops, which counts matmul/conv
+        "flops_all_ops": pair(before.flops, after.flops),
+        "params": pair(before.params, after.params),
+    }
 
 
 def surgery(

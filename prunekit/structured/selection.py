@@ -12,20 +12,9 @@ from typing import Literal
 
 import numpy as np
 
+from prunekit.strategies.structured_common import channels_kept, min_keep, round_keep
+
 Scope = Literal["uniform", "global"]
-
-
-def _min_keep(size: int, min_channels: int) -> int:
-    return max(1, min(size, min_channels))
-
-
-def round_keep(keep: int, size: int, round_to: int) -> int:
-    """``keep`` rounded up to a multiple of ``round_to``, or ``size`` (the group's width)
-    when that multiple is wider. Rounding only gives channels back: it never empties a group
-    and never keeps more than ``round_to - 1`` channels beyond ``keep``."""
-    if round_to <= 1:
-        return keep
-    return min(size, math.ceil(keep / round_to) * round_to)
 
 
 def _order(scores: np.ndarray) -> np.ndarray:
@@ -64,8 +53,7 @@ def select_channels(
     if scope == "uniform":
         for gid in ids:
             size = scores[gid].size
-            keep = max(size - math.floor(ratio * size), _min_keep(size, min_channels))
-            keep_counts[gid] = round_keep(keep, size, round_to)
+            keep_counts[gid] = channels_kept(size, ratio, min_channels, round_to)
         return {
             gid: np.sort(_order(scores[gid])[scores[gid].size - keep_counts[gid] :]) for gid in ids
         }
@@ -85,7 +73,7 @@ def select_channels(
         if n_removed >= target:
             break
         size = scores[gid].size
-        if size - len(removed[gid]) <= _min_keep(size, min_channels):
+        if size - len(removed[gid]) <= min_keep(size, min_channels):
             continue
         removed[gid].append(c)
         n_removed += 1

@@ -23,14 +23,8 @@ from typing import Any
 import keras
 import numpy as np
 
-from prunekit.structured.graph import (
-    DependencyGraph,
-    Layout,
-    Note,
-    _functional_of,
-    _is_nested_model,
-    _producer_name,
-)
+from prunekit.layers import Note, functional_of, is_nested_model
+from prunekit.structured.graph import DependencyGraph, Layout, _producer_name
 
 
 class SurgeryError(RuntimeError):
@@ -38,7 +32,7 @@ class SurgeryError(RuntimeError):
 
 
 def _removed_by_group(
-    graph: DependencyGraph, kept: Mapping[int, Sequence[int]]
+    graph: DependencyGraph, kept: Mapping[int, Sequence[int] | np.ndarray]
 ) -> dict[int, np.ndarray]:
     out: dict[int, np.ndarray] = {}
     for gid, keep in kept.items():
@@ -69,7 +63,7 @@ def _layout_removed(graph: DependencyGraph, layout: Layout | None, drops: dict[i
 
 
 def apply_pruning(
-    graph: DependencyGraph, kept: Mapping[int, Sequence[int]]
+    graph: DependencyGraph, kept: Mapping[int, Sequence[int] | np.ndarray]
 ) -> tuple[keras.Model, list[Note]]:
     """Build a new model keeping, for each group id in ``kept``, only those channels.
 
@@ -79,7 +73,7 @@ def apply_pruning(
     model = graph.model
     drops = _removed_by_group(graph, kept)
     notes: list[Note] = []
-    if _functional_of(model) is None:
+    if functional_of(model) is None:
         # Subclassed/unbuilt models have no readable graph, so no group can exist.
         notes.append(Note(model.name, "model graph not readable; returned unchanged"))
         return model, notes
@@ -93,11 +87,11 @@ def apply_pruning(
 
     new_config: dict[str, tuple[str, int]] = {}
     for path, info in graph.sources.items():
-        drop = drops.get(graph.group_id(info.group))
-        if drop is not None:
+        dropped = drops.get(graph.group_id(info.group))
+        if dropped is not None:
             new_config[path] = (
                 info.config_key,
-                graph.groups[graph.group_id(info.group)].size - drop.size,
+                graph.groups[graph.group_id(info.group)].size - dropped.size,
             )
 
     pairs: list[tuple[str, keras.layers.Layer, keras.layers.Layer]] = []
@@ -105,7 +99,7 @@ def apply_pruning(
     def clone(m: keras.Model, prefix: str, input_tensors: Any = None) -> keras.Model:
         def clone_layer(layer: keras.layers.Layer) -> keras.layers.Layer:
             path = prefix + layer.name
-            if _is_nested_model(layer):
+            if is_nested_model(layer):
                 return clone(layer, path + "/", nested_inputs(layer, path))
             cfg = layer.get_config()
             if path in new_config:
@@ -118,7 +112,7 @@ def apply_pruning(
             try:
                 new = layer.__class__.from_config(cfg)
             except Exception as exc:
-                if layer.weights or path in new_config:
+                if getattr(layer, "weights", None) or path in new_config:
                     raise SurgeryError(f"cannot re-create layer '{path}': {exc}") from exc
                 notes.append(Note(path, f"re-used the original layer object ({exc})"))
                 return layer
@@ -129,7 +123,7 @@ def apply_pruning(
 
     def nested_inputs(layer: keras.Model, path: str | None) -> Any:
         """New ``Input`` s for (nested) model ``layer``: pruned widths, original names."""
-        fn = _functional_of(layer)
+        fn = functional_of(layer)
         if fn is None:
             return None
         layouts = graph.nested_inputs.get(path or "", [None] * len(fn.inputs))
@@ -150,7 +144,7 @@ def apply_pruning(
     new_model = clone(model, "", top_inputs)
 
     for path, old, new in pairs:
-        if not old.weights:
+        if not getattr(old, "weights", None):  # an op node (``x + 3.0``) holds no weights
             continue
         if len(old.weights) != len(new.weights):
             raise SurgeryError(f"layer '{path}': weight count changed after rebuild")

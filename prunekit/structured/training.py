@@ -1,10 +1,10 @@
 """Training for structured strategies: BN-gamma sparsity training and plain fine-tuning.
 
-Both run the same loop over a Keras model (TensorFlow backend): shuffled mini-batches, a
-compiled ``tf.function`` step, BatchNormalization in training mode (its moving statistics
-follow the data), progress and cancellation checks between batches. Settings, optimizers and
-learning-rate schedules are :mod:`prunekit.training`'s (``TrainConfig``, ``make_optimizer``),
-so ``fine_tune`` means the same in every strategy.
+Both run the engine's one loop, :meth:`prunekit.training.Trainer.fit`, over a Keras model:
+shuffled mini-batches, a compiled ``tf.function`` step, BatchNormalization in training mode
+(its moving statistics follow the data), the model's own losses, progress and cancellation
+checks between batches. ``fine_tune`` (optimizer, schedule, batch size) means the same as in
+every other strategy.
 
 Sparsity training is Liu et al. 2017 ("Learning Efficient Convolutional Networks through
 Network Slimming"): the loss gets ``lambda * sum |gamma|`` over the chosen BatchNorm scales,
@@ -14,7 +14,6 @@ optimizer step. With ``l1_lambda == 0`` the loop is an ordinary fine-tune.
 
 from __future__ import annotations
 
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,11 +23,13 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from prunekit.data import Split
 from prunekit.distillation import Distillation
+from prunekit.formats import ModelFormat
+from prunekit.losses import LossSpec
+from prunekit.model import LoadedModel, as_tf_variable
 from prunekit.structured.graph import DependencyGraph
-from prunekit.training import TrainConfig, check_names, make_optimizer
-
-Progress = Callable[..., None]
+from prunekit.training import Progress, TrainConfig, Trainer
 
 
 @dataclass
@@ -76,11 +77,9 @@ def gamma_summary(gammas: Sequence[Any], threshold: float = 1e-2) -> dict[str, f
     }
 
 
-def train(
+def keras_trainer(
     model: keras.Model,
-    x: np.ndarray,
-    y: np.ndarray,
-    loss: Callable[[Any, Any], Any],
+    loss: LossSpec,
     settings: TrainConfig,
     *,
     l1_lambda: float = 0.0,
@@ -89,66 +88,51 @@ def train(
     progress: Progress | None = None,
     check_cancelled: Callable[[], None] | None = None,
     distill: Distillation | None = None,
-) -> TrainReport:
-    """Train ``model`` in place on ``(x, y)``; with ``l1_lambda > 0`` add ``lambda*sign(g)``
-    to the gradient of every variable in ``gammas``. ``settings.schedule`` "cosine" decays the
-    rate to 0 over the whole run (every batch, the last partial one included).
+) -> Trainer:
+    """The engine's :class:`~prunekit.training.Trainer` over every trainable variable of a
+    Keras ``model`` (no masks: the structured strategies change the architecture instead).
+    With ``l1_lambda > 0`` the loss gets ``lambda * sum |gamma|`` over ``gammas``, whose
+    subgradient ``lambda * sign(gamma)`` is what sparsity training adds to each scale's
+    gradient; the epoch losses the trainer reports leave that penalty out."""
+    penalty: Callable[[], tf.Tensor] | None = None
+    if l1_lambda > 0 and gammas:
+        scales = [as_tf_variable(g) for g in gammas]
+        lam = tf.constant(float(l1_lambda), tf.float32)
 
-    ``progress(fraction, epoch=, step=, loss=)`` is called after every batch (``fraction`` in
-    0..1 over the whole run); ``check_cancelled()`` between batches. ``distill`` blends in
-    the teacher's outputs (:mod:`prunekit.distillation`).
-    """
-    check_names(settings.optimizer, settings.schedule)
-    n = len(x)
-    started = time.perf_counter()
-    if settings.epochs <= 0 or n == 0:
-        return TrainReport([], 0, 0.0)
-    batch = max(1, min(settings.batch_size, n))
-    per_epoch = math.ceil(n / batch)
-    total = per_epoch * settings.epochs
-    optimizer = make_optimizer(
-        settings.optimizer, settings.learning_rate, settings.schedule, decay_steps=total
+        def penalty() -> tf.Tensor:
+            return lam * tf.add_n([tf.reduce_sum(tf.abs(g)) for g in scales])
+
+    return Trainer(
+        LoadedModel(ModelFormat.KERAS, keras_model=model),
+        [],
+        loss,
+        settings,
+        seed=seed,
+        progress=progress,
+        check_cancelled=check_cancelled,
+        distill=distill,
+        penalty=penalty,
     )
-    variables = list(model.trainable_variables)
-    gamma_ids = {id(g) for g in gammas}
-    penalised = [i for i, v in enumerate(variables) if id(v) in gamma_ids]
-    lam = tf.constant(float(l1_lambda), tf.float32)
-    as_list = isinstance(model.input, list)  # models rebuilt from Keras 2 configs keep [input]
 
-    @tf.function(reduce_retracing=True)
-    def step(xb: tf.Tensor, yb: tf.Tensor) -> tf.Tensor:
-        with tf.GradientTape() as tape:
-            out = model([xb] if as_list else xb, training=True)
-            value = keras.ops.mean(loss(yb, out))
-            if distill is not None:
-                value = distill(xb, out, value)
-            if model.losses:
-                value = value + keras.ops.sum(model.losses)
-        grads = tape.gradient(value, variables)
-        if l1_lambda > 0:
-            for i in penalised:
-                grads[i] = grads[i] + lam * tf.sign(variables[i].value)
-        optimizer.apply_gradients(
-            [(g, v) for g, v in zip(grads, variables, strict=True) if g is not None]
-        )
-        return value
 
-    rng = np.random.default_rng(seed)
-    losses: list[float] = []
-    done = 0
-    for epoch in range(settings.epochs):
-        order = rng.permutation(n)
-        running, seen = 0.0, 0
-        for b in range(per_epoch):
-            idx = np.sort(order[b * batch : (b + 1) * batch])
-            value = float(step(tf.constant(x[idx]), tf.constant(y[idx])))
-            running += value * len(idx)
-            seen += len(idx)
-            done += 1
-            if progress is not None:
-                progress(done / total, epoch=epoch + 1, step=b + 1, loss=round(value, 5))
-            if check_cancelled is not None:
-                check_cancelled()
-        losses.append(running / max(seen, 1))
-    final_rate = float(np.asarray(optimizer.learning_rate))
-    return TrainReport(losses, done, time.perf_counter() - started, final_rate)
+def train(
+    trainer: Trainer,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    span: tuple[float, float] = (0.0, 1.0),
+    label: str = "fine-tune",
+) -> TrainReport:
+    """``trainer.fit`` over ``(x, y)`` for its configured epochs, as a :class:`TrainReport`
+    (with the rate the schedule reached: 0 after a full cosine decay)."""
+    epochs = trainer.config.epochs
+    if epochs <= 0 or len(x) == 0:
+        return TrainReport([], 0, 0.0)
+    started = time.perf_counter()
+    losses = trainer.fit(Split(x, y), epochs, span=span, label=label)
+    return TrainReport(
+        losses,
+        trainer.global_step,
+        time.perf_counter() - started,
+        trainer.current_learning_rate(),
+    )

@@ -94,12 +94,31 @@ def api_without_worker(logs: Path, queue_suffix: str, env: dict[str, str]) -> It
         stop(api)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _redis_first(redis_service: str) -> None:
+    """The tests' Redis is ready before any session fixture here starts a process on it."""
+
+
+# The shared service's settings that only webhook deliveries read: short timeouts and
+# backoff, and loopback receivers allowed (tests/e2e/test_webhooks.py runs one on 127.0.0.1).
+# One worker and API serve every module: a second TensorFlow worker costs more than keeping
+# these at their defaults would be worth elsewhere.
+WEBHOOK_TIMEOUT_S = 1.0
+SERVICE_ENV = {
+    "PRUNEKIT_WEBHOOK_ALLOW_PRIVATE": "1",
+    "PRUNEKIT_WEBHOOK_TIMEOUT": str(WEBHOOK_TIMEOUT_S),
+    "PRUNEKIT_WEBHOOK_RETRY_BASE": "0.3",
+    "PRUNEKIT_WEBHOOK_MAX_ATTEMPTS": "3",
+    "PRUNEKIT_WEBHOOK_PROGRESS_INTERVAL": "0.5",
+}
+
+
 @pytest.fixture(scope="session")
 def service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Service]:
     logs = tmp_path_factory.mktemp("service-logs")
     port = free_port()
-    worker = spawn_worker(logs)
-    api = spawn_api(logs, port)
+    worker = spawn_worker(logs, SERVICE_ENV)
+    api = spawn_api(logs, port, SERVICE_ENV)
     svc = Service(f"http://127.0.0.1:{port}", logs)
     try:
         wait_ready(svc, [worker, api])

@@ -28,6 +28,7 @@ import redis
 
 from core import storage
 from tests.e2e.conftest import REPO, Service, api_without_worker, new_key
+from tests.polling import wait_until
 from tests.tiny_models import zip_dir
 
 pytestmark = pytest.mark.e2e
@@ -410,11 +411,13 @@ def test_connections_beyond_the_limit_get_503(guarded_api: Service) -> None:
     try:
         for sock in idle:
             sock.sendall(b"GET /healthz HTTP/1.1\r\n")  # holding a connection each
-        time.sleep(0.2)
-        with httpx.Client(base_url=guarded_api.base_url, timeout=5) as fresh:
-            assert fresh.get("/healthz").status_code == 503
-            time.sleep(1.5)  # their header deadline passes: they are closed
-            assert fresh.get("/healthz").status_code == 200
+
+        def healthz() -> int:  # a fresh connection each time, as the first one was
+            return httpx.get(f"{guarded_api.base_url}/healthz", timeout=5).status_code
+
+        wait_until(lambda: healthz() == 503, 2, what="503 beyond the connection limit")
+        # their header deadline (1 s) passes: they are closed, and requests pass again
+        wait_until(lambda: healthz() == 200, 5, what="200 once the idle ones are cut off")
     finally:
         for sock in idle:
             sock.close()

@@ -8,6 +8,7 @@ memory limit.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -18,11 +19,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 import redis
 
 from core.embedded_redis import EmbeddedRedis, free_port, start_embedded
 from tests.e2e.conftest import REPO, Service, spawn_api, spawn_worker, stop, wait_ready
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -100,6 +103,19 @@ class Stack:
         self.redis.stop()
 
 
+def _aof_bytes(stack: Stack) -> bytes:
+    return b"".join(p.read_bytes() for p in (stack.tmp / "redis").rglob("*.aof*") if p.is_file())
+
+
+def _group_alive(pgid: int) -> bool:
+    """Whether a process of group ``pgid`` still runs (a zombie no longer runs)."""
+    for proc in psutil.process_iter(["status"]):
+        with contextlib.suppress(psutil.Error, ProcessLookupError):
+            if os.getpgid(proc.pid) == pgid and proc.info["status"] != psutil.STATUS_ZOMBIE:
+                return True
+    return False
+
+
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     s = Stack(tmp_path_factory.mktemp("crash"))
@@ -114,7 +130,10 @@ def test_redis_restart_loses_no_accepted_job(stack: Stack, model_files: dict[str
     jobs = [stack.submit(model["id"]) for _ in range(3)]
     queue_key = f"{PREFIX}:celery:{QUEUE}"
     assert stack.r.llen(queue_key) == 4  # the inspection and three jobs
-    time.sleep(1.5)  # appendfsync everysec: what was accepted a second ago is on disk
+    # appendfsync everysec: Redis writes its append-only file within about a second; a
+    # SIGKILL keeps whatever reached the file, so wait until every accepted job is in it
+    wait_until(lambda: all(j.encode() in _aof_bytes(stack) for j in jobs), 10, interval=0.1,
+               what="the accepted jobs in the append-only file")  # fmt: skip
 
     port = stack.redis.port
     stack.redis.process.send_signal(signal.SIGKILL)  # no shutdown, no save
@@ -143,7 +162,7 @@ def test_sigkill_whole_worker_mid_job(stack: Stack, big_model_zip: Path) -> None
     worker = stack.workers[-1]
     os.killpg(worker.pid, signal.SIGKILL)  # the main process, its pool child, its reconciler
     worker.wait(10)
-    time.sleep(0.5)
+    wait_until(lambda: not _group_alive(worker.pid), 10, what="the worker's processes gone")
     assert stack.job(job_id)["status"] == "running"  # nobody left to say otherwise
 
     stack.start_worker()

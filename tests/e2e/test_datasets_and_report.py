@@ -174,14 +174,25 @@ def test_job_dataset_checks(service: Service, digits: dict, model_files: dict[st
     assert resp.status_code == 404 and resp.json()["type"].endswith("dataset-not-found")
 
 
-@pytest.mark.parametrize("name", ["l1", "l0", "saliency", "gradual"])
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        {"name": "l1"},
+        {"name": "l0"},
+        {"name": "saliency"},
+        {"name": "gradual"},
+        # data-free unless iterative: the API asks the parameters, not the strategy's name
+        {"name": "random", "iterative": True},
+    ],
+    ids=lambda s: "-".join(map(str, s.values())),
+)
 def test_needs_data_without_dataset_is_refused_before_queueing(
-    service: Service, model_files: dict[str, Path], name: str
+    service: Service, model_files: dict[str, Path], strategy: dict[str, Any]
 ) -> None:
     model_id = _ready_model(service, model_files["keras"])
     before = service.client.get("/v1/jobs", params={"limit": 1}).json()["items"]
     resp = service.client.post(
-        "/v1/jobs", json={"model_id": model_id, "strategy": {"name": name, "sparsity": 0.5}}
+        "/v1/jobs", json={"model_id": model_id, "strategy": {**strategy, "sparsity": 0.5}}
     )
     assert resp.status_code == 422 and resp.headers["content-type"] == PROBLEM
     assert resp.json()["errors"][0]["field"] == "body.dataset_id"

@@ -3,6 +3,7 @@ property-based run of the OpenAPI schema (schemathesis) that must never see a 5x
 
 from __future__ import annotations
 
+import functools
 import os
 import uuid
 from collections.abc import Iterator
@@ -123,7 +124,13 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app).exclude(path="/rea
 schema.config.generation.update(
     modes=[GenerationMode.POSITIVE, GenerationMode.NEGATIVE], allow_extra_parameters=True
 )
-KEY = new_key("schemathesis")
+
+
+@functools.cache
+def _key() -> str:
+    """The fuzzing tenant's key, made on first use: importing this module needs no Redis."""
+    return new_key("schemathesis")
+
 
 # header fuzzing: headers the API interprets, with hostile values (printable, no leading
 # space: the test client refuses others before they are sent)
@@ -144,7 +151,8 @@ HOSTILE_HEADERS = st.dictionaries(
 )  # fmt: skip
 
 
-def _seed_other_tenants_job() -> str:
+@functools.cache
+def _seeded() -> str:
     """A (cancelled) job of another tenant, recorded as the API records one: its events list
     is a Redis key that ``<id>:events`` would reach."""
     record = {
@@ -157,18 +165,20 @@ def _seed_other_tenants_job() -> str:
     return str(record["id"])
 
 
-SEEDED = _seed_other_tenants_job()
-# path fuzzing: ids that are not ids (other Redis keys, traversal, huge, odd characters)
+# path fuzzing: ids that are not ids (other Redis keys, traversal, huge, odd characters);
+# the seeded job is recorded when the first example is drawn, in a test, not at import
 HOSTILE_IDS = st.one_of(
-    st.sampled_from([f"{SEEDED}:events", f"{SEEDED}:lease"]),  # keys of other types
-    st.sampled_from([SEEDED, "..", ".%2e", "%00", "a" * 5000, "*", "jobs:active"]),
+    st.sampled_from([":events", ":lease"]).map(lambda key: _seeded() + key),  # other key types
+    st.sampled_from(["", "..", ".%2e", "%00", "a" * 5000, "*", "jobs:active"]).map(
+        lambda raw: raw or _seeded()
+    ),
     st.uuids().map(lambda u: f"{u.hex}:events"),
     st.text(max_size=80),
 )
 
 
 def _call(case: schemathesis.Case, extra_headers: dict[str, str] | None = None) -> None:
-    headers = {**(extra_headers or {}), "Authorization": f"Bearer {KEY}"}
+    headers = {**(extra_headers or {}), "Authorization": f"Bearer {_key()}"}
     named = {k.lower() for k in (case.headers or {})} | {k.lower() for k in headers}
     if "idempotency-key" in named:
         headers["Idempotency-Key"] = uuid.uuid4().hex  # avoid replays across examples

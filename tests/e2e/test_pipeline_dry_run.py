@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis
 
 from tests.e2e.conftest import Service, api_without_worker
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -85,6 +87,11 @@ def test_estimate_comes_from_finished_jobs(service: Service, model_files: dict[s
     body = {"model_id": model["id"], "strategy": {"name": "random", "sparsity": 0.3}}
     job = service.client.post("/v1/jobs", json=body).json()
     assert service.wait_job(job["id"])["status"] == "succeeded"
-    est = service.client.post("/v1/jobs?validate_only=true", json=body).json()
-    est = est["estimated_duration"]
-    assert est["jobs"] >= 1 and est["seconds"] > 0
+
+    def estimate() -> dict[str, Any]:
+        dry = service.client.post("/v1/jobs?validate_only=true", json=body).json()
+        return dry["estimated_duration"]  # type: ignore[no-any-return]
+
+    # the worker records a job's throughput just after marking it succeeded
+    est = wait_until(lambda: (e := estimate())["jobs"] >= 1 and e, 10, what="a recorded job")
+    assert est["seconds"] > 0

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import io
-import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.e2e.conftest import Service
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -64,7 +64,8 @@ def test_metadata_round_trips_and_filters_lists(
     assert first["metadata"] == {"team": "vision", "run": "1"}
     assert "metadata" not in first["spec"]
     svc.wait_job(first["id"])
-    time.sleep(0.05)
+    created = datetime.fromisoformat(first["created_at"])  # millisecond resolution
+    wait_until(lambda: datetime.now(UTC) > created + timedelta(milliseconds=1), 5)
     middle = datetime.now(UTC).isoformat()
     second = _job(svc, model["id"], {"team": "audio"})
     assert svc.client.get(f"/v1/jobs/{second['id']}").json()["metadata"] == {"team": "audio"}

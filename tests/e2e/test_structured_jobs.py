@@ -57,7 +57,8 @@ def test_filter_job_makes_a_smaller_model_in_both_formats(
     m = job["metrics"]
     s = m["details"]["structured"]
     assert s["data_free"] is True
-    assert s["flops"]["after"] < s["flops"]["before"] / 2
+    assert s["flops_all_ops"]["after"] < s["flops_all_ops"]["before"] / 2
+    assert "flops" not in s  # one FLOPs figure per name: metrics.flops counts matmul/conv only
     assert m["parameters"]["total"] == s["params"]["after"] < m["parameters"]["total_before"]
     assert m["size_bytes"]["pruned"] < m["size_bytes"]["original"]
     assert s["kept"]["conv1"] == {"before": 16, "after": 8}
@@ -67,7 +68,7 @@ def test_filter_job_makes_a_smaller_model_in_both_formats(
     assert resp.status_code == 200 and resp.headers["content-disposition"].endswith('.keras"')
     (tmp_path / "pruned.keras").write_bytes(resp.content)
     pruned = keras.saving.load_model(tmp_path / "pruned.keras", safe_mode=True)
-    assert model_cost(pruned).flops == s["flops"]["after"]
+    assert model_cost(pruned).flops == s["flops_all_ops"]["after"]
     x = np.random.default_rng(0).normal(size=(3, 10, 10, 1)).astype("float32")
     expected = np.asarray(pruned(x, training=False))
     assert expected.shape == (3, 4)
@@ -160,6 +161,30 @@ def test_structured_submissions_refused_with_reasons(
     )
     body = _problem(resp, 422)
     assert body["errors"][0]["field"] == "body.dataset_id"
+    for steps in (0, 21):
+        resp = service.client.post(
+            "/v1/jobs",
+            json={
+                "model_id": model["id"],
+                "strategy": {"name": "filter", "ratio": 0.5, "steps": steps},
+            },
+        )
+        assert _problem(resp, 422)["errors"][0]["field"] == "body.strategy.steps"
+    resp = service.client.post(
+        "/v1/jobs",
+        json={
+            "model_id": model["id"],
+            "strategy": {"name": "filter", "ratio": 0.5, "recalibrate": True},
+        },
+    )
+    body = _problem(resp, 422)
+    assert body["errors"][0]["field"] == "body.strategy.recalibrate"
+    assert body["errors"][0]["type"] == "dataset_required"
+    # the same limits are published in the strategies' JSON Schema
+    listed = service.client.get("/v1/strategies").json()["items"]
+    props = next(e for e in listed if e["name"] == "filter")["parameters"]["properties"]
+    assert (props["steps"]["minimum"], props["steps"]["maximum"]) == (1, 20)
+    assert "recalibrate" in props
 
 
 def test_tf_keras_saved_model_upload_is_pruned(service: Service, tmp_path: Path) -> None:

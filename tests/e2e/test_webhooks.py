@@ -1,12 +1,12 @@
-"""Signed webhooks and deadlines against the real service: an API and a worker on their own
-queue that may deliver to loopback (``PRUNEKIT_WEBHOOK_ALLOW_PRIVATE=1``, short timeouts and
-backoff), a local receiver on 127.0.0.1, and an API without that allowance for the refusals."""
+"""Signed webhooks and deadlines against the real service: the shared worker and API (which
+may deliver to loopback, with short timeouts and backoff: ``SERVICE_ENV`` in conftest.py),
+a tenant of their own, a local receiver on 127.0.0.1, and an API without that allowance for
+the refusals."""
 
 from __future__ import annotations
 
 import itertools
 import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -19,27 +19,18 @@ import httpx
 import pytest
 from standardwebhooks import Webhook
 
-from core.embedded_redis import free_port
 from tests.e2e.conftest import (
+    SERVICE_ENV,
+    WEBHOOK_TIMEOUT_S,
     Service,
     api_without_worker,
     new_key,
-    spawn_api,
-    spawn_worker,
-    stop,
-    wait_ready,
 )
 
 pytestmark = pytest.mark.e2e
 
-TIMEOUT_S = 1.0
-HOOK_ENV = {
-    "PRUNEKIT_WEBHOOK_ALLOW_PRIVATE": "1",
-    "PRUNEKIT_WEBHOOK_TIMEOUT": str(TIMEOUT_S),
-    "PRUNEKIT_WEBHOOK_RETRY_BASE": "0.3",
-    "PRUNEKIT_WEBHOOK_MAX_ATTEMPTS": "3",
-    "PRUNEKIT_WEBHOOK_PROGRESS_INTERVAL": "0.5",
-}
+TIMEOUT_S = WEBHOOK_TIMEOUT_S
+HOOK_ENV = SERVICE_ENV
 
 
 class Receiver:
@@ -59,7 +50,7 @@ class Receiver:
                      "at": time.time()}
                 )  # fmt: skip
                 if self.path.startswith("/hang"):
-                    time.sleep(10)
+                    time.sleep(10)  # a receiver that hangs: what the test is about
                     code = 204
                 elif self.path.startswith("/flaky") and not receiver.flaky_failed:
                     receiver.flaky_failed = True
@@ -89,23 +80,14 @@ def receiver() -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def hooked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Service, str]]:
-    """A worker and API that may deliver to loopback, on their own queue; and the secret."""
-    logs = tmp_path_factory.mktemp("webhook-logs")
-    env = {**HOOK_ENV, "PRUNEKIT_QUEUE": f"{os.environ['PRUNEKIT_QUEUE']}-webhooks"}
-    port = free_port()
-    worker = spawn_worker(logs, env, name="hook-worker")
-    api = spawn_api(logs, port, env)
-    svc = Service(f"http://127.0.0.1:{port}", logs)
-    try:
-        wait_ready(svc, [worker, api])
-        resp = svc.client.post("/v1/webhook-secret")
-        assert resp.status_code == 201, resp.text
-        secret = resp.json()["secret"]
-        assert secret.startswith("whsec_")
-        yield svc, secret
-    finally:
-        stop(api, worker)
+def hooked(service: Service) -> tuple[Service, str]:
+    """The shared service, seen by a tenant of this module's own; and its signing secret."""
+    svc = service.as_key(new_key(f"webhooks-{time.time_ns()}"))
+    resp = svc.client.post("/v1/webhook-secret")
+    assert resp.status_code == 201, resp.text
+    secret = resp.json()["secret"]
+    assert secret.startswith("whsec_")
+    return svc, secret
 
 
 @pytest.fixture(scope="module")

@@ -14,8 +14,7 @@ from prunekit.model import LoadedModel, load_model
 from prunekit.progress import RecordingReporter
 from prunekit.spec import PruneSpec
 from tests import tiny_models
-
-DIGITS = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "digits_8x8.npz"
+from tests.shared_data import DIGITS
 
 
 def digits(n: int = 256) -> Dataset:

@@ -106,7 +106,7 @@ def test_magnitude_with_lamp_reports_each_layer(tmp_path: object) -> None:
     model = LoadedModel(format=ModelFormat.KERAS, keras_model=tiny_models.mlp(seed=0))
     ctx = context(model, {"name": "magnitude", "sparsity": 0.6, "allocation": "lamp"}, None)
     expected = allocate({w.name: np.abs(w.numpy()) for w in ctx.prunable}, 0.6, "lamp")
-    build(ctx.spec.strategy_params()).run(ctx)
+    build(parse_params(ctx.spec.strategy)).run(ctx)
     report = ctx.cache["allocation"]
     assert report["rule"] == "lamp"
     for w in ctx.prunable:

@@ -26,9 +26,11 @@ from core.records import new_id, now_iso
 from core.settings import Settings
 from prunekit.data import DatasetError, npz_header
 from prunekit.errors import CancelledError
+from tests.polling import wait_until
 from worker.reporter import JobReporter
 
 
+@pytest.mark.redis
 def test_keys_are_hashed_bound_to_a_tenant_and_revocable() -> None:
     api_key, secret = keys.create_key("acme", "ci")
     assert secret.startswith("pk_") and len(secret) > 40
@@ -97,6 +99,7 @@ def _job(status: str, **fields: object) -> dict:
 OLD = "2020-01-01T00:00:00.000Z"
 
 
+@pytest.mark.redis
 def test_sweeper_deletes_old_records_and_files_only() -> None:
     old_job = _job("succeeded", finished_at=OLD)
     new_job = _job("succeeded", finished_at=now_iso())
@@ -147,15 +150,22 @@ def private_reconcile(monkeypatch: pytest.MonkeyPatch) -> None:
         # passes start only when they take the lock: none starts before it expires
         ttl_ms = max(r.pttl(lock), 0)
         if ttl_ms < 3000:
-            time.sleep(ttl_ms / 1000 + 0.1)
-            assert r.set(lock, "unit-test", nx=True, px=10_000)
+            wait_until(
+                lambda: r.set(lock, "unit-test", nx=True, px=10_000),
+                ttl_ms / 1000 + 2,
+                what="the reconciler lock, once its holder's expires",
+            )
         else:
-            time.sleep(0.3)  # let a pass that has just started finish
+            # A pass that took the lock moments ago may still be running. A pass leaves no
+            # trace when it ends, so there is nothing to poll: give it a moment (passes over
+            # a test's handful of records take milliseconds).
+            time.sleep(0.3)
     yield
     if r.get(lock) == "unit-test":
         r.delete(lock)
 
 
+@pytest.mark.redis
 @pytest.mark.usefixtures("private_reconcile")
 def test_reconciler_requeues_lost_jobs_and_times_out_stuck_ones() -> None:
     lost = _job("running", started_at=now_iso())  # running, but no lease: its worker died
@@ -179,6 +189,7 @@ def test_reconciler_requeues_lost_jobs_and_times_out_stuck_ones() -> None:
         jobs.transition(j["id"], "cancelled", {"queued", "running", "cancelling", "failed"})
 
 
+@pytest.mark.redis
 def test_cancel_check() -> None:
     job = _job("running")
     reporter = JobReporter(job["id"])
@@ -223,6 +234,7 @@ def test_npz_with_pickles_is_refused(tmp_path: Path) -> None:
         npz_header(junk)
 
 
+@pytest.mark.redis
 def test_local_key_file_is_private_and_reused(tmp_path: Path) -> None:
     from app.auth.local_key import ensure_local_key
 
@@ -291,6 +303,7 @@ def test_dataset_check_bounds_the_widened_size(
     assert datasets._check(path, path.read_bytes()[:8])["x_train"].shape == (100, 1000)
 
 
+@pytest.mark.redis
 def test_sweeper_keeps_live_worker_tmpdirs() -> None:
     live, dead = storage.worker_tmpdir(os.getpid()), storage.worker_tmpdir(999_999_999)
     past = time.time() - 7200
@@ -303,6 +316,7 @@ def test_sweeper_keeps_live_worker_tmpdirs() -> None:
     live.rmdir()
 
 
+@pytest.mark.redis
 @pytest.mark.usefixtures("private_reconcile")
 def test_reconciler_requeues_a_job_whose_reserving_worker_died() -> None:
     """A message a worker reserved (kombu's ``unacked``) and never started: sent again once
@@ -332,6 +346,7 @@ def test_reconciler_requeues_a_job_whose_reserving_worker_died() -> None:
             jobs.transition(j["id"], "cancelled", {"queued"})
 
 
+@pytest.mark.redis
 @pytest.mark.usefixtures("private_reconcile")
 def test_reconciler_does_not_resend_a_lost_job_a_worker_just_took_again() -> None:
     """A running job whose worker died was sent again; a worker reserved that message a

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from prunekit.formats import ModelFormat
-from prunekit.metrics.flops import FlopsError, count_flops, nonzero_from_weights
+from prunekit.metrics.flops import FlopsError, count_flops, model_cost, nonzero_from_weights
 from prunekit.model import LoadedModel, load_model
 from tests import tiny_models
 
@@ -99,3 +99,13 @@ def test_unknown_input_dims_need_a_sample_shape() -> None:
     with pytest.raises(FlopsError, match="unknown dimensions"):
         count_flops(_keras(model))
     assert count_flops(_keras(model), data_shape=[7, 3]).dense == 2 * 7 * 3 * 2
+
+
+def test_the_two_named_counts_differ_only_by_the_non_matmul_layers() -> None:
+    """``count_flops`` (matmul/conv) and ``model_cost`` (all ops) on one model: the same on a
+    plain MLP; on the CNN, all ops adds exactly its BatchNorm's 2 per output element."""
+    mlp = tiny_models.mlp()
+    assert model_cost(mlp).flops == count_flops(_keras(mlp)).dense == MLP_FLOPS
+    cnn = tiny_models.cnn()
+    assert count_flops(_keras(cnn)).dense == CNN_FLOPS
+    assert model_cost(cnn).flops == CNN_FLOPS + 2 * 10 * 10 * 4

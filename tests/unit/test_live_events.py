@@ -103,7 +103,7 @@ def test_a_real_redis_dying_mid_stream_ends_it_with_an_error(
 
 def test_a_store_that_stops_answering_ends_the_stream(monkeypatch: pytest.MonkeyPatch) -> None:
     def hang(job_id: str) -> str:
-        time.sleep(1)
+        time.sleep(1)  # a store that hangs: the slowness is what is tested
         return "running"
 
     monkeypatch.setattr(store, "status", hang)

@@ -20,6 +20,18 @@ def test_listing_strategies_does_not_import_tensorflow() -> None:
     assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
 
 
+def test_the_spec_is_data_that_imports_no_strategy() -> None:
+    """``PruneSpec`` is pure data: no strategy, context or TensorFlow behind it (the old
+    circle context -> spec -> strategies -> base -> context is gone)."""
+    code = (
+        "import sys, prunekit.spec; "
+        "bad = [m for m in ('prunekit.strategies', 'prunekit.context', 'tensorflow') "
+        "if m in sys.modules]; print(bad); sys.exit(1 if bad else 0)"
+    )
+    run = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
 def test_every_strategy_describes_itself() -> None:
     for cls in all_strategies():
         d = describe(cls)

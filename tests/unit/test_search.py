@@ -12,9 +12,10 @@ import keras
 import numpy as np
 import pytest
 
-from prunekit.context import PruningContext, evaluate
+from prunekit.context import PruningContext
 from prunekit.data import Dataset, Split
 from prunekit.errors import CancelledError
+from prunekit.evaluation import evaluate
 from prunekit.formats import ModelFormat
 from prunekit.losses import LossName, LossSpec
 from prunekit.model import LoadedModel

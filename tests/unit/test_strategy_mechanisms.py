@@ -15,6 +15,8 @@ from prunekit.masks import count_to_prune
 from prunekit.model import LoadedModel
 from prunekit.strategies import build, parse_params
 from prunekit.strategies.gradual import polynomial_sparsity
+from prunekit.strategies.gradual_trainer import ShadowTrainer
+from prunekit.strategies.l0_trainer import HardConcreteTrainer
 from prunekit.strategies.nm import nm_mask
 from tests.unit import strategy_helpers as h
 
@@ -65,7 +67,7 @@ def test_l0_expected_l0_falls(models: dict[str, Path]) -> None:
 def test_l0_unit_gates_share_one_gate_per_output(models: dict[str, Path]) -> None:
     model = h.load(models["keras"])
     ctx = h.context(model, {"name": "l0", "sparsity": 0.5}, h.digits())
-    trainer = ctx.trainer(kind="l0", lam=1.0, per_unit=True)
+    trainer = ctx.trainer(cls=HardConcreteTrainer, lam=1.0, per_unit=True)
     trainer.fit(ctx.data.train, 1)
     for name, g in trainer.gates().items():
         assert np.all(g == g[:1])  # constant along every input row: one gate per unit
@@ -207,7 +209,7 @@ def test_regrowth_lets_pruned_weights_come_back(models: dict[str, Path]) -> None
 
     model = h.load(models["keras"])
     ctx = h.context(model, {"name": "gradual", "sparsity": 0.5}, h.digits())
-    trainer = ctx.trainer(kind="shadow")
+    trainer = ctx.trainer(cls=ShadowTrainer)
     first = magnitude_masks(trainer.shadow_weights(), 0.5)
     trainer.set_masks(first)
     trainer.fit(ctx.data.train, 2)
@@ -235,7 +237,7 @@ def test_regrowth_steps_pruned_shadows_by_the_plain_gradient_under_adam() -> Non
         Dataset(train=Split(x, y)),
         fine_tune={**ft, "optimizer": "adam"},
     )
-    trainer = ctx.trainer(kind="shadow")
+    trainer = ctx.trainer(cls=ShadowTrainer)
     trainer.set_masks({"lin/kernel": mask})
     trainer.fit(ctx.data.train, 1)  # 4 samples, batch 4: one step
     # by hand: the gradient at the masked weights, g = 2/N x^T (x (w*m) - y)

@@ -25,6 +25,7 @@ from prunekit.context import PruningContext, StrategyOutcome
 from prunekit.data import Dataset, Split
 from prunekit.errors import SpecError
 from prunekit.formats import ModelFormat
+from prunekit.losses import LossName, LossSpec
 from prunekit.model import LoadedModel, load_model
 from prunekit.pipeline import prune
 from prunekit.progress import RecordingReporter
@@ -32,7 +33,7 @@ from prunekit.spec import PruneSpec
 from prunekit.strategies import build, get, parse_params
 from prunekit.structured import model_cost
 from prunekit.structured.export import export_saved_model, save_other_formats
-from prunekit.structured.training import gamma_summary, train
+from prunekit.structured.training import gamma_summary, keras_trainer, train
 from prunekit.training import TrainConfig
 
 WIDTHS = (8, 16)
@@ -72,7 +73,7 @@ def _run(
     ctx = PruningContext(
         model=LoadedModel(fmt, keras_model=model), spec=spec, reporter=reporter, data=data
     )
-    return build(spec.strategy_params()).run(ctx), reporter
+    return build(parse_params(spec.strategy)).run(ctx), reporter
 
 
 def _set_gammas(model: keras.Model, values: dict[str, list[float]]) -> None:
@@ -110,16 +111,15 @@ def test_sparsity_training_drives_gammas_towards_zero(data: Dataset) -> None:
         model = conv_bn()
         _set_gammas(model, start)
         gammas = [model.get_layer(f"bn{i}").gamma for i in range(len(WIDTHS))]
-        train(
+        trainer = keras_trainer(
             model,
-            data.train.x,
-            data.train.y,
-            keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+            LossSpec(LossName.SPARSE_CATEGORICAL, from_logits=True),
             TrainConfig(epochs=4, batch_size=32, learning_rate=0.02, optimizer="adam"),
             l1_lambda=lam,
             gammas=gammas,
             seed=0,
         )
+        train(trainer, data.train.x, data.train.y)
         results[lam] = gamma_summary(gammas, threshold=0.05)
     plain, sparse = results[0.0], results[1.0]
     assert sparse["sum_abs"] < 0.3 * plain["sum_abs"]
@@ -141,12 +141,12 @@ def test_structured_training_uses_the_shared_optimizers_and_schedules(
     model = keras.Model(inp, keras.layers.Dense(1, use_bias=False, kernel_initializer="ones")(inp))
     x, y = np.ones((2, 1), "float32"), np.zeros((2, 1), "float32")
     config = TrainConfig(1, 1, 0.1, "sgd", schedule)
-    report = train(model, x, y, keras.losses.MeanSquaredError(), config)
+    report = train(keras_trainer(model, LossSpec(LossName.MSE), config), x, y)
     assert report.steps == 2
     assert float(model.weights[0].numpy().ravel()[0]) == pytest.approx(w_after, rel=1e-5)
     assert report.final_learning_rate == pytest.approx(final_rate, abs=1e-7)
     with pytest.raises(SpecError, match="unknown optimizer"):
-        train(model, x, y, keras.losses.MeanSquaredError(), replace(config, optimizer="sgdm"))
+        keras_trainer(model, LossSpec(LossName.MSE), replace(config, optimizer="sgdm"))
 
 
 # hand-picked BatchNorm scales of conv_bn() for the slimming threshold tests
@@ -210,9 +210,8 @@ def test_slimming_end_to_end_saves_and_loads_both_formats(data: Dataset, tmp_pat
         "groups": 3,
         "prunable_groups": 2,
     }
-    assert (
-        s["flops"]["after"] < s["flops"]["before"] and s["params"]["after"] < s["params"]["before"]
-    )
+    assert s["flops_all_ops"]["after"] < s["flops_all_ops"]["before"]
+    assert s["params"]["after"] < s["params"]["before"]
     assert len(s["sparsity_training"]["epoch_losses"]) == 2
     assert len(s["fine_tune"]["epoch_losses"]) == 1
     # fine_tune.schedule reaches the fine-tuning; sparsity training keeps its constant rate
@@ -247,7 +246,7 @@ def test_slimming_end_to_end_saves_and_loads_both_formats(data: Dataset, tmp_pat
     np.testing.assert_allclose(np.asarray(out), expected, atol=1e-5)
     again = load_model(tmp_path / "sm", "saved_model")
     assert again.keras_model is not None  # prunekit SavedModels keep their Keras graph
-    assert model_cost(again.keras_model).flops == s["flops"]["after"]
+    assert model_cost(again.keras_model).flops == s["flops_all_ops"]["after"]
 
 
 def test_slimming_needs_data_and_batchnorm() -> None:
@@ -294,7 +293,7 @@ def test_filter_l1_is_data_free_and_deterministic() -> None:
         a.model.keras_model.get_layer("conv0").kernel.numpy(),  # type: ignore[union-attr]
         k0[..., top],
     )
-    assert sa["flops"]["after"] < sa["flops"]["before"]
+    assert sa["flops_all_ops"]["after"] < sa["flops_all_ops"]["before"]
 
 
 def test_filter_respects_exclude_and_min_channels() -> None:
@@ -321,7 +320,7 @@ def test_filter_taylor_uses_data_and_fine_tunes(data: Dataset) -> None:
     s = outcome.details["structured"]
     assert s["data_free"] is False and len(s["fine_tune"]["epoch_losses"]) == 1
     assert s["channels"]["prunable_after"] == 12
-    assert s["flops"]["after"] < s["flops"]["before"]
+    assert s["flops_all_ops"]["after"] < s["flops_all_ops"]["before"]
     pred = outcome.model.predict(data.train.x[:8])  # type: ignore[union-attr]
     assert pred.shape == (8, 3) and np.isfinite(pred).all()
 
@@ -353,7 +352,7 @@ def test_structured_needs_a_keras_graph(tmp_path: Path) -> None:
     spec = PruneSpec(strategy={"name": "filter", "ratio": 0.5})
     ctx = PruningContext(model=generic, spec=spec)
     with pytest.raises(SpecError) as err:
-        build(spec.strategy_params()).run(ctx)
+        build(parse_params(spec.strategy)).run(ctx)
     assert err.value.reason == "keras_graph_required"
     assert ".keras" in str(err.value)
 
@@ -419,7 +418,7 @@ def test_tf_keras_lambda_is_not_rebuilt(tmp_path: Path) -> None:
     assert any("Lambda" in note for note in loaded.notes)
     spec = PruneSpec(strategy={"name": "filter", "ratio": 0.5})
     with pytest.raises(SpecError) as err:
-        build(spec.strategy_params()).run(PruningContext(model=loaded, spec=spec))
+        build(parse_params(spec.strategy)).run(PruningContext(model=loaded, spec=spec))
     assert err.value.reason == "keras_graph_required"
 
 

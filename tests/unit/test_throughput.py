@@ -9,6 +9,7 @@ import pytest
 from core.jobs import throughput
 
 
+@pytest.mark.redis
 def test_no_history_then_median_of_recorded_jobs() -> None:
     strategy = f"never-run-{uuid.uuid4().hex[:8]}"
     assert throughput.estimate(strategy, 1000) == {

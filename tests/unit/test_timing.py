@@ -106,6 +106,8 @@ def test_time_runs_makes_at_least_the_minimum() -> None:
 
 
 def _sleep(seconds: float):
+    """A model call of a known duration: the sleep is the work being timed."""
+
     def run() -> None:
         time.sleep(seconds)
 

@@ -191,3 +191,28 @@ def test_label_smoothing_reaches_every_trainer_through_the_spec(models: dict[str
     plain = keras_loss(ctx.loss_spec)(y, out)  # type: ignore[operator]
     assert values[0.0] == pytest.approx(float(np.asarray(plain)), rel=1e-6)
     assert values[0.2] != pytest.approx(values[0.0], rel=1e-3)  # the smoothing is applied
+
+
+def test_fit_sees_every_sample_and_weights_the_epoch_mean() -> None:
+    """5 samples in batches of 2: three steps (the last batch of one included); the epoch loss
+    is the mean over samples, not over batches, and adds the model's own losses. Output 0
+    (zero inputs), targets 1,1,1,1,4: MSE per sample 1,1,1,1,16, so 20/5 = 4, plus the
+    kernel's L2 regulariser 0.5 * 1^2; a rate of 1e-12 leaves the weights where they are."""
+    import keras
+
+    from prunekit.formats import ModelFormat
+    from prunekit.losses import LossName, LossSpec
+    from prunekit.model import LoadedModel
+    from prunekit.training import TrainConfig, Trainer
+
+    inp = keras.Input((1,))
+    dense = keras.layers.Dense(
+        1, use_bias=False, kernel_initializer="ones", kernel_regularizer=keras.regularizers.L2(0.5)
+    )
+    model = LoadedModel(ModelFormat.KERAS, keras_model=keras.Model(inp, dense(inp)))
+    trainer = Trainer(model, [], LossSpec(LossName.MSE), TrainConfig(1, 2, 1e-12, "sgd"))
+    x = np.zeros((5, 1), "float32")
+    y = np.array([1.0, 1.0, 1.0, 1.0, 4.0], "float32")
+    history = trainer.fit(Split(x, y), 2)
+    assert trainer.global_step == 6
+    assert history == pytest.approx([4.5, 4.5], rel=1e-6)

@@ -13,6 +13,7 @@ from app.problems import Problem
 from core.jobs import deadlines
 from core.webhooks import store
 from core.webhooks.addresses import AddressRefusedError, resolve_checked
+from tests.polling import wait_until
 from tests.unit.test_auth_and_lifecycle import _job
 from worker.webhooks import retry_delay, signed_headers
 
@@ -73,6 +74,7 @@ def test_backoff_doubles_with_jitter_and_cap() -> None:
         assert max(delays) - min(delays) > full * 0.1  # jittered, not constant
 
 
+@pytest.mark.redis
 def test_signature_verifies_with_each_secret_after_rotation() -> None:
     tenant = f"t-{time.time_ns()}"
     first = store.rotate_secret(tenant)["secret"]
@@ -90,12 +92,13 @@ def test_signature_verifies_with_each_secret_after_rotation() -> None:
         Webhook(first).verify(tampered, headers)
 
 
+@pytest.mark.redis
 def test_reconciler_cancels_queued_and_stops_running_past_deadline() -> None:
     from core.jobs import store as jobs
     from core.lifecycle import reconciler
 
     past = deadlines.job_fields(0.001)
-    time.sleep(0.01)
+    wait_until(lambda: deadlines.expired(past), 5, interval=0.001, what="a 1 ms deadline")
     queued = _job("queued", **past)
     running = _job("running", started_at=past["deadline_at"], **past)
     future = _job("queued", **deadlines.job_fields(3600))
@@ -115,13 +118,14 @@ def test_reconciler_cancels_queued_and_stops_running_past_deadline() -> None:
             jobs.transition(j["id"], "cancelled", {"queued", "running", "cancelling"})
 
 
+@pytest.mark.redis
 def test_reporter_raises_past_the_deadline() -> None:
     from worker.reporter import JobReporter
 
     job = _job("running", **deadlines.job_fields(0.3))
     reporter = JobReporter(job["id"])
     reporter.check_cancelled()  # before the deadline: nothing
-    time.sleep(0.35)
+    wait_until(lambda: deadlines.expired(job), 5, what="the job's 0.3 s deadline")
     with pytest.raises(deadlines.DeadlineExceededError, match=r"deadline of 0\.3 s"):
         reporter.check_cancelled()
 
@@ -155,6 +159,7 @@ def test_post_goes_to_the_checked_address_with_the_urls_host() -> None:
     assert seen == [(f"receiver.invalid:{port}", "/hooks?x=1", b'{"a":1}')]
 
 
+@pytest.mark.redis
 def test_delivery_rechecks_the_address_and_gives_up_on_a_refusal() -> None:
     """A stored delivery whose host now resolves to loopback (this process does not allow
     private addresses) is refused at delivery time: one attempt, logged, no retry."""
@@ -179,6 +184,7 @@ def test_delivery_rechecks_the_address_and_gives_up_on_a_refusal() -> None:
     assert len(store.deliveries(job["id"])[0]["attempts"]) == 1
 
 
+@pytest.mark.redis
 def test_an_unresolved_host_is_retried_a_refused_address_is_not() -> None:
     from worker.webhooks import _attempt
 

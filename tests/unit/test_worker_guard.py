@@ -45,6 +45,7 @@ def _hold_gil_for(at_least_s: float) -> float:
         n += 1 if took > at_least_s / 4 else 2
 
 
+@pytest.mark.redis
 def test_lease_survives_a_held_gil_and_is_released_on_exit() -> None:
     job_id = _job()
     fence = jobs.acquire_lease(job_id, new_owner(), ttl_s=1)
@@ -58,6 +59,7 @@ def test_lease_survives_a_held_gil_and_is_released_on_exit() -> None:
     assert not holder_is_dead(owner) and holder_is_dead(f"{owner.split(':')[0]}:999999999:x")
 
 
+@pytest.mark.redis
 def test_each_acquisition_gets_a_new_token_and_fences_the_old_one() -> None:
     job_id = _job()
     first = jobs.acquire_lease(job_id, "host:1:a", ttl_s=30)
@@ -84,7 +86,10 @@ def test_each_acquisition_gets_a_new_token_and_fences_the_old_one() -> None:
     assert jobs.transition(job_id, "succeeded", {"running"}, fence=second)
 
 
-def test_a_delivery_waiting_for_the_lease_of_a_job_that_then_finishes_takes_nothing() -> None:
+@pytest.mark.redis
+def test_a_delivery_waiting_for_the_lease_of_a_job_that_then_finishes_takes_nothing(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Found by the chaos drill: a second delivery (the reconciler re-sent the job while the
     first re-sent message sat reserved) waited for the lease, got it once the job had
     succeeded, and counted one more attempt on the finished job (attempts 4 of 3 on a
@@ -92,12 +97,22 @@ def test_a_delivery_waiting_for_the_lease_of_a_job_that_then_finishes_takes_noth
     job_id = _job()
     running = jobs.acquire_lease(job_id, new_owner(), ttl_s=30)  # a live holder: this process
     assert running is not None
+    refused = threading.Event()
+    acquire = jobs.acquire_lease
+
+    def watched(job: str, owner: str, ttl_s: float) -> jobs.Fence | None:
+        fence = acquire(job, owner, ttl_s)
+        if owner == "host:2:b" and fence is None:
+            refused.set()
+        return fence
+
+    monkeypatch.setattr(jobs, "acquire_lease", watched)
     got: list[jobs.Fence | None] = []
     waiter = threading.Thread(
         target=lambda: got.append(take_lease(job_id, "host:2:b", ttl_s=30, wait_s=10))
     )
     waiter.start()
-    time.sleep(0.5)  # the duplicate delivery now waits for the lease
+    assert refused.wait(10)  # the duplicate delivery was refused once: it now waits for the lease
     assert jobs.transition(job_id, "succeeded", {"running"}, fence=running)
     jobs.release_lease(job_id, running.owner)
     waiter.join(15)
@@ -109,6 +124,7 @@ def test_a_delivery_waiting_for_the_lease_of_a_job_that_then_finishes_takes_noth
         assert jobs.acquire_lease(_job(finished), "host:3:c", ttl_s=30) is None
 
 
+@pytest.mark.redis
 def test_a_deleted_job_stays_deleted(tmp_path: Path) -> None:
     job_id = _job()
     fence = jobs.acquire_lease(job_id, "host:1:a", ttl_s=30)
@@ -160,6 +176,7 @@ def _victim(megabytes: int) -> subprocess.Popen[bytes]:
     return proc
 
 
+@pytest.mark.redis
 def test_warden_fails_the_job_and_ends_the_process_past_the_memory_limit() -> None:
     job_id = _job()
     victim = _victim(120)
@@ -173,6 +190,7 @@ def test_warden_fails_the_job_and_ends_the_process_past_the_memory_limit() -> No
     assert "PRUNEKIT_WORKER_MAX_MEMORY_MB=60" in job["error"]["message"]
 
 
+@pytest.mark.redis
 def test_warden_records_a_failed_inspection_past_the_memory_limit() -> None:
     from core.models import store as models
 
@@ -188,6 +206,7 @@ def test_warden_records_a_failed_inspection_past_the_memory_limit() -> None:
         assert off.process is None
 
 
+@pytest.mark.redis
 def test_inspection_attempts_are_counted_and_the_outcome_recorded_once() -> None:
     from core.models import store as models
     from core.redis import get_redis, key
