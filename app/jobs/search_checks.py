@@ -9,10 +9,9 @@ field. Missing datasets are caught earlier (``needs_data``) except for
 
 from __future__ import annotations
 
-from typing import Any
-
 from app.models.service import wait_inspected
 from app.problems import validation_problem
+from core.records import ModelRecord
 from prunekit.strategies import StrategyParams
 from prunekit.strategies.structured_common import keras_graph_required
 
@@ -23,7 +22,7 @@ def _refuse(field: str, message: str, kind: str) -> None:
     raise validation_problem([{"field": field, "message": message, "type": kind}], message)
 
 
-def check_submission(params: StrategyParams, model: dict[str, Any], dataset_id: str | None) -> None:
+def check_submission(params: StrategyParams, model: ModelRecord, dataset_id: str | None) -> None:
     """422 for a budget search or a layer budget the model or the job cannot support."""
     if getattr(params, "allocation", None) == "sensitivity" and dataset_id is None:
         _refuse(
