@@ -131,18 +131,20 @@ def sensitivity_sparsities(
     def count(ratios: Mapping[str, float]) -> float:
         return sum(ratios[n] * sizes[n] for n in sizes)
 
-    lo, hi = 0.0, max([float(c.drops[-1]) for c in curves.values()] + [1.0])
-    if count(pruned(lo)) >= target:
-        hi = lo
-    for _ in range(60):
-        if hi - lo < 1e-9:
-            break
-        mid = (lo + hi) / 2
-        if count(pruned(mid)) >= target:
-            hi = mid
-        else:
-            lo = mid
-    upper, lower = pruned(hi), pruned(lo)
+    free = pruned(0.0)  # what every tensor gives up without losing anything
+    if count(free) >= target:  # even that is too much: share it out in proportion
+        upper, lower = free, {n: 0.0 for n in sizes}
+    else:
+        lo, hi = 0.0, max([float(c.drops[-1]) for c in curves.values()] + [1.0])
+        for _ in range(60):
+            if hi - lo < 1e-9:
+                break
+            mid = (lo + hi) / 2
+            if count(pruned(mid)) >= target:
+                hi = mid
+            else:
+                lo = mid
+        upper, lower = pruned(hi), pruned(lo)
     # between the two tolerances the count is linear in t: hit the target exactly
     c_lo, c_hi = count(lower), count(upper)
     t = 0.0 if c_hi <= c_lo else min(1.0, max(0.0, (target - c_lo) / (c_hi - c_lo)))

@@ -80,6 +80,17 @@ def test_sensitivity_allocation_by_hand() -> None:
     assert report["layers"]["a"] == {"size": 100, "pruned": 81, "sparsity": 0.81}  # type: ignore[index]
 
 
+def test_sensitivity_allocation_below_the_free_ratios_scales_them_down() -> None:
+    # no drop up to 0.5 (a) and 0.3 (b): 0.2 of all is reached before any tolerance, in
+    # proportion to what each gives up for free: a 0.5 * 0.2 / 0.4, b 0.3 * 0.2 / 0.4
+    curves = {
+        "a": SensitivityCurve([0.5, 0.9], [0.0, 0.1]),
+        "b": SensitivityCurve([0.3, 0.9], [0.0, 0.4]),
+    }
+    s = sensitivity_sparsities({"a": 100, "b": 100}, curves, 0.2)
+    assert s["a"] == pytest.approx(0.25) and s["b"] == pytest.approx(0.15)
+
+
 def test_sensitivity_curve_never_credits_pruning_more() -> None:
     c = SensitivityCurve([0.5, 0.7, 0.9], [0.1, 0.05, 0.3])  # noisy: 0.7 looks better
     assert c.max_ratio(0.08) == pytest.approx(0.4)  # 0.5 * 0.08 / 0.1, not 0.7
