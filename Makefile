@@ -31,11 +31,15 @@ browser:
 run: install
 	$(PY) -m app.launcher
 
+# The suite runs on two processes, one test module per process at a time (--dist loadfile keeps a
+# module's fixtures in one process); tests marked `timing` assert wall-clock bounds, so they run
+# afterwards, alone.
 test: install
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/lint-imports
 	$(VENV)/bin/mypy
-	$(PY) -m pytest
+	$(PY) -m pytest -n 2 --dist loadfile -m "not timing"
+	$(PY) -m pytest -m timing
 
 # Benchmarks (bench/): every suite, then docs/benchmarks.md; bench-quick is a subset in minutes.
 BENCH_STAMP := $(VENV)/.bench-installed

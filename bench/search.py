@@ -47,7 +47,7 @@ from prunekit.search import BudgetNotMetError, time_forward
 from prunekit.spec import PruneSpec
 from prunekit.strategies import build, parse_params
 
-RESULTS = Path(__file__).resolve().parent / "results" / "search.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "raw" / "search.json"
 LOSS = LossSpec(LossName.SPARSE_CATEGORICAL, from_logits=True)
 GRID = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
 VGG_GRID = (0.125, 0.25, 0.375, 0.5)

@@ -68,7 +68,7 @@ def check_dataset(body: JobCreate, params: StrategyParams, model: ModelRecord, t
                     "field": f"body.{field}",
                     "message": f"strategy {params.name!r} needs data ({why}); upload a dataset "
                     "with POST /v1/datasets and pass its id as `dataset_id`",
-                    "type": "missing",
+                    "type": "dataset_required",
                 }
             ]
             raise validation_problem(errors, errors[0]["message"])

@@ -317,6 +317,7 @@ def many_entries_zip(entries: int) -> bytes:
     return buf.getvalue()
 
 
+@pytest.mark.timing
 def test_healthz_answers_within_200ms_while_bombs_are_refused(lone_api: Service) -> None:
     bombs = {
         "tar.gz of zeros": (gzip_bomb_tar(400), "compression_ratio"),

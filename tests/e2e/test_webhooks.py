@@ -170,6 +170,7 @@ def test_signed_deliveries_with_a_retry_after_500(
         verifier.verify(got[0]["body"].replace(job["id"], "x" * 32), got[0]["headers"])
 
 
+@pytest.mark.timing
 def test_hanging_receiver_never_holds_up_the_job(
     hooked: tuple[Service, str], receiver: Receiver, tiny_model: str
 ) -> None:

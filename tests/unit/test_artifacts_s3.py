@@ -6,6 +6,7 @@ each test and back afterwards.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,6 +30,10 @@ def s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoS3]:
 def on_s3(s3: MotoS3, monkeypatch: pytest.MonkeyPatch) -> Iterator[MotoS3]:
     for name, value in s3.env.items():
         monkeypatch.setenv(name, value)
+    # a key space of its own: the sweeper test sees only the records it made, whatever ran before
+    monkeypatch.setenv(
+        "PRUNEKIT_KEY_PREFIX", f"{os.environ['PRUNEKIT_KEY_PREFIX']}-s3-{new_id()[:6]}"
+    )
     get_settings.cache_clear()
     artifacts.object_store.cache_clear()
     try:

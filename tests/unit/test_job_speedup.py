@@ -55,6 +55,7 @@ def _check_speedup_row(row: dict, method: str, batch: int) -> None:
     assert ctx["sides"] == {"a": "original", "b": "pruned"}
 
 
+@pytest.mark.timing
 def test_a_job_reports_an_interleaved_speedup_with_its_interval(
     keras_file: Path, tmp_path: Path
 ) -> None:

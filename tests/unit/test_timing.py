@@ -37,6 +37,7 @@ def _work(reps: int):
 CFG = TimingConfig(warmup=2, min_pairs=15, max_pairs=400, budget_s=4.0, target_rel_halfwidth=0.03)
 
 
+@pytest.mark.timing
 def test_a_model_timed_against_itself_gives_an_interval_containing_one() -> None:
     fn = _work(6)
     s = interleaved_speedup(fn, fn, CFG)
@@ -64,6 +65,7 @@ def _one_thread_work(reps: int):
     return run
 
 
+@pytest.mark.timing
 def test_twice_the_work_gives_an_interval_around_two() -> None:
     s = interleaved_speedup(_one_thread_work(16), _one_thread_work(8), TWICE_CFG)
     lo, hi = s.ci95
