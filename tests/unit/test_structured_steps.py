@@ -36,7 +36,7 @@ def _run(strategy: dict[str, Any], data: Dataset | None, fine_tune: dict[str, An
         reporter=reporter,
         data=data,
     )
-    return build(spec.strategy_params()).run(ctx), reporter
+    return build(parse_params(spec.strategy)).run(ctx), reporter
 
 
 def test_step_keep_counts_reach_the_target_exactly() -> None:
@@ -102,7 +102,9 @@ def test_recalibration_defaults_and_refusals() -> None:
     assert err.value.reason == "dataset_required"
 
     asks = parse_params({"name": "filter", "ratio": 0.5, "recalibrate": True})
-    assert asks.data_requirement()[0] == "strategy.recalibrate"  # type: ignore[attr-defined]
+    assert asks.requires_data() is True
+    assert asks.missing_data()[0] == "strategy.recalibrate"
+    assert parse_params({"name": "filter", "ratio": 0.5}).requires_data() is False
     for steps in (0, 21):
         with pytest.raises(ValidationError) as verr:
             parse_params({"name": "filter", "ratio": 0.5, "steps": steps})
