@@ -24,7 +24,8 @@ import numpy as np
 from prunekit.context import PruningContext
 from prunekit.data import Split
 from prunekit.evaluation import eval_set, quality
-from prunekit.structured.graph import ChannelGroup, DependencyGraph, Note
+from prunekit.layers import Note
+from prunekit.structured.graph import ChannelGroup, DependencyGraph
 from prunekit.structured.recalibration import recalibrate_batchnorm
 from prunekit.training import TrainConfig
 
