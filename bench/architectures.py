@@ -103,9 +103,7 @@ def resnet_small(
     """
     bn = {"momentum": 0.9}
     inputs = keras.Input(shape=input_shape, name="input")
-    x = keras.layers.Conv2D(widths[0], 3, padding="same", use_bias=False, name="stem_conv")(
-        inputs
-    )
+    x = keras.layers.Conv2D(widths[0], 3, padding="same", use_bias=False, name="stem_conv")(inputs)
     x = keras.layers.BatchNormalization(**bn, name="stem_bn")(x)
     x = keras.layers.ReLU(name="stem_relu")(x)
     for b, width in enumerate(widths, start=1):
@@ -115,9 +113,7 @@ def resnet_small(
         )(x)
         y = keras.layers.BatchNormalization(**bn, name=f"block{b}_bn1")(y)
         y = keras.layers.ReLU(name=f"block{b}_relu1")(y)
-        y = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{b}_conv2")(
-            y
-        )
+        y = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{b}_conv2")(y)
         y = keras.layers.BatchNormalization(**bn, name=f"block{b}_bn2")(y)
         s = keras.layers.Conv2D(
             width, 1, strides=stride, padding="same", use_bias=False, name=f"block{b}_short"
@@ -156,6 +152,4 @@ def build(
     builder's own, e.g. ``widths``)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
-    return MODELS[name].builder(
-        keras, input_shape=input_shape, num_classes=num_classes, **options
-    )
+    return MODELS[name].builder(keras, input_shape=input_shape, num_classes=num_classes, **options)

@@ -17,6 +17,7 @@ from prunekit.metrics.flops import FlopsError, count_flops, sample_shape
 from prunekit.metrics.size import artifact_size
 from prunekit.metrics.sparsity import parameter_counts
 from prunekit.model import LoadedModel, load_model
+from prunekit.structured.traceable import untraceable_reason
 
 
 def before_figures(model: LoadedModel, path: Path) -> dict[str, Any]:
@@ -57,6 +58,10 @@ def inspect_model(path: Path, fmt: ModelFormat | str) -> dict[str, Any]:
             {"name": w.name, "layer": w.layer, "shape": list(w.shape)} for w in prunable
         ],
         "has_keras_graph": model.keras_model is not None,
+        # why structured strategies cannot read the graph (a subclassed model); None: they can
+        "structured_untraceable": (
+            untraceable_reason(model.keras_model) if model.keras_model is not None else None
+        ),
         "before": before_figures(model, path),
     }
     if model.keras_model is not None:

@@ -25,6 +25,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from prunekit.custom_objects import ENV as CUSTOM_OBJECTS_ENV
+from prunekit.custom_objects import allowed_objects, check_allowed
 from prunekit.errors import ModelLoadError, SpecError
 from prunekit.formats import ModelFormat
 from prunekit.patterns import compile_patterns, excludes
@@ -213,6 +215,28 @@ class LoadedModel:
             out.append(w)
         return out
 
+    def embedding_notes(self, exclude: Sequence[str] = ()) -> list[str]:
+        """Name the embedding tables :meth:`prunable_weights` leaves out (not excluded by
+        the spec already): every strategy keeps them dense."""
+        patterns = compile_patterns(exclude)
+        kept = [
+            w
+            for w in self.weights()
+            if w.trainable
+            and len(w.shape) >= 2
+            and EMBEDDING_PATTERN.search(w.name)
+            and not excludes(patterns, w.name, w.layer)
+        ]
+        if not kept:
+            return []
+        names = ", ".join(f"{w.name} ({w.size} weights)" for w in kept[:5])
+        more = f" and {len(kept) - 5} more" if len(kept) > 5 else ""
+        return [
+            f"embedding tables are not pruned: {names}{more}. A token's row is read whole, "
+            "so zeros there save nothing at run time and cost accuracy; every other kernel "
+            "(Dense, Conv1D/2D/3D, LSTM/GRU kernel and recurrent_kernel) is pruned"
+        ]
+
     def prunable_or_raise(
         self, exclude: Sequence[str] = (), include_embeddings: bool = False
     ) -> list[Weight]:
@@ -229,6 +253,8 @@ class LoadedModel:
     def signatures(self) -> dict[str, Signature]:
         if self._keras_backed:
             m = self._keras
+            if getattr(m, "_functional", m) is m and not hasattr(m, "_nodes_by_depth"):
+                return {"keras": _subclassed_signature(m)}
             inputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.inputs)]
             outputs = [_spec_info(_keras_tensor_name(t), t) for t in _as_list(m.outputs)]
             return {"keras": Signature("keras", inputs, outputs)}
@@ -315,6 +341,24 @@ class LoadedModel:
             )
 
 
+def _subclassed_signature(m: keras.Model) -> Signature:
+    """Inputs and outputs of a subclassed model, which keeps no symbolic tensors: its
+    input from the shape it was built with, its outputs traced symbolically from there."""
+    shape = (m.get_build_config() or {}).get("input_shape")
+    if not isinstance(shape, list | tuple) or not all(
+        d is None or isinstance(d, int) for d in shape
+    ):
+        raise ModelLoadError(
+            f"subclassed model {type(m).__name__!r} was saved without a single input shape "
+            f"(build config {shape!r}); call it once on a batch before saving it",
+            reason="model_not_built",
+        )
+    x = keras.KerasTensor(tuple(shape), dtype="float32", name="input")
+    out = m.compute_output_spec(x)
+    outputs = [_spec_info(f"output_{i}", t) for i, t in enumerate(_as_list(out))]
+    return Signature("keras", [_spec_info("input", x)], outputs)
+
+
 def _as_list(x: Any) -> list[Any]:
     return list(x) if isinstance(x, list | tuple) else [x]
 
@@ -329,11 +373,19 @@ def load_model(path: Path, fmt: ModelFormat | str) -> LoadedModel:
     fmt = ModelFormat(fmt)
     path = Path(path)
     if fmt is ModelFormat.KERAS:
+        # custom classes: only those the operator's allow-listed modules register
+        allowed = allowed_objects()
+        check_allowed(path, allowed)
+        custom = allowed or None
         try:
-            model = keras.saving.load_model(path, compile=True, safe_mode=True)
+            model = keras.saving.load_model(
+                path, compile=True, safe_mode=True, custom_objects=custom
+            )
         except Exception as first:
             try:
-                model = keras.saving.load_model(path, compile=False, safe_mode=True)
+                model = keras.saving.load_model(
+                    path, compile=False, safe_mode=True, custom_objects=custom
+                )
             except Exception as exc:
                 raise ModelLoadError(_keras_load_message(exc)) from exc
             loaded = LoadedModel(ModelFormat.KERAS, keras_model=model)
@@ -383,8 +435,9 @@ def _keras_load_message(exc: Exception) -> str:
     if "Could not locate" in text or "Unknown" in text or "custom" in text.lower():
         return (
             "the .keras file uses a custom class that is not built into Keras "
-            f"({text.splitlines()[0][:300]}). Only models made of built-in Keras layers "
-            "can be loaded safely; export a SavedModel instead if you need custom layers."
+            f"({text.splitlines()[0][:300]}). Custom classes load only from modules the "
+            f"operator lists in {CUSTOM_OBJECTS_ENV}; otherwise use built-in Keras layers, "
+            "or export a SavedModel (pruned unstructured only)."
         )
     return f"the .keras file could not be loaded: {text.splitlines()[0][:500] if text else exc!r}"
 

@@ -28,3 +28,9 @@ def check_submission(params: StrategyParams, model: ModelRecord, dataset_id: str
             [{"field": "body.strategy.name", "message": message, "type": "keras_graph_required"}],
             message,
         )
+    untraceable = details.get("structured_untraceable")
+    if inspection.get("status") == "succeeded" and untraceable:
+        raise validation_problem(
+            [{"field": "body.strategy.name", "message": untraceable, "type": "untraceable_graph"}],
+            untraceable,
+        )

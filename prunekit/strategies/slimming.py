@@ -151,6 +151,7 @@ class Slimming(Strategy[SlimmingParams]):
             groups = [x for x in g.prunable_groups if counts[x.id] > 0]
             sums, _ = group_importance(g, "bn_gamma", groups=groups)
             return {gid: v / counts[gid] for gid, v in sums.items()}
+
         cost_before = model_cost(model)
         before = gamma_summary(gammas)
 

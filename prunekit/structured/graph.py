@@ -45,6 +45,7 @@ import numpy as np
 from prunekit import layers as catalogue
 from prunekit.layers import Note, classes, functional_of, is_nested_model, layer_class
 from prunekit.patterns import compile_patterns
+from prunekit.structured.attention import MHA_CLASSES, AttentionUnsupported, visit_attention
 
 Role = Literal["out", "in"]
 Kind = Literal["kernel", "bias", "gamma", "beta", "stat", "other"]
@@ -427,6 +428,8 @@ class _Builder:
             return self.visit_weighted(op, ins, path, self.visit_source)
         if cls in _DEPTHWISE:
             return self.visit_weighted(op, ins, path, self.visit_depthwise)
+        if cls in MHA_CLASSES:  # attention heads: prunekit.structured.attention
+            return self.visit_weighted(op, ins, path, self.visit_attention)
         if cls in _BN:
             rank = len(in_shapes[0])
             axes = op.axis if isinstance(op.axis, list | tuple) else [op.axis]
@@ -465,7 +468,10 @@ class _Builder:
             rank = len(in_shapes[0])
             axes = op.axis if isinstance(op.axis, list | tuple) else [op.axis]
             if any(a % rank == rank - 1 for a in axes):
-                raise _Unsupported("normalises across the channel axis")
+                raise _Unsupported(
+                    "normalises across the channel axis: its statistics change with the "
+                    "width, so this width (a Transformer's residual stream) is kept"
+                )
             return [x]
         if cls in _SPATIAL:
             if getattr(op, "data_format", "channels_last") != "channels_last":
@@ -549,6 +555,12 @@ class _Builder:
         if act not in ELEMENTWISE_ACTIVATIONS:
             self.block_group(g, f"'{path}' has activation '{act}' that mixes channels")
         return [out]
+
+    def visit_attention(self, op: Any, ins: list[Layout | None], path: str) -> list[Layout | None]:
+        try:
+            return visit_attention(self, op, ins, path)
+        except AttentionUnsupported as exc:
+            raise _Unsupported(str(exc)) from exc
 
     def visit_depthwise(self, op: Any, ins: list[Layout | None], path: str) -> list[Layout | None]:
         x = ins[0]

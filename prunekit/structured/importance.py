@@ -29,6 +29,7 @@ import keras
 import numpy as np
 
 from prunekit.layers import Note
+from prunekit.structured.attention import relative_weight_name
 from prunekit.structured.graph import ChannelGroup, DependencyGraph, Member
 
 Criterion = Literal["l1", "l2", "bn_gamma", "taylor"]
@@ -155,7 +156,9 @@ def compute_gradients(
     for path, layer in _all_layers(model):
         for w in layer.trainable_weights:
             if all(w is not v for v in variables):
-                keys.append(f"{path}/{w.name}")
+                # relative name: unique inside layers with sub-layers (attention's
+                # query/kernel, key/kernel...), the plain name elsewhere
+                keys.append(f"{path}/{relative_weight_name(layer, w)}")
                 variables.append(w)
     with tf.GradientTape() as tape:
         out = model(x, training=False)

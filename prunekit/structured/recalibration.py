@@ -110,4 +110,3 @@ def recalibrate_batchnorm(
         bn.moving_mean.assign(mean.astype(bn.moving_mean.dtype))
         bn.moving_variance.assign(var.astype(bn.moving_variance.dtype))
     return RecalibrationReport(len(bns), frozen, n, batches)
-

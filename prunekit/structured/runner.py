@@ -22,6 +22,7 @@ from prunekit.model import LoadedModel
 from prunekit.strategies.structured_common import keras_graph_required
 from prunekit.structured.graph import ChannelGroup, DependencyGraph
 from prunekit.structured.surgery import apply_pruning
+from prunekit.structured.traceable import untraceable_reason
 from prunekit.structured.training import TrainReport, keras_trainer, train
 from prunekit.training import TrainConfig
 
@@ -32,6 +33,9 @@ def keras_model_or_raise(ctx: PruningContext, strategy: str) -> keras.Model:
     model = ctx.model.keras_model
     if model is None:
         raise SpecError(keras_graph_required(strategy), reason="keras_graph_required")
+    why = untraceable_reason(model)
+    if why is not None:
+        raise SpecError(why, reason="untraceable_graph")
     return model
 
 

@@ -112,7 +112,7 @@ def apply_pruning(
             try:
                 new = layer.__class__.from_config(cfg)
             except Exception as exc:
-                if layer.weights or path in new_config:
+                if getattr(layer, "weights", None) or path in new_config:
                     raise SurgeryError(f"cannot re-create layer '{path}': {exc}") from exc
                 notes.append(Note(path, f"re-used the original layer object ({exc})"))
                 return layer
@@ -144,7 +144,7 @@ def apply_pruning(
     new_model = clone(model, "", top_inputs)
 
     for path, old, new in pairs:
-        if not old.weights:
+        if not getattr(old, "weights", None):  # an op node (``x + 3.0``) holds no weights
             continue
         if len(old.weights) != len(new.weights):
             raise SurgeryError(f"layer '{path}': weight count changed after rebuild")
