@@ -43,6 +43,7 @@ from prunekit.sensitivity import SensitivityReport
 if TYPE_CHECKING:
     from prunekit.context import PruningContext
     from prunekit.model import LoadedModel
+    from prunekit.progress import Reporter
 
 SCAN_RATIOS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95, 0.98)
 STRUCTURED_SCAN = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -269,20 +270,28 @@ class Search:
         )
         if cand.passes and better:
             self.best = _Best(cand, fam.snapshot(state))
-        best = self.best.candidate if self.best else None
         self.ctx.reporter.event(
             f"candidate {cand.index + 1}: {fam.name} ratio {ratio:.3f}, {epochs} epoch(s), "
             f"val accuracy {acc:.4f} (drop {drop:+.4f}, "
             f"{'within' if cand.passes else 'over'} budget)"
         )
-        self.ctx.report(
-            min(0.9, 0.1 + 0.8 * self.epochs_used / max(1, self.config.max_fine_tune_epochs)),
-            stage="search",
-            candidates=len(self.candidates),
-            best_ratio=None if best is None else round(best.ratio, 4),
-            best_val_accuracy=None if best is None else round(best.val_accuracy, 4),
-        )
+        self.ctx.reporter.progress(0.0, stage="search")
         return cand
+
+    def summary(self) -> dict[str, Any]:
+        """What every progress write of the search carries: candidates so far, the best."""
+        best = self.best.candidate if self.best else None
+        return {
+            "candidates": len(self.candidates),
+            "best_ratio": None if best is None else round(best.ratio, 4),
+            "best_val_accuracy": None if best is None else round(best.val_accuracy, 4),
+        }
+
+    def fraction(self) -> float:
+        """The job's progress: the strategy's span, filled as fine-tune epochs are spent."""
+        lo, hi = self.ctx.progress_span
+        done = self.epochs_used / max(1, self.config.max_fine_tune_epochs)
+        return lo + (hi - lo) * min(0.95, 0.05 + 0.9 * done)
 
     def run_family(self, fam: _Family, epoch_share: int) -> str:
         """Sensitivity, one-shot scan, fine-tuned bisection for one family."""
@@ -314,6 +323,27 @@ class Search:
             return self.evaluate(fam, ratio, self.config.candidate_epochs).passes
 
         return bisect_ratios(lo, hi, passes, self.config.tolerance)
+
+
+class _SearchReporter:
+    """The job's reporter while the search runs: every progress write (the candidates'
+    fine-tunes included) carries the search's fraction, candidate count and best so far."""
+
+    def __init__(self, inner: Reporter, search: Search) -> None:
+        self.inner = inner
+        self.search = search
+
+    def phase(self, name: str, fraction: float = 0.0, **detail: Any) -> None:
+        self.inner.phase(name, self.search.fraction(), **detail)
+
+    def progress(self, fraction: float, **detail: Any) -> None:
+        self.inner.progress(self.search.fraction(), **{**detail, **self.search.summary()})
+
+    def event(self, message: str, level: str = "info", **detail: Any) -> None:
+        self.inner.event(message, level=level, **detail)
+
+    def check_cancelled(self) -> None:
+        self.inner.check_cancelled()
 
 
 class _Unstructured(_Family):
@@ -518,9 +548,18 @@ def run_search(ctx: PruningContext, config: SearchConfig) -> SearchOutcome:
     """The whole search; the chosen model is left in ``ctx.model`` (unstructured) or
     returned (structured). Cancelled between candidates, the best passing candidate so far
     is kept (``stopped == "cancelled"``); a cancel before any passes is re-raised."""
+    search = Search(ctx, config)
+    inner = ctx.reporter
+    ctx.reporter = _SearchReporter(inner, search)
+    try:
+        return _run(ctx, config, search)
+    finally:
+        ctx.reporter = inner
+
+
+def _run(ctx: PruningContext, config: SearchConfig, search: Search) -> SearchOutcome:
     from prunekit.evaluation import evaluate
 
-    search = Search(ctx, config)
     search.baseline = evaluate(ctx.model, search.val, ctx.loss_spec)
     if search.baseline["accuracy"] is None:
         raise SpecError(
