@@ -80,6 +80,11 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "filter_l2": {"strategy": {"criterion": "l2"}},
     "filter_distill": {"fine_tune": {"distill": {}}},
     "filter_steps3": {"strategy": {"steps": 3}},
+    # the same 2 training epochs as one-shot with the default budget: 1 recovery + 1 fine-tune
+    "filter_steps2_matched": {
+        "strategy": {"steps": 2, "step_epochs": 1},
+        "fine_tune": {"epochs": 1},
+    },
 }
 
 

@@ -140,7 +140,7 @@ def train(
             loss = loss_fn(model(x[idx]), y[idx])
             loss.backward()
             opt.step()
-            running += float(loss) * len(idx)
+            running += float(loss.detach()) * len(idx)
             step += 1
         losses.append(running / n)
     return losses

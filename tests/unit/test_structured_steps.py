@@ -102,7 +102,9 @@ def test_recalibration_defaults_and_refusals() -> None:
     assert err.value.reason == "dataset_required"
 
     asks = parse_params({"name": "filter", "ratio": 0.5, "recalibrate": True})
+    assert asks.requires_data() is True
     assert asks.missing_data()[0] == "strategy.recalibrate"
+    assert parse_params({"name": "filter", "ratio": 0.5}).requires_data() is False
     for steps in (0, 21):
         with pytest.raises(ValidationError) as verr:
             parse_params({"name": "filter", "ratio": 0.5, "steps": steps})
