@@ -179,7 +179,7 @@ def test_structured_submissions_refused_with_reasons(
     )
     body = _problem(resp, 422)
     assert body["errors"][0]["field"] == "body.strategy.recalibrate"
-    assert body["errors"][0]["type"] == "missing" and "recalibrate" in body["detail"]
+    assert body["errors"][0]["type"] == "dataset_required" and "recalibrate" in body["detail"]
     # the same limits are published in the strategies' JSON Schema
     listed = service.client.get("/v1/strategies").json()["items"]
     props = next(e for e in listed if e["name"] == "filter")["parameters"]["properties"]
