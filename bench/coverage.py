@@ -472,6 +472,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--retry-failed", action="store_true", help="with --resume: redo failures")
     ap.add_argument("--raw", type=Path, default=RAW)
     ap.add_argument("--doc", type=Path, default=DOC)
+    ap.add_argument(
+        "--merge",
+        default="",
+        help="comma-separated raw files of other runs (--raw elsewhere): their rows replace "
+        "these ones, the table is written again, nothing runs",
+    )
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -482,6 +488,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
 
     all_models = constructors()
+    if args.merge:
+        raw = _load_raw(args.raw)
+        for other in args.merge.split(","):
+            new = _load_raw(Path(other))["rows"]
+            keys = {_key(r) for r in new}
+            raw["rows"] = [r for r in raw["rows"] if _key(r) not in keys] + new
+        _write(args, raw, all_models)
+        return
     models = [m for m in all_models if not args.only or m in args.only.split(",")]
     raw = _load_raw(args.raw) if args.resume or args.raw.exists() else {"rows": [], "runs": []}
     if not args.resume:
