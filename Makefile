@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install browser run test lint format clean bench bench-quick bench-report
+.PHONY: install browser run test lint format clean bench bench-quick bench-report bench-torch-venv bench-torch
 
 install: $(STAMP) browser
 
@@ -52,6 +52,14 @@ bench-quick: $(BENCH_STAMP)
 
 bench-report: $(BENCH_STAMP)
 	$(PY) -m bench.report
+
+# Torch-Pruning side of bench/compare_torch_pruning.py: its own venv (bench/.venv-torch),
+# the CPU torch wheel only; never installed into the service venv.
+bench-torch-venv:
+	bench/torchprune/setup_venv.sh $(PYTHON)
+
+bench-torch: $(BENCH_STAMP) bench-torch-venv
+	$(PY) -m bench.compare_torch_pruning
 
 lint: install
 	$(VENV)/bin/ruff check .

@@ -19,6 +19,7 @@ from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.redaction import redact
+from core.object_store import ObjectMissing, StoreDenied, StoreError
 
 log = logging.getLogger("prunekit.api")
 
@@ -76,6 +77,38 @@ def store_unavailable() -> Problem:
         "Service temporarily unavailable",
         "the job store (Redis) cannot be reached right now; retry shortly",
         headers={"Retry-After": "1"},
+    )
+
+
+ARTIFACT_STORE_RETRY_S = 30
+
+
+def artifact_store_problem(exc: StoreError) -> Problem:
+    """The answer when the artifact store fails a request: 410 for an object a record names
+    but the store lacks; 503 (with ``Retry-After`` when it should pass) otherwise. Nothing
+    was recorded: an upload's record is written only after its files are stored."""
+    if isinstance(exc, ObjectMissing):
+        return Problem(
+            410,
+            "artifact-missing",
+            "Stored files missing",
+            f"the record exists but its files are not in the artifact store ({exc}); they were "
+            "removed outside the service or the store lost them: upload again or rerun the job",
+        )
+    if isinstance(exc, StoreDenied):
+        return Problem(
+            503,
+            "artifact-store-misconfigured",
+            "Artifact store refused the service",
+            f"the object store refused this server's credentials or bucket ({exc}); nothing "
+            "was stored; an operator must fix PRUNEKIT_STORAGE or the AWS credentials",
+        )
+    return Problem(
+        503,
+        "artifact-store-unavailable",
+        "Artifact store unavailable",
+        f"the object store could not be reached ({exc}); nothing was stored: retry later",
+        headers={"Retry-After": str(ARTIFACT_STORE_RETRY_S)},
     )
 
 
@@ -147,6 +180,11 @@ def install(app: FastAPI) -> None:
     async def _store_unavailable(request: Request, exc: redis.RedisError) -> JSONResponse:
         log.warning("Redis unavailable on %s %s: %s", request.method, request.url.path, exc)
         return problem_response(store_unavailable(), request)
+
+    @app.exception_handler(StoreError)
+    async def _artifact_store(request: Request, exc: StoreError) -> JSONResponse:
+        log.warning("artifact store on %s %s: %s", request.method, request.url.path, exc)
+        return problem_response(artifact_store_problem(exc), request)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

@@ -85,6 +85,47 @@ def vgg_small(
     return keras.Model(inputs, outputs, name="vgg_small")
 
 
+def resnet_small(
+    keras: KerasModule,
+    input_shape: tuple[int, ...] = (28, 28, 1),
+    num_classes: int = 10,
+    widths: tuple[int, ...] = (16, 32, 64),
+) -> Model:
+    """A small residual CNN with 1x1 shortcuts and BatchNorm, for 28x28x1 images.
+
+    A 3x3 stem (Conv -> BN -> ReLU, ``widths[0]`` channels), then one basic block per
+    width: ``Conv3x3(stride) -> BN -> ReLU -> Conv3x3 -> BN`` added to a projection
+    shortcut ``Conv1x1(stride) -> BN``, then ReLU (He et al. 2016, option B shortcuts).
+    The first block keeps the resolution, the others halve it (28 -> 14 -> 7). Global
+    average pooling and a linear classifier. The shortcut's Add couples the block's second
+    convolution and its projection into one channel group (pruned together).
+    BatchNorm momentum 0.9 (PyTorch's 0.1), as in :func:`vgg_small`.
+    """
+    bn = {"momentum": 0.9}
+    inputs = keras.Input(shape=input_shape, name="input")
+    x = keras.layers.Conv2D(widths[0], 3, padding="same", use_bias=False, name="stem_conv")(inputs)
+    x = keras.layers.BatchNormalization(**bn, name="stem_bn")(x)
+    x = keras.layers.ReLU(name="stem_relu")(x)
+    for b, width in enumerate(widths, start=1):
+        stride = 1 if b == 1 else 2
+        y = keras.layers.Conv2D(
+            width, 3, strides=stride, padding="same", use_bias=False, name=f"block{b}_conv1"
+        )(x)
+        y = keras.layers.BatchNormalization(**bn, name=f"block{b}_bn1")(y)
+        y = keras.layers.ReLU(name=f"block{b}_relu1")(y)
+        y = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{b}_conv2")(y)
+        y = keras.layers.BatchNormalization(**bn, name=f"block{b}_bn2")(y)
+        s = keras.layers.Conv2D(
+            width, 1, strides=stride, padding="same", use_bias=False, name=f"block{b}_short"
+        )(x)
+        s = keras.layers.BatchNormalization(**bn, name=f"block{b}_short_bn")(s)
+        x = keras.layers.Add(name=f"block{b}_add")([y, s])
+        x = keras.layers.ReLU(name=f"block{b}_relu2")(x)
+    x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
+    outputs = keras.layers.Dense(num_classes, name="logits")(x)
+    return keras.Model(inputs, outputs, name="resnet_small")
+
+
 @dataclass(frozen=True)
 class ModelSpec:
     builder: Callable[..., Model]
@@ -96,13 +137,19 @@ MODELS: dict[str, ModelSpec] = {
     "lenet_300_100": ModelSpec(lenet_300_100, channel_axis=False, default_dataset="mnist"),
     "lenet5": ModelSpec(lenet5, channel_axis=True, default_dataset="mnist"),
     "vgg_small": ModelSpec(vgg_small, channel_axis=True, default_dataset="fashion_mnist"),
+    "resnet_small": ModelSpec(resnet_small, channel_axis=True, default_dataset="fashion_mnist"),
 }
 
 
 def build(
-    keras: KerasModule, name: str, input_shape: tuple[int, ...], num_classes: int = 10
+    keras: KerasModule,
+    name: str,
+    input_shape: tuple[int, ...],
+    num_classes: int = 10,
+    **options: Any,
 ) -> Model:
-    """Build model ``name`` with the given keras module and input shape."""
+    """Build model ``name`` with the given keras module and input shape (``options``: the
+    builder's own, e.g. ``widths``)."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; expected one of {sorted(MODELS)}")
-    return MODELS[name].builder(keras, input_shape=input_shape, num_classes=num_classes)
+    return MODELS[name].builder(keras, input_shape=input_shape, num_classes=num_classes, **options)

@@ -64,13 +64,15 @@ class EmbeddedRedis:
 
 
 def start_embedded(
-    data_dir: Path, port: int | None = None, appendonly: bool = True
+    data_dir: Path, port: int | None = None, appendonly: bool = True, bind: str = DEFAULT_HOST
 ) -> EmbeddedRedis:
+    """A private redis-server listening on ``bind`` (addresses, space separated; the URL
+    names 127.0.0.1, which ``bind`` must include)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     port = port or free_port()
     cmd = [
         redis_server_binary(),
-        "--bind", DEFAULT_HOST,
+        "--bind", *bind.split(),
         "--port", str(port),
         "--dir", str(data_dir),
         "--appendonly", "yes" if appendonly else "no",

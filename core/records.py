@@ -190,6 +190,8 @@ class JobRecord(JobHandling):
     updated_at: str
     artifact: NotRequired[ArtifactRecord]  # once succeeded: the pruned model
     lease_token: NotRequired[int]  # the latest lease acquisition (core.jobs.store.Fence)
+    queue: NotRequired[str]  # where it was sent (core.routing); absent: PRUNEKIT_QUEUE
+    routing: NotRequired[dict[str, Any]]  # core.routing.Route.as_dict(), shown to the client
 
 
 class DeliveryAttempt(TypedDict):

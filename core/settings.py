@@ -8,6 +8,7 @@ from functools import lru_cache
 from pathlib import Path
 
 DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+BROKER_SCHEMES = ("redis://", "rediss://", "amqp://", "amqps://", "pyamqp://")
 
 
 def _int(name: str, default: int) -> int:
@@ -89,8 +90,22 @@ class Settings:
     webhook_retry_base: float = 5  # first retry after ~this, doubling, with jitter
     webhook_retry_max: float = 900  # no retry waits longer than this
     webhook_progress_interval: float = 5  # at most one progress delivery per job per this
+    # artifacts: "" local disk under home; "s3://bucket/prefix" an object store (core.artifacts)
+    storage_url: str = ""
+    s3_endpoint_url: str = ""  # a non-AWS S3 endpoint (MinIO, Ceph, GCS interop)
+    s3_presign: bool = False  # downloads redirect to a short-lived presigned URL
+    broker_url: str = ""  # "" the Redis of redis_url; amqp://... RabbitMQ (core.queue)
 
     def __post_init__(self) -> None:
+        if self.storage_url:
+            from core.object_store import Location
+
+            Location.parse(self.storage_url)  # a ValueError naming PRUNEKIT_STORAGE
+        if self.broker_url and not self.broker_url.startswith(BROKER_SCHEMES):
+            raise ValueError(
+                f"PRUNEKIT_BROKER_URL must start with one of {', '.join(BROKER_SCHEMES)} "
+                "(unset: the Redis of PRUNEKIT_REDIS_URL)"
+            )
         if not 0 < self.task_soft_time_limit < self.task_time_limit < self.visibility_timeout:
             raise ValueError(
                 "time limits must satisfy 0 < PRUNEKIT_TASK_SOFT_TIME_LIMIT "
@@ -160,7 +175,16 @@ class Settings:
             webhook_retry_base=_float("PRUNEKIT_WEBHOOK_RETRY_BASE", 5),
             webhook_retry_max=_float("PRUNEKIT_WEBHOOK_RETRY_MAX", 900),
             webhook_progress_interval=_float("PRUNEKIT_WEBHOOK_PROGRESS_INTERVAL", 5),
+            storage_url=os.environ.get("PRUNEKIT_STORAGE", "").strip(),
+            s3_endpoint_url=os.environ.get("PRUNEKIT_S3_ENDPOINT_URL", "").strip(),
+            s3_presign=os.environ.get("PRUNEKIT_S3_PRESIGN", "") in ("1", "true", "yes"),
+            broker_url=os.environ.get("PRUNEKIT_BROKER_URL", "").strip(),
         )
+
+    @property
+    def broker(self) -> str:
+        """The Celery broker URL: ``PRUNEKIT_BROKER_URL``, else the records' Redis."""
+        return self.broker_url or self.redis_url
 
     @property
     def artifacts_dir(self) -> Path:

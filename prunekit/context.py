@@ -52,6 +52,9 @@ class PruningContext:
     validation_fraction: float = 0.1  # carved from train when the dataset has no val split
     # the model as uploaded, loaded a second time, when the spec asks for distillation
     teacher: LoadedModel | None = None
+    # results a strategy's helpers compute once per job (sensitivity curves, the layer
+    # budget the report shows): see prunekit.layer_budget
+    cache: dict[str, Any] = field(default_factory=dict)
     _prunable: list[Weight] | None = None
     _splits: tuple[Split, Split] | None = None
     _warned_frozen_stats: bool = False

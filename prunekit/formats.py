@@ -14,13 +14,16 @@ class ArtifactFormat(StrEnum):
     """Every format a job's result can be downloaded in (``?format=`` on the download).
 
     The input's format always; the other Keras format for structured strategies; LiteRT
-    flatbuffers when the job spec's ``exports`` asks for them.
+    flatbuffers when the job spec's ``exports`` asks for them; the sensitivity plot of a
+    job that ran a sensitivity analysis (strategies ``sensitivity`` and ``auto``, or
+    ``allocation: "sensitivity"``).
     """
 
     SAVED_MODEL = "saved_model"
     KERAS = "keras"
     TFLITE = "tflite"  # LiteRT float32, sparse tensors stored sparse where that helps
     TFLITE_INT8 = "tflite_int8"  # LiteRT full-integer (or dynamic-range) quantised
+    SENSITIVITY_PNG = "sensitivity_png"  # the sensitivity curves drawn (sensitivity, auto)
 
     @property
     def suffix(self) -> str:
@@ -29,6 +32,8 @@ class ArtifactFormat(StrEnum):
 
     @property
     def media_type(self) -> str:
+        if self is ArtifactFormat.SENSITIVITY_PNG:
+            return "image/png"
         return "application/zip" if self is ArtifactFormat.SAVED_MODEL else OCTET_STREAM
 
 
@@ -38,4 +43,5 @@ _SUFFIXES = {
     ArtifactFormat.KERAS: ".keras",
     ArtifactFormat.TFLITE: ".tflite",
     ArtifactFormat.TFLITE_INT8: "-int8.tflite",
+    ArtifactFormat.SENSITIVITY_PNG: "-sensitivity.png",
 }

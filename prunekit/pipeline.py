@@ -50,6 +50,7 @@ from prunekit.metrics.size import CODEC, compressed_size, raw_size, zip_director
 from prunekit.metrics.sparsity import parameter_counts, sparsity_report
 from prunekit.model import LoadedModel, load_model
 from prunekit.progress import NullReporter, Reporter
+from prunekit.reporting import attach_analysis, finishing
 from prunekit.spec import PruneSpec
 from prunekit.speedup import SpeedupConfig, SpeedupMeasurement
 from prunekit.strategies import build, parse_params
@@ -69,6 +70,8 @@ class PruneResult:
     notes: list[str] = field(default_factory=list)
     alternates: dict[ModelFormat, Path] = field(default_factory=dict)  # other-format downloads
     exports: dict[str, Path] = field(default_factory=dict)  # LiteRT files the spec asked for
+    # other files a strategy produced (``sensitivity_png``: the sensitivity curves drawn)
+    artifacts: dict[str, Path] = field(default_factory=dict)
 
 
 def _model_stats(model: LoadedModel, spec: PruneSpec) -> tuple[dict[str, int], dict[str, Any], int]:
@@ -341,6 +344,7 @@ def prune(
     )
     outcome = build(params).run(ctx)
     pruned = outcome.model or model
+    reporter = finishing(reporter, ctx.cache)  # a search cancelled with a result: finish it
     reporter.check_cancelled()
 
     reporter.phase("saving", 0.85)
@@ -459,6 +463,7 @@ def prune(
     }
     if outcome.details:
         metrics["details"] = outcome.details
+    artifacts = attach_analysis(metrics, ctx.cache, Path(out_dir))
     metrics["eligibility"] = _eligibility(pruned, spec)
     if litert.before is not None:
         metrics["exports"] = litert.exports
@@ -475,6 +480,7 @@ def prune(
         notes=notes,
         alternates=alternates,
         exports=litert.files,
+        artifacts=artifacts,
     )
 
 

@@ -33,11 +33,17 @@ def spawn(args: list[str], log: Path, env: dict[str, str] | None = None) -> subp
 
 
 def spawn_worker(
-    logs: Path, env: dict[str, str] | None = None, concurrency: int = 2, name: str = "worker"
+    logs: Path,
+    env: dict[str, str] | None = None,
+    concurrency: int = 2,
+    name: str = "worker",
+    prefix: list[str] | None = None,
 ) -> subprocess.Popen[bytes]:
+    """A Celery worker; ``prefix`` runs it through another program (``ip netns exec ns``)."""
     queue = (env or {}).get("PRUNEKIT_QUEUE") or os.environ["PRUNEKIT_QUEUE"]
     return spawn(
-        [sys.executable, "-m", "celery", "-A", "worker.celery_app:celery_app", "worker",
+        [*(prefix or []),
+         sys.executable, "-m", "celery", "-A", "worker.celery_app:celery_app", "worker",
          "--loglevel", "INFO", "--concurrency", str(concurrency), "-Q", queue,
          "--hostname", f"{name}-{free_port()}@%h"],
         logs / f"{name}.log",

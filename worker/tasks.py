@@ -14,13 +14,14 @@ from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
 
-from core import storage
+from core import artifacts, storage
 from core.datasets import store as datasets
 from core.holders import new_owner
 from core.jobs import deadlines
 from core.jobs import store as jobs
 from core.jobs.status import JobStatus
 from core.models import store as models
+from core.object_store import ObjectMissing, StoreError
 from core.observability import counters, logs
 from core.queue import INSPECT_MODEL, RUN_JOB
 from core.records import ArtifactRecord, ErrorRecord, JobRecord, ModelRecord, now_iso
@@ -61,9 +62,11 @@ def inspect_model_task(model_id: str) -> None:
         error: ErrorRecord = {"reason": "too_many_attempts", "message": message}
         models.set_inspection(model_id, {"status": "failed", "error": error})
         return
+    scratch = storage.scratch_dir(f"inspect-{model_id}-")
     try:  # past the memory limit, the warden fails the inspection and ends this child
         with Warden(settings.worker_max_memory_mb, model_id=model_id):
-            details = inspect_model(storage.resolve(record["path"]), record["format"])
+            path = _stage(record["path"], scratch, f"model {model_id}")
+            details = inspect_model(path, record["format"])
     except Exception as exc:
         if _caused_by(exc, SoftTimeLimitExceeded):
             reason, message = (
@@ -81,7 +84,27 @@ def inspect_model_task(model_id: str) -> None:
         error = {"reason": reason, "message": message}
         models.set_inspection(model_id, {"status": "failed", "error": error})
         return
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     models.set_inspection(model_id, {"status": "succeeded", "details": details})
+
+
+def _stage(relative: str, scratch: Path, what: str) -> Path:
+    """A local path to read the stored artifact ``relative`` from (a private copy in
+    ``scratch`` when artifacts live in an object store); a missing object or a store
+    that cannot be read is the job's clear failure, not an internal error."""
+    try:
+        return artifacts.stage(relative, scratch)
+    except ObjectMissing as exc:
+        raise PrunekitError(
+            f"the stored files of {what} are missing from {artifacts.describe()} ({exc}); "
+            "upload it again",
+            reason="artifact_missing",
+        ) from exc
+    except StoreError as exc:
+        raise PrunekitError(
+            f"the artifact store could not be read for {what}: {exc}", reason="store_unavailable"
+        ) from exc
 
 
 def _download_name(model: ModelRecord, fmt: ArtifactFormat) -> str:
@@ -159,10 +182,10 @@ def _run(fence: jobs.Fence, job: JobRecord) -> None:
                 raise PrunekitError(
                     f"dataset {job['dataset_id']} no longer exists", reason="dataset_gone"
                 )
-            data = storage.resolve(dataset["path"])
+            data = _stage(dataset["path"], scratch, f"dataset {job['dataset_id']}")
         out = scratch / "out"
         result = prune(
-            storage.resolve(model["path"]),
+            _stage(model["path"], scratch, f"model {job['model_id']}"),
             model["format"],
             spec,
             out,
@@ -172,8 +195,10 @@ def _run(fence: jobs.Fence, job: JobRecord) -> None:
             before=((model.get("inspection") or {}).get("details") or {}).get("before"),
             timing=_speedup_config(get_settings().latency_budget_s),
         )
-        reporter.check_cancelled()
-        _publish(fence, model, result, out)
+        kept = bool(result.metrics.get("kept_after_cancel"))
+        if not kept:  # strategy auto, cancelled between candidates, keeps its best one
+            reporter.check_cancelled()
+        _publish(fence, model, result, out, after_cancel=kept)
     except Exception as exc:
         if _caused_by(exc, jobs.LeaseLostError):
             log.warning("job %s: lease lost; this attempt stops and writes nothing", job_id)
@@ -203,35 +228,54 @@ def _speedup_config(budget_s: float | None) -> SpeedupConfig:
     return SpeedupConfig(budget_s=budget_s, budget_origin="PRUNEKIT_LATENCY_BUDGET_S")
 
 
-def _publish(fence: jobs.Fence, model: ModelRecord, result: PruneResult, out: Path) -> None:
+def _publish(
+    fence: jobs.Fence,
+    model: ModelRecord,
+    result: PruneResult,
+    out: Path,
+    after_cancel: bool = False,
+) -> None:
     """Describe the outputs (sha256 of the very bytes), rename them into this attempt's own
-    directory, then record success: all fenced, so a late attempt changes nothing."""
+    directory, then record success: all fenced, so a late attempt changes nothing.
+    ``after_cancel``: the engine kept a result after a cancel request (a search's best
+    candidate within budget), which succeeds from ``cancelling`` too."""
     job_id = fence.job_id
     final = storage.attempt_dir(job_id, fence.token)
     artifact = _describe(out, final, result.download, ArtifactFormat(result.format), model)
-    # ?format=: structured jobs' other Keras format, and the LiteRT exports asked for
-    others = {**{str(fmt): path for fmt, path in result.alternates.items()}, **result.exports}
+    # ?format=: structured jobs' other Keras format, the LiteRT exports asked for, and the
+    # sensitivity plot of a job that analysed sensitivity
+    others = {
+        **{str(fmt): path for fmt, path in result.alternates.items()},
+        **result.exports,
+        **result.artifacts,
+    }
     artifact["alternates"] = {
         str(fmt): _describe(out, final, path, ArtifactFormat(fmt), model)
         for fmt, path in others.items()
     }
     if not jobs.fence_holds(fence):
         raise jobs.LeaseLostError(f"job {job_id}: lease lost before publishing")
-    storage.publish_attempt(out, job_id, fence.token)
+    artifacts.publish_attempt(out, job_id, fence.token)
+    allowed = {JobStatus.RUNNING.value}
+    if after_cancel:
+        allowed.add(JobStatus.CANCELLING.value)
     if jobs.transition(
         job_id,
         JobStatus.SUCCEEDED.value,
-        {JobStatus.RUNNING.value},
+        allowed,
+        message="succeeded: cancelled between candidates, the best one within budget kept"
+        if after_cancel
+        else None,
         fence=fence,
         progress={"phase": "done", "fraction": 1.0},
         metrics=result.metrics,
         artifact=artifact,
         finished_at=now_iso(),
     ):
-        storage.remove_other_attempts(job_id, fence.token)
+        artifacts.remove_other_attempts(job_id, fence.token)
         job_outcomes.record_success(job_id, result.metrics)
         return
-    storage.unpublish_attempt(job_id, fence.token)
+    artifacts.unpublish_attempt(job_id, fence.token)
     if jobs.status(job_id) == JobStatus.CANCELLING.value:  # cancelled during the last step
         _cancelled(job_id, fence)
     else:

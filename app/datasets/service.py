@@ -22,6 +22,7 @@ from app import labels, quotas
 from app.auth.tenancy import owned_or_404
 from app.offload import off_loop
 from app.problems import Problem
+from app.publishing import publish_then_record
 from app.uploads import ReceivedFile, receive_file
 from core import storage
 from core.datasets import store
@@ -117,9 +118,8 @@ def _accept(
         "path": storage.relative(storage.dataset_dir(dataset_id) / DATASET_FILE),
         "splits": describe(arrays),
     }
-    with quotas.storage_slot(tenant, received.size):
-        storage.publish(staged, storage.dataset_dir(dataset_id))
-        store.create(record)
+    publish_then_record(staged, storage.dataset_dir(dataset_id), tenant, received.size,
+                        lambda: store.create(record))  # fmt: skip
     return record
 
 

@@ -57,14 +57,19 @@ def expected_parameters(
     strategy: dict[str, Any], kind: str, weights: list[dict[str, Any]], total: int | None
 ) -> dict[str, Any] | None:
     """Weights zeroed and parameters left for a strategy that zeroes a ``sparsity`` fraction
-    of single weights: ``round(s * n)`` over all prunable weights (``scope`` global) or per
-    weight (``scope`` layer). None for other strategies (blocks, N:M, channels), whose count
-    depends on the weights' layout or values."""
+    of single weights: ``round(s * n)`` over all prunable weights (``scope`` global,
+    ``allocation`` global or lamp) or per weight (``scope`` layer, ``allocation`` uniform).
+    None for other strategies (blocks, N:M, channels) and the erk and sensitivity layer
+    budgets, whose count depends on the weights' layout, values or data."""
     sparsity = strategy.get("sparsity")
     if kind != "unstructured" or sparsity is None or strategy.get("block") is not None:
         return None
+    allocation = strategy.get("allocation")
+    if allocation in ("erk", "sensitivity"):  # per-tensor shares of the weights or the data
+        return None
     sizes = [w["size"] for w in weights]
-    if strategy.get("scope") == Scope.LAYER.value:
+    per_layer = allocation is None and strategy.get("scope") == Scope.LAYER.value
+    if per_layer or allocation == "uniform":
         zeroed = sum(count_to_prune(n, sparsity) for n in sizes)
     else:
         zeroed = count_to_prune(sum(sizes), sparsity)
@@ -101,6 +106,7 @@ def preview(body: JobCreate, tenant: str) -> dict[str, Any]:
         "parameters": expected_parameters(strategy, kind, weights, total),
         "flops_before": before.get("flops"),
         "speedup_paths": details.get("speedup_paths"),
+        "routing": service.route_for(body, spec).as_dict(),
         "estimated_duration": throughput.estimate(strategy["name"], total or 0)
         if total
         else {"seconds": None, "basis": "model not inspected yet", "jobs": 0},

@@ -9,13 +9,15 @@ from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
 
 from app import labels
 from app.auth.tenancy import Principal, current_principal
-from app.downloads import file_download
+from app.downloads import file_download, object_download
 from app.jobs import dry_run, live_events, service
 from app.jobs.cancel_after import parse_cancel_after
 from app.jobs.filters import JobFilter
 from app.jobs.schemas import JobCreate, JobEvents, JobList, JobOut, JobReport, JobStatus
 from app.json_body import JSONBodyRoute
+from core import artifacts
 from core.records import JobRecord
+from core.settings import get_settings
 from prunekit.formats import ArtifactFormat
 
 router = APIRouter(prefix="/v1/jobs", route_class=JSONBodyRoute, tags=["jobs"])
@@ -172,8 +174,10 @@ def job_report(job_id: str, principal: Principal = Depends(current_principal)) -
         200: {"content": {"application/octet-stream": {}}},
         206: {"description": "the byte range asked for with `Range`"},
         304: {"description": "`If-None-Match` names the current ETag"},
+        307: {"description": "PRUNEKIT_S3_PRESIGN: a short-lived presigned URL of the file"},
         400: {"description": "malformed `Range`"},
         409: {},
+        410: {"description": "the record names files the artifact store no longer has"},
         416: {"description": "`Range` outside the file"},
         422: {},
     },
@@ -200,4 +204,10 @@ def download_model(
     format of a structured job)."""
     path, art = service.artifact(job_id, principal.tenant, fmt.value if fmt else None)
     etag = f'"{art["sha256"]}"'
+    store = artifacts.object_store()
+    if store is not None:
+        return object_download(
+            request, store, art["path"], etag, art["media_type"], art["filename"],
+            if_none_match, presign=get_settings().s3_presign,
+        )  # fmt: skip
     return file_download(request, path, etag, art["media_type"], art["filename"], if_none_match)

@@ -10,6 +10,7 @@ from app import labels
 from app.redaction import redact_paths
 from app.webhooks.schemas import WebhookSpec
 from core.jobs.status import MAX_DEADLINE_S, JobStatus
+from core.routing import Resource
 from prunekit.spec import PruneSpec
 
 
@@ -45,10 +46,16 @@ class JobCreate(PruneSpec):
         description="cancel the job when it is still unfinished this long after submission "
         "(the `Cancel-After` header sets it too)",
     )
+    resources: Resource | None = Field(
+        default=None,
+        description="gpu or cpu: the class of worker to run on (queue PRUNEKIT_QUEUE-gpu or "
+        "PRUNEKIT_QUEUE). Default: gpu for a job that trains (fine-tuning, or a strategy that "
+        "takes gradients) while a GPU worker serves that queue, else cpu",
+    )
 
 
 # JobCreate fields that configure the job's handling, not the engine's PruneSpec
-HANDLING_FIELDS = frozenset({"webhook", "deadline_seconds"})
+HANDLING_FIELDS = frozenset({"webhook", "deadline_seconds", "resources"})
 
 
 class Progress(BaseModel):
@@ -85,6 +92,11 @@ class JobOut(BaseModel):
     webhook: dict[str, Any] | None = None
     deadline_seconds: float | None = None
     deadline_at: str | None = None
+    routing: dict[str, Any] | None = Field(
+        default=None,
+        description="the queue the job was sent to and why (resources gpu or cpu), the "
+        "workers that consumed it at submission, and what it waits for when none did",
+    )
     links: dict[str, str] = Field(default_factory=dict)
 
 
@@ -127,6 +139,24 @@ class JobReport(BaseModel):
         default=None,
         description="per prunable layer of the pruned model: which path can turn its sparsity "
         "into speed (block-sparse FC kernels, sparse 1x1 convolutions, channel removal, 2:4)",
+    )
+    allocation: dict[str, Any] | None = Field(
+        default=None,
+        description="the layer budget (`rule`: uniform, global, lamp, erk, sensitivity) and "
+        "what each prunable tensor got (`layers`: size, pruned, sparsity); null for strategies "
+        "without one",
+    )
+    sensitivity: dict[str, Any] | None = Field(
+        default=None,
+        description="one-shot sensitivity curves (strategy sensitivity or auto, allocation "
+        "sensitivity): per layer or channel group, accuracy/loss/drop at each ratio; the plot "
+        "downloads with `?format=sensitivity_png`",
+    )
+    search: dict[str, Any] | None = Field(
+        default=None,
+        description="strategy auto: the budget, every candidate (ratio, allocation, validation "
+        "accuracy, size, FLOPs, latency, on the Pareto front or not), the choice and why, and "
+        "the test figure",
     )
     warnings: list[str] = Field(
         default_factory=list,

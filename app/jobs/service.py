@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import time
 from pathlib import Path
 from typing import Any, get_args
@@ -13,7 +14,7 @@ from pydantic import ValidationError
 from app import labels, quotas
 from app.auth.tenancy import owned_or_404
 from app.datasets import service as datasets
-from app.jobs import structured
+from app.jobs import search_checks, structured
 from app.jobs.filters import JobFilter
 from app.jobs.schemas import HANDLING_FIELDS, JobCreate, JobStatus
 from app.models import service as models
@@ -22,7 +23,7 @@ from app.problems import Problem, field_errors, validation_problem
 from app.webhooks import service as webhooks
 from core import storage
 from core.jobs import deadlines, store
-from core.queue import RUN_JOB, enqueue
+from core.queue import RUN_JOB, enqueue, served_queues
 from core.records import (
     ArtifactRecord,
     JobHandling,
@@ -33,8 +34,12 @@ from core.records import (
     now_iso,
 )
 from core.redis import get_redis, tenant_index
+from core.routing import Route, choose, trains
+from core.settings import get_settings
 from prunekit.spec import LiteRTFormat
 from prunekit.strategies import StrategyParams, UnknownStrategyError, parse_params
+
+log = logging.getLogger("prunekit.api")
 
 
 def validate_strategy(raw: dict[str, Any]) -> StrategyParams:
@@ -85,11 +90,24 @@ def validate_submission(body: JobCreate, tenant: str) -> tuple[dict[str, Any], M
     models.ensure_usable(model)
     check_dataset(body, params, model, tenant)
     structured.check_submission(params, model, body.dataset_id)
+    search_checks.check_submission(params, model, body.dataset_id)
     # labels, webhook and deadline live on the record, not in the engine's spec
     exclude = {"model_id", "dataset_id", "metadata", *HANDLING_FIELDS}
     spec = body.model_dump(mode="json", exclude=exclude)
     spec["strategy"] = params.model_dump(mode="json")
     return spec, model
+
+
+def route_for(body: JobCreate, spec: dict[str, Any]) -> Route:
+    """The job's queue (:mod:`core.routing`): by whether it trains, what it asks for and
+    which queues live workers consume (a cached broker broadcast)."""
+    try:
+        served = served_queues()
+    except Exception as exc:  # the broker did not answer the broadcast: route blind
+        log.warning("could not ask the workers which queues they consume: %s", exc)
+        served = {}
+    wants_gpu = trains(spec, body.dataset_id is not None)
+    return choose(get_settings().queue, wants_gpu, body.resources, served)
 
 
 IDEMPOTENCY_TTL_S = 24 * 3600
@@ -150,6 +168,8 @@ def create(
         "updated_at": now_iso(),
         **handling,
     }
+    route = route_for(body, spec)
+    record["queue"], record["routing"] = route.queue, route.as_dict()
     try:
         with quotas.job_slot(tenant):  # 429 beyond the tenant's unfinished jobs
             store.create(record)  # written before the message is sent: a worker always finds it
@@ -158,7 +178,10 @@ def create(
             store.release_idempotency_key(tenant, idempotency_key)
         raise
     try:
-        enqueue(RUN_JOB, job_id)
+        enqueue(RUN_JOB, job_id, queue=route.queue)
+        if route.waiting_reason():  # said where the job's events are read, not only here
+            store.add_event(job_id, "message", f"queued: {route.waiting_reason()}",
+                            level="warning")  # fmt: skip
     except Exception as exc:
         store.transition(
             job_id,
@@ -219,6 +242,9 @@ def report(job_id: str, tenant: str) -> dict[str, Any]:
         "after": metrics["after"],
         "delta": metrics["delta"],
         "layers": metrics.get("layers", []),
+        "allocation": metrics.get("allocation"),
+        "sensitivity": metrics.get("sensitivity"),
+        "search": metrics.get("search"),
         "speedup": metrics.get("speedup"),
         "exports": metrics.get("exports"),
         "eligibility": metrics.get("eligibility"),
@@ -260,6 +286,11 @@ def pick_format(record: JobRecord, fmt: str | None) -> ArtifactRecord:
     exports = (record.get("metrics") or {}).get("exports") or {}
     if fmt in exports:  # asked for, but its conversion failed
         why = f"its {fmt} export failed: {exports[fmt].get('error') or exports[fmt].get('note')}"
+    elif fmt == "sensitivity_png":
+        why = (
+            "the job ran no sensitivity analysis: use strategy sensitivity or auto, or "
+            'allocation "sensitivity"'
+        )
     elif fmt in get_args(LiteRTFormat):  # exportable, but the spec did not ask
         why = f'the job did not ask for it: submit a job with "exports": ["{fmt}"]'
     else:

@@ -16,6 +16,7 @@ from app.auth.tenancy import owned_or_404
 from app.models import archive
 from app.offload import off_loop
 from app.problems import Problem
+from app.publishing import publish_then_record
 from app.uploads import ReceivedFile, receive_file
 from core import storage
 from core.models import store
@@ -82,9 +83,9 @@ def _accept(
         "path": storage.relative(storage.model_dir(model_id) / filename),
         "inspection": {"status": "pending"},
     }
-    with quotas.storage_slot(tenant, received.size):
-        storage.publish(staged, storage.model_dir(model_id))
-        store.create(record)  # the record exists before any worker hears of it
+    # the record exists before any worker hears of it
+    publish_then_record(staged, storage.model_dir(model_id), tenant, received.size,
+                        lambda: store.create(record))  # fmt: skip
     enqueue(INSPECT_MODEL, model_id)
     return record
 

@@ -9,10 +9,9 @@ and a crash in between leaves only an orphan directory, which the sweeper remove
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-from core import storage
+from core import artifacts
 from core.jobs import store as jobs
 
 
@@ -22,9 +21,6 @@ def active_jobs_using(field: str, ident: str) -> list[str]:
 
 
 def remove_artifacts(directory: Path) -> None:
-    """Remove a record's directory under the artifacts root (never anything outside it)."""
-    root = storage.artifacts_root().resolve()
-    target = directory.resolve()
-    if root not in target.parents:
-        raise ValueError(f"refusing to delete {target}: not under {root}")
-    shutil.rmtree(target, ignore_errors=True)
+    """Remove a record's directory under the artifacts root (never anything outside it): its
+    files on local disk, or every object under its prefix in an object store."""
+    artifacts.remove(directory)

@@ -37,7 +37,15 @@ from core.jobs import store as jobs
 from core.jobs.status import JobStatus
 from core.lifecycle.sweeper import sweep
 from core.models import store as models
-from core.queue import INSPECT_MODEL, RUN_JOB, enqueue, unacked_messages, waiting_messages
+from core.queue import (
+    INSPECT_MODEL,
+    RUN_JOB,
+    enqueue,
+    is_amqp,
+    queue_depths,
+    unacked_messages,
+    waiting_messages,
+)
 from core.records import now_iso
 from core.redis import get_redis, key
 from core.settings import get_settings
@@ -66,20 +74,30 @@ def _age_s(iso: str | None, now: float) -> float:
 
 @dataclass
 class BrokerView:
-    """One look at the broker: what waits in the queue and what workers reserved when."""
+    """One look at the broker: what waits in the queue and what workers reserved when.
+
+    With RabbitMQ the queues cannot be read without consuming them, only counted
+    (``depths``): a message is taken to be ``live`` while its queue holds any message, and
+    ``lost`` once the queue is empty and the job still waits (or runs with no lease).
+    RabbitMQ itself hands a dead worker's unacknowledged message to another one."""
 
     waiting: str
     reserved: list[tuple[float, str]]
+    depths: dict[str, int] | None = None  # RabbitMQ: queue -> messages waiting
 
     @classmethod
-    def now(cls) -> BrokerView:
+    def now(cls, queues: list[str] | None = None) -> BrokerView:
+        if is_amqp(get_settings().broker):
+            return cls("", [], queue_depths(queues or [get_settings().queue]))
         return cls(waiting_messages(), unacked_messages())
 
-    def delivery(self, ident: str, now: float, grace_s: float) -> str:
+    def delivery(self, ident: str, now: float, grace_s: float, queue: str | None = None) -> str:
         """``live``: a message naming ``ident`` waits, or a worker took it within
         ``grace_s`` (it starts such work at once); ``stale``: only workers that took it
         longer ago hold it (died before starting it: Redis would hand it out again only
         after the visibility timeout); ``lost``: no message names it."""
+        if self.depths is not None:
+            return "live" if self.depths.get(queue or get_settings().queue, 0) else "lost"
         if ident in self.waiting:
             return "live"
         taken = [at for at, msg in self.reserved if ident in msg]
@@ -98,19 +116,20 @@ def reconcile_once(now: float | None = None) -> ReconcileReport:
     s = get_settings()
     now = time.time() if now is None else now
     report = ReconcileReport()
-    broker = BrokerView.now()
+    active = jobs.active_jobs()
+    broker = BrokerView.now(sorted({s.queue, *(j.get("queue", s.queue) for j in active)}))
     grace = max(MIN_RESERVATION_GRACE_S, s.lease_ttl, 2 * s.reconcile_interval)
-    for job in jobs.active_jobs():
+    for job in active:
         job_id, status = job["id"], job["status"]
         if status != JobStatus.CANCELLING.value and deadlines.expired(job, now):
             if deadlines.cancel_expired(job):  # queued: cancelled; running: asked to stop
                 report.cancelled.append(job_id)
             continue
         if status == JobStatus.QUEUED.value:
-            delivery = broker.delivery(job_id, now, grace)
+            delivery = broker.delivery(job_id, now, grace, job.get("queue", s.queue))
             if _age_s(job.get("updated_at"), now) > s.reconcile_interval and delivery != "live":
                 jobs.add_event(job_id, "message", LOST_MESSAGE[delivery])
-                enqueue(RUN_JOB, job_id)
+                enqueue(RUN_JOB, job_id, queue=job.get("queue", s.queue))
                 report.requeued.append(job_id)
             continue
         if jobs.lease_holder(job_id) is not None:
@@ -132,11 +151,11 @@ def reconcile_once(now: float | None = None) -> ReconcileReport:
             ):  # fmt: skip
                 report.failed.append(job_id)
             continue
-        if broker.delivery(job_id, now, grace) == "live":
+        if broker.delivery(job_id, now, grace, job.get("queue", s.queue)) == "live":
             continue  # a delivery waits, or a worker took one just now: it takes the job over
         # a lease renewed every lease_ttl/3 is gone: its worker died (SIGKILL, OOM, host lost)
         jobs.add_event(job_id, "message", "its worker was lost; queued again", level="warning")
-        enqueue(RUN_JOB, job_id)
+        enqueue(RUN_JOB, job_id, queue=job.get("queue", s.queue))
         report.requeued.append(job_id)
     for model_id in models.pending_ids():
         record = models.get(model_id)

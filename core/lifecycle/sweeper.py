@@ -2,7 +2,8 @@
 
 * finished jobs (by ``finished_at``): record, events and pruned model, as ``DELETE`` would;
 * models and datasets (by ``created_at``) that no unfinished job uses: record and files;
-* orphans: directories under ``artifacts/{models,datasets,jobs}`` with no record
+* orphans: directories under ``artifacts/{models,datasets,jobs}`` (or object prefixes in
+  the object store) with no record
   (a crash between deleting a record and its files), and scratch directories under ``tmp``
   older than the TTL (a crash mid-upload or mid-job).
 
@@ -21,7 +22,7 @@ from typing import Any
 
 import psutil
 
-from core import storage
+from core import artifacts, storage
 from core.datasets import store as datasets
 from core.jobs import store as jobs
 from core.lifecycle.deletion import active_jobs_using, remove_artifacts
@@ -83,15 +84,11 @@ def sweep(ttl_hours: float | None = None, now: float | None = None) -> SweepRepo
             store.delete(record)
             remove_artifacts(directory(item_id))
             swept.append(item_id)
-    root = storage.artifacts_root()
     for kind, lookup in (("models", models.get), ("datasets", datasets.get), ("jobs", jobs.get)):
-        folder = root / kind
-        if not folder.is_dir():
-            continue
-        for d in folder.iterdir():
-            if d.stat().st_mtime < cutoff and lookup(d.name) is None:
-                remove_artifacts(d)
-                report.orphans.append(f"{kind}/{d.name}")
+        for name, modified in artifacts.entries(kind).items():
+            if modified < cutoff and lookup(name) is None:
+                remove_artifacts(storage.artifacts_root() / kind / name)
+                report.orphans.append(f"{kind}/{name}")
     tmp = get_settings().tmp_dir
     if tmp.is_dir():
         for d in tmp.iterdir():

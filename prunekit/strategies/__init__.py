@@ -4,6 +4,7 @@ A new strategy is one new module here, decorated with ``@register`` and imported
 """
 
 from prunekit.strategies import (  # noqa: F401  (importing registers them)
+    auto,
     filter,
     gradual,
     l0,
@@ -12,6 +13,7 @@ from prunekit.strategies import (  # noqa: F401  (importing registers them)
     nm,
     random,
     saliency,
+    sensitivity,
     slimming,
 )
 from prunekit.strategies.base import Strategy, StrategyKind, StrategyParams

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
+from prunekit.allocation import ALLOCATION_HELP, Allocation
 from prunekit.blocks import SHAPES, BlockChoice, BlockPlan, NMPattern, plan_blocks
 from prunekit.masks import Scope, count_to_prune
 
@@ -28,12 +29,17 @@ class StrategyKind(StrEnum):
     UNSTRUCTURED = "unstructured"  # individual weights are zeroed
     SEMI_STRUCTURED = "semi_structured"  # N:M patterns that sparse kernels run
     STRUCTURED = "structured"  # whole channels are removed, the model gets smaller
+    SEARCH = "search"  # chooses the family, ratio and layer budget itself (auto)
+    ANALYSIS = "analysis"  # measures, prunes nothing: the model comes back unchanged
 
 
 Sparsity = Annotated[
     float,
     Field(ge=0.0, lt=1.0, description="Fraction of prunable weights to zero, in [0, 1)."),
 ]
+
+
+LayerBudget = Annotated[Allocation | None, Field(description=ALLOCATION_HELP)]
 
 
 class StrategyParams(BaseModel):
@@ -78,6 +84,22 @@ def sparsity_zeros(sparsity: float, scope: Scope, units: Mapping[str, tuple[int,
     return count_to_prune(sum(sizes), sparsity)
 
 
+def budget_zeros(
+    sparsity: float,
+    scope: Scope,
+    allocation: Allocation | None,
+    units: Mapping[str, tuple[int, ...]],
+) -> int | None:
+    """:func:`sparsity_zeros` under a layer budget: ``uniform`` counts per tensor, ``global``
+    and ``lamp`` over all of them (one threshold); ``erk`` and ``sensitivity`` round each
+    tensor's own share (and ``sensitivity``'s shares come from data): None."""
+    if allocation in (Allocation.ERK, Allocation.SENSITIVITY):
+        return None
+    if allocation is not None:
+        scope = Scope.LAYER if allocation is Allocation.UNIFORM else Scope.GLOBAL
+    return sparsity_zeros(sparsity, scope, units)
+
+
 BlockShape = Annotated[
     BlockChoice | None,
     Field(
@@ -104,6 +126,7 @@ class BlockParams(StrategyParams):
     sparsity: Sparsity
     block: BlockShape = None
     scope: Scope = Field(default=Scope.GLOBAL, description="Ranking scope.")
+    allocation: LayerBudget = None
 
     @field_validator("block")
     @classmethod
@@ -119,9 +142,24 @@ class BlockParams(StrategyParams):
                 )
         return block
 
+    @field_validator("allocation")
+    @classmethod
+    def _allocation_fits_block(
+        cls, allocation: Allocation | None, info: ValidationInfo
+    ) -> Allocation | None:
+        per_tensor = (Allocation.LAMP, Allocation.ERK, Allocation.SENSITIVITY)
+        if allocation in per_tensor and info.data.get("block") is not None:
+            raise ValueError(
+                f"allocation {allocation} shares sparsity out weight by weight; with a block "
+                "layout use allocation uniform or global (or block null)"
+            )
+        return allocation
+
     def expected_zeros(self, units: Mapping[str, tuple[int, ...]]) -> int | None:
         # blocks: whole blocks per tiled kernel, which the shapes alone do not decide
-        return None if self.block else sparsity_zeros(self.sparsity, self.scope, units)
+        return (
+            None if self.block else budget_zeros(self.sparsity, self.scope, self.allocation, units)
+        )
 
 
 def block_plan(ctx: PruningContext, block: str | None, strategy: str) -> BlockPlan:

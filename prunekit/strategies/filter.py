@@ -17,6 +17,7 @@ for epochs (``fine_tune``'s optimizer and learning-rate ``schedule``).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -50,9 +51,11 @@ class FilterParams(StructuredParams):
     )
 
     def requires_data(self) -> bool:
-        return self.criterion == "taylor"
+        return self.criterion == "taylor" or super().requires_data()
 
     def missing_data(self) -> tuple[str, str]:
+        if self.criterion != "taylor":
+            return super().missing_data()
         return (
             "strategy.criterion",
             f"criterion {self.criterion!r} scores channels on it; or use criterion 'l1'/'l2', "
@@ -120,42 +123,56 @@ class Filter(Strategy[FilterParams]):
             keras_model_or_raise,
             outcome,
             run_training,
-            surgery,
             train_settings,
             training_details,
         )
+        from prunekit.structured.steps import cut_in_steps, recalibrate_after_cut
 
         p = self.params
         model = keras_model_or_raise(ctx, self.name)
         graph = build_dependency_graph(model, exclude=ctx.spec.exclude)
         cost_before = model_cost(model)
         settings = train_settings(ctx)
+        recalibrate = p.wants_recalibration(ctx.data is not None)
+        if recalibrate:
+            data_or_raise(ctx, self.name, "was asked to recalibrate BatchNorm statistics")
 
         used_data = False
-        if p.criterion == "taylor":
+        importance_notes: list[Any] = []
+
+        def score(g: Any, m: Any) -> dict[int, np.ndarray]:
+            nonlocal importance_notes
+            if p.criterion != "taylor":
+                scores, importance_notes = group_importance(g, p.criterion)
+                return scores
             data = data_or_raise(ctx, self.name, "ranks channels by Taylor importance")
-            ctx.reporter.phase("scoring channels", 0.25, criterion="taylor")
             spec = ctx.loss_spec
             n = min(p.taylor_samples, len(data.train))
             x = np.asarray(data.train.x[:n], dtype="float32")
             y = loss_targets(spec, data.train.y[:n])
             scores, importance_notes = taylor_scores(
-                graph,
-                model,
-                x,
-                y,
-                keras_loss(spec),
-                settings.batch_size,
-                ctx.reporter.check_cancelled,
+                g, m, x, y, keras_loss(spec), settings.batch_size, ctx.reporter.check_cancelled
             )
-            used_data = True
-        else:
-            ctx.reporter.phase("scoring channels", 0.25, criterion=p.criterion)
-            scores, importance_notes = group_importance(graph, p.criterion)
+            return scores
 
-        ctx.reporter.phase("removing channels", 0.4)
-        kept_by_group = select_channels(scores, p.ratio, p.scope, p.min_channels, p.round_to)
-        new_model, kept, notes = surgery(ctx, graph, kept_by_group, importance_notes)
+        ctx.reporter.phase("scoring channels", 0.25, criterion=p.criterion)
+        scores = score(graph, model)
+        used_data = p.criterion == "taylor"
+        first_cut = select_channels(scores, p.ratio, p.scope, p.min_channels, p.round_to)
+        cut = cut_in_steps(
+            ctx,
+            graph,
+            first_cut,
+            graph.prunable_groups,
+            score,
+            steps=p.steps,
+            recovery=replace(settings, epochs=p.step_epochs),
+            recalibrate=recalibrate,
+            samples=p.recalibration_samples,
+            extra_notes=importance_notes,
+        )
+        new_model = cut.model
+        used_data = used_data or recalibrate or bool(cut.recovery)
         cost_after = model_cost(new_model)
 
         fine_tune: dict[str, Any] | None = None
@@ -170,6 +187,10 @@ class Filter(Strategy[FilterParams]):
             report = run_training(ctx, new_model, ctx.data, settings, (0.5, 0.85), "fine-tuning")
             fine_tune = training_details(report, settings)
             used_data = True
+            if recalibrate and p.recalibrate_after_fine_tune:
+                rec = recalibrate_after_cut(ctx, new_model, p.recalibration_samples, "fine-tuning")
+                if rec is not None:
+                    cut.recalibration.append(rec)
         ctx.reporter.check_cancelled()
 
         details: dict[str, Any] = {
@@ -178,11 +199,14 @@ class Filter(Strategy[FilterParams]):
                 "criterion": p.criterion,
                 "scope": p.scope,
                 "ratio": p.ratio,
+                "steps": p.steps,
                 "data_free": not used_data,
-                "channels": channel_totals(graph, kept_by_group),
-                "kept": kept,
-                "blocked": notes,
+                "channels": channel_totals(graph, cut.kept_counts),
+                "kept": cut.kept,
+                "blocked": cut.notes,
                 **cost_details(cost_before, cost_after),
+                "recalibration": cut.recalibration or None,
+                "step_recovery": cut.recovery or None,
                 "fine_tune": fine_tune,
             }
         }

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field, model_validator
 
+from prunekit.layer_budget import budget_masks
 from prunekit.masks import Scope, mask_sparsity
 from prunekit.strategies.base import (
     BlockParams,
@@ -128,7 +129,7 @@ class GradualPruning(Strategy[GradualParams]):
             target = polynomial_sparsity(
                 t, p.sparsity, p.initial_sparsity, p.begin_step, p.frequency, n
             )
-            masks = plan.masks(scores(), target, p.scope)
+            masks = budget_masks(ctx, p, scores(), target, plan)
             trainer.set_masks(masks)
             trail.append({"step": t, "target": target, "sparsity": mask_sparsity(masks)})
 
@@ -137,7 +138,7 @@ class GradualPruning(Strategy[GradualParams]):
         # the final mask, exact: from the weights the model holds (with regrowth, shadow
         # weights that grew during the recovery phase were never trained in place)
         final = {k: np.abs(v) for k, v in trainer.weights().items()}
-        masks = plan.masks(final, p.sparsity, p.scope)
+        masks = budget_masks(ctx, p, final, p.sparsity, plan)
         trainer.set_masks(masks)
         ctx.apply_masks(masks)
         ctx.reporter.event(

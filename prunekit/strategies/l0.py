@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field
 
-from prunekit.masks import Scope, masks_from_scores
+from prunekit.layer_budget import budget_masks
+from prunekit.masks import Scope
 from prunekit.strategies.base import (
+    LayerBudget,
     Sparsity,
     Strategy,
     StrategyKind,
     StrategyParams,
-    sparsity_zeros,
+    budget_zeros,
 )
 from prunekit.strategies.registry import register
 
@@ -33,6 +35,7 @@ class L0Params(StrategyParams):
     name: Literal["l0"] = "l0"
     needs_data = True
     sparsity: Sparsity
+    allocation: LayerBudget = None
     gates: Literal["weights", "units"] = Field(
         default="weights", description="One gate per weight, or one per output unit."
     )
@@ -59,7 +62,7 @@ class L0Params(StrategyParams):
     scope: Scope = Field(default=Scope.GLOBAL, description="Scope of the final top-k.")
 
     def expected_zeros(self, units: Mapping[str, tuple[int, ...]]) -> int | None:
-        return sparsity_zeros(self.sparsity, self.scope, units)
+        return budget_zeros(self.sparsity, self.scope, self.allocation, units)
 
 
 @register
@@ -100,7 +103,7 @@ class L0Pruning(Strategy[L0Params]):
             f"l0: expected non-zero weights {expected[0]:.0f} -> {expected[-1]:.0f} of {n}; "
             f"{closed} weights gated to exactly zero; top-k to sparsity {p.sparsity:.1%}"
         )
-        masks = masks_from_scores({k: abs(v) for k, v in gated.items()}, p.sparsity, p.scope)
+        masks = budget_masks(ctx, p, {k: abs(v) for k, v in gated.items()}, p.sparsity)
         ctx.apply_masks(masks)
         tune = ctx.fine_tune(
             masks, epochs=None if ctx.spec.fine_tune else p.fine_tune_epochs, span=(0.7, 1.0)

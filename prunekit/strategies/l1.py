@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
+from prunekit.layer_budget import budget_masks
 from prunekit.masks import Scope
 from prunekit.strategies.base import BlockParams, Strategy, StrategyKind, block_plan
 from prunekit.strategies.registry import register
@@ -73,7 +74,7 @@ class L1Pruning(Strategy[L1Params]):
             f"l1: proximal training zeroed {exact_zeros} of {n} prunable weights "
             f"({exact_zeros / max(n, 1):.1%}); pruning to {p.sparsity:.1%} by magnitude"
         )
-        masks = plan.masks({n: np.abs(w) for n, w in weights.items()}, p.sparsity, p.scope)
+        masks = budget_masks(ctx, p, {n: np.abs(w) for n, w in weights.items()}, p.sparsity, plan)
         ctx.apply_masks(masks)
         tune = ctx.fine_tune(
             masks, epochs=None if ctx.spec.fine_tune else p.fine_tune_epochs, span=(0.6, 1.0)

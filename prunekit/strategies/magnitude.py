@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
+from prunekit.layer_budget import budget_masks
 from prunekit.masks import Scope
 from prunekit.strategies.base import BlockParams, Strategy, StrategyKind, block_plan
 from prunekit.strategies.registry import register
@@ -41,7 +42,7 @@ class Magnitude(Strategy[MagnitudeParams]):
         p = self.params
         plan = block_plan(ctx, p.block, self.name)
         scores = {name: np.abs(w) for name, w in ctx.prunable_arrays().items()}
-        masks = plan.masks(scores, p.sparsity, p.scope)
+        masks = budget_masks(ctx, p, scores, p.sparsity, plan)
         ctx.apply_masks(masks)
         blocks = plan.details()
         if not ctx.wants_fine_tune:

@@ -15,13 +15,15 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
-from prunekit.masks import Scope, mask_sparsity, masks_from_scores
+from prunekit.layer_budget import budget_masks
+from prunekit.masks import Scope, mask_sparsity
 from prunekit.strategies.base import (
+    LayerBudget,
     Sparsity,
     Strategy,
     StrategyKind,
     StrategyParams,
-    sparsity_zeros,
+    budget_zeros,
 )
 from prunekit.strategies.registry import register
 
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
 class RandomParams(StrategyParams):
     name: Literal["random"] = "random"
     sparsity: Sparsity
+    allocation: LayerBudget = None
     scope: Scope = Field(
         default=Scope.GLOBAL,
         description="global: random over all prunable weights; layer: the same sparsity "
@@ -58,7 +61,11 @@ class RandomParams(StrategyParams):
 
     def expected_zeros(self, units: Mapping[str, tuple[int, ...]]) -> int | None:
         # iterative pruning stops early when accuracy falls too far
-        return None if self.iterative else sparsity_zeros(self.sparsity, self.scope, units)
+        return (
+            None
+            if self.iterative
+            else budget_zeros(self.sparsity, self.scope, self.allocation, units)
+        )
 
 
 @register
@@ -73,7 +80,7 @@ class RandomPruning(Strategy[RandomParams]):
         rng = ctx.rng()
         scores = {w.name: rng.random(w.shape) for w in ctx.prunable}
         if not p.iterative:
-            masks = masks_from_scores(scores, p.sparsity, p.scope)
+            masks = budget_masks(ctx, p, scores, p.sparsity)
             ctx.apply_masks(masks)
             history = ctx.fine_tune(masks, span=(0.0, 1.0)) if ctx.wants_fine_tune else []
             return ctx.outcome(masks, fine_tune_loss=history)
@@ -91,7 +98,7 @@ class RandomPruning(Strategy[RandomParams]):
         trail = []
         for k in range(1, p.steps + 1):
             target = p.sparsity * k / p.steps
-            masks = masks_from_scores(scores, target, p.scope)
+            masks = budget_masks(ctx, p, scores, target)
             ctx.apply_masks(masks)
             ctx.fine_tune(masks, data=train, span=((k - 1) / p.steps, k / p.steps))
             acc = ctx.evaluate_accuracy(val)

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from pydantic import Field
 
+from prunekit.layer_budget import budget_masks
 from prunekit.masks import Scope
 from prunekit.strategies.base import BlockParams, Strategy, StrategyKind, block_plan
 from prunekit.strategies.registry import register
@@ -115,7 +116,7 @@ class SaliencyPruning(Strategy[SaliencyParams]):
                 scores = normalize_scores(raw, p.normalize)
             if masks:  # never revive: already-pruned weights rank first
                 scores = {n: np.where(masks[n], s, -1.0) for n, s in scores.items()}
-            masks = plan.masks(scores, target, p.scope)
+            masks = budget_masks(ctx, p, scores, target, plan)
             trainer.set_masks(masks)
             losses: list[float] = []
             if epochs > 0:

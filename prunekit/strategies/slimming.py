@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -119,10 +120,10 @@ class Slimming(Strategy[SlimmingParams]):
             keras_model_or_raise,
             outcome,
             run_training,
-            surgery,
             train_settings,
             training_details,
         )
+        from prunekit.structured.steps import cut_in_steps, recalibrate_after_cut
         from prunekit.structured.training import gamma_summary, prunable_gammas
 
         p = self.params
@@ -141,6 +142,16 @@ class Slimming(Strategy[SlimmingParams]):
                 reason="no_batchnorm",
             )
         gammas = prunable_gammas(graph)
+
+        def gamma_scores(g: Any, m: Any) -> dict[int, np.ndarray]:
+            """Mean |gamma| over each group's BatchNorms (the rebuilt graphs of steps > 1)."""
+            counts = {
+                x.id: sum(1 for mm in x.members if mm.kind == "gamma") for x in g.prunable_groups
+            }
+            groups = [x for x in g.prunable_groups if counts[x.id] > 0]
+            sums, _ = group_importance(g, "bn_gamma", groups=groups)
+            return {gid: v / counts[gid] for gid, v in sums.items()}
+
         cost_before = model_cost(model)
         before = gamma_summary(gammas)
 
@@ -177,11 +188,29 @@ class Slimming(Strategy[SlimmingParams]):
             for g in graph.prunable_groups
             if n_gamma[g.id] == 0
         ]
-        new_model, kept, notes = surgery(ctx, graph, kept_by_group, [*importance_notes, *skipped])
+        recalibrate = p.wants_recalibration(True)
+        ft_settings = train_settings(ctx)
+        cut = cut_in_steps(
+            ctx,
+            graph,
+            kept_by_group,
+            bn_groups,
+            gamma_scores,
+            steps=p.steps,
+            recovery=replace(ft_settings, epochs=p.step_epochs),
+            recalibrate=recalibrate,
+            samples=p.recalibration_samples,
+            extra_notes=[*importance_notes, *skipped],
+            span=(0.5, 0.55),
+        )
+        new_model, kept, notes = cut.model, cut.kept, cut.notes
         cost_after = model_cost(new_model)
 
-        ft_settings = train_settings(ctx)
         ft_report = run_training(ctx, new_model, data, ft_settings, (0.55, 0.85), "fine-tuning")
+        if recalibrate and p.recalibrate_after_fine_tune and ft_report.epoch_losses:
+            rec = recalibrate_after_cut(ctx, new_model, p.recalibration_samples, "fine-tuning")
+            if rec is not None:
+                cut.recalibration.append(rec)
         ctx.reporter.check_cancelled()
 
         details: dict[str, Any] = {
@@ -193,7 +222,10 @@ class Slimming(Strategy[SlimmingParams]):
                 "channels": channel_totals(graph, kept_by_group, bn_groups),
                 "kept": kept,
                 "blocked": notes,
+                "steps": p.steps,
                 **cost_details(cost_before, cost_after),
+                "recalibration": cut.recalibration or None,
+                "step_recovery": cut.recovery or None,
                 "gamma": {
                     "before_sparsity_training": before,
                     "after_sparsity_training": after,

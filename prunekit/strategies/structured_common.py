@@ -81,6 +81,59 @@ class StructuredParams(StrategyParams):
         "(hardware-friendly widths).",
     )
 
+    steps: int = Field(
+        default=1,
+        ge=1,
+        le=20,
+        description="Reach the target widths in this many cuts (iterative pruning): cut i "
+        "keeps size - floor(i * (size - target) / steps) channels of each group, re-scored on "
+        "the model as it is then; every cut but the last is followed by step_epochs of "
+        "recovery training (fine_tune's optimizer, batch size and schedule, the learning "
+        "rate rewound to its start at every step). The last cut reaches exactly the widths a "
+        "one-shot cut would keep; fine_tune then trains as usual.",
+    )
+    step_epochs: int = Field(
+        default=1,
+        ge=0,
+        le=1000,
+        description="Recovery epochs after every cut but the last (steps > 1, with a dataset).",
+    )
+    recalibrate: bool | None = Field(
+        default=None,
+        description="Re-estimate every BatchNorm layer's moving mean and variance on the "
+        "job's training inputs after every cut (no labels needed; EagleEye's adaptive BN, "
+        "Li et al. 2020): the statistics of a cut model are stale until then. null (default): "
+        "on when the job has a dataset; true without a dataset is refused. The events and "
+        "details.structured.recalibration give the held-out quality before and after.",
+    )
+    recalibrate_after_fine_tune: bool = Field(
+        default=True,
+        description="When recalibrating, do it once more after fine-tuning (Keras' default "
+        "BatchNorm momentum, 0.99, lets moving statistics lag behind a short fine-tune).",
+    )
+    recalibration_samples: int = Field(
+        default=2048,
+        ge=1,
+        le=1_000_000,
+        description="Training inputs (a seeded sample) each recalibration pools.",
+    )
+
+    def wants_recalibration(self, has_data: bool) -> bool:
+        return has_data if self.recalibrate is None else self.recalibrate
+
+    def requires_data(self) -> bool:
+        """``recalibrate: true`` needs the job's dataset (null only recalibrates with one)."""
+        return self.needs_data or bool(self.recalibrate)
+
+    def missing_data(self) -> tuple[str, str]:
+        if self.recalibrate and not self.needs_data:
+            return (
+                "strategy.recalibrate",
+                "recalibrate: true re-estimates BatchNorm statistics on its training inputs; "
+                "or leave recalibrate null (on only when there is data)",
+            )
+        return super().missing_data()
+
     def expected_zeros(self, units: Mapping[str, tuple[int, ...]]) -> int | None:
         """Channels removed from prunable groups of these widths, all groups cut by one
         global ranking (``floor(ratio * total)``), when no group's ``min_channels`` or

@@ -62,6 +62,9 @@ def test_job_with_dataset_reports_before_and_after(service: Service, digits: dic
                 "label_smoothing": 0.1,
                 "distill": {"alpha": 0.5},
             },
+            # both batch sizes timed whatever the machine's load: a loaded machine could
+            # otherwise leave batch 32 outside the latency budget (a row that says so)
+            "measure": {"latency_force": True},
         },
     )
     assert resp.status_code == 202, resp.text
@@ -115,8 +118,10 @@ def test_job_without_data_has_data_free_metrics_and_failed_job_has_no_report(
 ) -> None:
     model_id = _ready_model(service, model_files["keras"])
     ok = service.client.post(
-        "/v1/jobs", json={"model_id": model_id, "strategy": {"name": "magnitude", "sparsity": 0.5}}
-    ).json()
+        "/v1/jobs",
+        json={"model_id": model_id, "strategy": {"name": "magnitude", "sparsity": 0.5},
+              "measure": {"latency_force": True}},  # batch 32 timed even on a loaded machine
+    ).json()  # fmt: skip
     bad = service.client.post(
         "/v1/jobs",
         json={"model_id": model_id, "strategy": {"name": "magnitude", "sparsity": 0.5},

@@ -161,6 +161,30 @@ def test_structured_submissions_refused_with_reasons(
     )
     body = _problem(resp, 422)
     assert body["errors"][0]["field"] == "body.dataset_id"
+    for steps in (0, 21):
+        resp = service.client.post(
+            "/v1/jobs",
+            json={
+                "model_id": model["id"],
+                "strategy": {"name": "filter", "ratio": 0.5, "steps": steps},
+            },
+        )
+        assert _problem(resp, 422)["errors"][0]["field"] == "body.strategy.steps"
+    resp = service.client.post(
+        "/v1/jobs",
+        json={
+            "model_id": model["id"],
+            "strategy": {"name": "filter", "ratio": 0.5, "recalibrate": True},
+        },
+    )
+    body = _problem(resp, 422)
+    assert body["errors"][0]["field"] == "body.strategy.recalibrate"
+    assert body["errors"][0]["type"] == "dataset_required"
+    # the same limits are published in the strategies' JSON Schema
+    listed = service.client.get("/v1/strategies").json()["items"]
+    props = next(e for e in listed if e["name"] == "filter")["parameters"]["properties"]
+    assert (props["steps"]["minimum"], props["steps"]["maximum"]) == (1, 20)
+    assert "recalibrate" in props
 
 
 def test_tf_keras_saved_model_upload_is_pruned(service: Service, tmp_path: Path) -> None:

@@ -39,6 +39,8 @@ def test_every_strategy_describes_itself() -> None:
             "unstructured",
             "semi_structured",
             "structured",
+            "search",
+            "analysis",
         }
         assert d["parameters"]["type"] == "object"
         assert get(cls.name) is cls
@@ -67,6 +69,7 @@ def test_defaults_filled() -> None:
         "name": "magnitude",
         "sparsity": 0.3,
         "block": None,  # unstructured
+        "allocation": None,  # follows scope
         "scope": "global",
     }
 

@@ -5,7 +5,7 @@ included, and asks each one's parameters rather than its name: a strategy whose 
 it needs no data runs without any (and one that says it does refuses to, with
 ``dataset_required``, which is what the API checks at submission); it removes exactly the
 ``expected_zeros`` its parameters promise (weights, or channels of prunable groups); pruned
-weights stay zero after (masked) fine-tuning; the same seed gives the same result; the saved
+weights stay zero after (masked) fine-tuning; the same seed gives the same masks; the saved
 model loads and runs.
 """
 
@@ -26,7 +26,10 @@ from tests.unit import strategy_helpers as h
 
 SPARSITY = 0.6
 RATIO = 0.5
-STRATEGIES = all_strategies()
+# auto (a search) and sensitivity (an analysis) hit no fixed target: tests/unit/test_search.py
+STRATEGIES = [
+    c for c in all_strategies() if c.kind not in (StrategyKind.SEARCH, StrategyKind.ANALYSIS)
+]
 # quick settings for the strategies' own training knobs, applied when a strategy has them
 FAST = {
     "epochs": 1,
@@ -119,9 +122,6 @@ def _check(cls: Any, path: Path, raw: dict[str, Any], tmp: Path) -> Any:
 
 
 def _same(cls: Any, a: Any, b: Any) -> None:
-    if structured(cls):
-        assert a.details["structured"]["kept"] == b.details["structured"]["kept"]
-        return
     for name, m in a.masks.items():
         assert np.array_equal(m, b.masks[name]), name
 
@@ -131,13 +131,14 @@ def test_contract_keras(cls: Any, models: dict[str, Path], tmp_path: Path) -> No
     path = models["keras_bn" if structured(cls) else "keras"]
     raw = params_for(cls)
     outcome = _check(cls, path, raw, tmp_path)
-    _same(cls, outcome, _run(path, raw)[1])  # same seed, same result
+    # structured strategies run once: a second run (surgery, save) costs seconds, and the
+    # filter's determinism is tested in test_structured_strategies
+    if not structured(cls):
+        _same(cls, outcome, _run(path, raw)[1])  # same seed, same result
 
 
 @pytest.mark.parametrize("cls", STRATEGIES, ids=lambda c: c.name)
-def test_data_is_needed_exactly_when_the_parameters_say(
-    cls: Any, models: dict[str, Path]
-) -> None:
+def test_data_is_needed_exactly_when_the_parameters_say(cls: Any, models: dict[str, Path]) -> None:
     """What the API refuses at submission (``requires_data``) is what ``run`` needs."""
     path = models["keras_bn" if structured(cls) else "keras"]
     raw = params_for(cls)
