@@ -202,12 +202,16 @@ def check_unstructured(
     if tuple(out.shape) != ref_shape:
         return _fail(row, f"output shape {tuple(out.shape)} != original {ref_shape}")
     original = load_model(source, fmt)
-    by_name = {w.name: w for w in original.weights()}
+    before = original.weights()
+    by_name = {w.name: w for w in before}
     pruned_weights = pruned.weights()
     if len(pruned_weights) != len(by_name):
         return _fail(row, f"{len(pruned_weights)} weights after, {len(by_name)} before")
-    for w in pruned_weights:
-        o = by_name.get(w.name)
+    # unnamed variables (ConvNeXt's layer scale) get a process-wide counter in their name,
+    # different on every load: then weights pair up by position, as Keras orders them
+    named = all(w.name in by_name for w in pruned_weights)
+    for i, w in enumerate(pruned_weights):
+        o = by_name.get(w.name) if named else before[i]
         if o is None or o.shape != w.shape:
             return _fail(row, f"weight {w.name} not in the original with shape {w.shape}")
         pv, ov = w.numpy(), o.numpy()
@@ -360,7 +364,7 @@ def _child(
         except subprocess.TimeoutExpired as exc:
             out = exc.stdout or ""
             stdout = out.decode() if isinstance(out, bytes) else out
-            why = f"over the {timeout:.0f} s per-model limit"
+            why = f"timeout: over the suite's {timeout:.0f} s per-model limit (not an engine error)"
         for line in stdout.splitlines():
             if line.startswith("{"):
                 rows.append(json.loads(line))
@@ -368,7 +372,8 @@ def _child(
         for f in formats:
             for s in strategies:
                 if (name, f, s) not in done:
-                    rows.append(asdict(Row(name, f, s, "failed", why or "no result")))
+                    status = "timeout" if why.startswith("timeout") else "failed"
+                    rows.append(asdict(Row(name, f, s, status, why or "no result")))
         return rows
 
 
@@ -394,7 +399,11 @@ def render(raw: dict[str, Any], all_models: Sequence[str]) -> str:
         for s in strategies:
             ran = [rows[(m, fmt, s)] for m in all_models if (m, fmt, s) in rows]
             ok = sum(r["status"] == "ok" for r in ran)
-            counts.append(f"`{s}` {ok}/{len(ran)} ok")
+            late = sum(r["status"] == "timeout" for r in ran)
+            counts.append(
+                f"`{s}` {ok}/{len(ran) - late} ok"
+                + (f" ({late} over the time limit)" if late else "")
+            )
         lines.append(f"- **{fmt}**: " + ", ".join(counts) + f" (of {len(all_models)} constructors)")
     missing = [
         m for m in all_models if not any((m, f, s) in rows for f in FORMATS for s in strategies)
@@ -472,6 +481,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--retry-failed", action="store_true", help="with --resume: redo failures")
     ap.add_argument("--raw", type=Path, default=RAW)
     ap.add_argument("--doc", type=Path, default=DOC)
+    ap.add_argument(
+        "--merge",
+        default="",
+        help="comma-separated raw files of other runs (--raw elsewhere): their rows replace "
+        "these ones, the table is written again, nothing runs",
+    )
     ap.add_argument("--child", default="", help=argparse.SUPPRESS)
     ap.add_argument("--workdir", type=Path, default=None, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -482,7 +497,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         return
 
     all_models = constructors()
-    models = [m for m in all_models if not args.only or m in args.only.split(",")]
+    if args.merge:
+        raw = _load_raw(args.raw)
+        for other in args.merge.split(","):
+            new = _load_raw(Path(other))["rows"]
+            keys = {_key(r) for r in new}
+            raw["rows"] = [r for r in raw["rows"] if _key(r) not in keys] + new
+        _write(args, raw, all_models)
+        return
+    # --only runs in the order given; by default the smallest models come first
+    models = [m for m in args.only.split(",") if m in all_models] if args.only else all_models
     raw = _load_raw(args.raw) if args.resume or args.raw.exists() else {"rows": [], "runs": []}
     if not args.resume:
         wanted = {(m, f, s) for m in models for f in formats for s in strategies}

@@ -184,7 +184,7 @@ def main() -> None:
     out = {
         "command": "python -m bench.transformer_vit "
         + " ".join(f"--{k.replace('_', '-')} {v}" for k, v in vars(args).items()),
-        "config": vars(args),
+        "config": {k: v for k, v in vars(args).items() if k not in ("keep", "time_only")},
         "heads": [
             {"layer": g.sources[0], "before": g.size, "after": g.kept}
             for g in pruned_groups
