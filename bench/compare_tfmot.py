@@ -217,7 +217,7 @@ def compare(cfg: RunConfig, sides: list[str]) -> dict[str, Any]:
             "loadavg_end": [round(x, 2) for x in os.getloadavg()],
         },
         "machine": machine_info(with_tensorflow=True),
-        "config": cfg.to_dict(),
+        "config": recorded_config(cfg),
         "sides": side_info,
         "rows": rows,
     }
@@ -365,6 +365,19 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if unknown:
         p.error(f"unknown sides {unknown}; known: {sorted(SIDES)}")
     return a
+
+
+def recorded_config(cfg: RunConfig) -> dict[str, Any]:
+    """The run's config as results record it: the driver's cache paths relative to the
+    repository (a result file names no machine's directories)."""
+    out = cfg.to_dict()
+    for key in FILLED_BY_DRIVER:
+        if out.get(key):
+            path = Path(out[key])
+            out[key] = (
+                str(path.relative_to(REPO_ROOT)) if path.is_relative_to(REPO_ROOT) else path.name
+            )
+    return out
 
 
 def raw_path(cfg: RunConfig, quick: bool) -> Path:
