@@ -213,7 +213,7 @@ class DeliveryRecord(TypedDict):
     tenant: str
     event: str
     url: str
-    status: Literal["pending", "retrying", "delivered", "failed"]
+    status: Literal["pending", "retrying", "delivered", "failed", "superseded"]
     created_at: str
     attempts: list[DeliveryAttempt]
     payload: dict[str, Any]

@@ -19,6 +19,8 @@ import httpx
 from celery.exceptions import SoftTimeLimitExceeded
 from standardwebhooks import Webhook
 
+from core.jobs import store as jobs
+from core.jobs.status import TERMINAL
 from core.queue import DELIVER_WEBHOOK
 from core.records import DeliveryAttempt, DeliveryRecord, now_iso
 from core.settings import get_settings
@@ -29,6 +31,8 @@ from worker.celery_app import celery_app
 log = logging.getLogger("prunekit.webhooks")
 
 USER_AGENT = "prunekit-webhooks/1"
+FINAL_EVENTS = frozenset(str(s) for s in TERMINAL)  # a job's last events: nothing follows
+IN_FLIGHT_RECHECK_S = 0.5  # how soon a final event waiting on a progress POST looks again
 # one attempt's wall-clock bound (Celery soft limit), past the per-read timeouts
 ATTEMPT_LIMIT_S = int(4 * get_settings().webhook_timeout) + 10
 
@@ -103,8 +107,39 @@ def _attempt(delivery: DeliveryRecord) -> tuple[int | None, str | None, bool]:
 )
 def deliver_webhook_task(job_id: str, delivery_id: str) -> None:
     delivery = store.get_delivery(job_id, delivery_id)
-    if delivery is None or delivery["status"] in ("delivered", "failed"):
+    if delivery is None or delivery["status"] in ("delivered", "failed", "superseded"):
         return  # the job was deleted, or a redelivered message for a finished delivery
+    if delivery["event"] == "progress":
+        _deliver_progress(job_id, delivery)
+    elif delivery["event"] in FINAL_EVENTS and store.progress_in_flight(job_id):
+        # a progress POST of this job is under way: send the final event after it, so
+        # that the last delivery a receiver gets for a job is its final state
+        deliver_webhook_task.apply_async(
+            args=[job_id, delivery_id], countdown=IN_FLIGHT_RECHECK_S,
+            queue=get_settings().queue,
+        )  # fmt: skip
+    else:
+        _deliver(job_id, delivery)
+
+
+def _deliver_progress(job_id: str, delivery: DeliveryRecord) -> None:
+    """Send a progress delivery unless the job has ended since (then it is ``superseded``:
+    a job's progress never reaches a receiver after its final event)."""
+    store.begin_progress_post(job_id, delivery["id"], ttl_s=ATTEMPT_LIMIT_S + 10)
+    try:
+        record = jobs.get(job_id)
+        if record is None or record["status"] in FINAL_EVENTS:
+            delivery["status"] = "superseded"
+            store.update_delivery(job_id, delivery)
+            return
+        _deliver(job_id, delivery)
+    finally:
+        store.end_progress_post(job_id, delivery["id"])
+
+
+def _deliver(job_id: str, delivery: DeliveryRecord) -> None:
+    """One attempt at the delivery, logged on it; a retry scheduled when it may help."""
+    delivery_id = delivery["id"]
     settings = get_settings()
     number = len(delivery["attempts"]) + 1
     started = time.monotonic()

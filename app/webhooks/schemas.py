@@ -79,7 +79,7 @@ class Delivery(BaseModel):
     id: str = Field(description="the `webhook-id` header: the same on every retry")
     event: str
     url: str
-    status: Literal["pending", "retrying", "delivered", "failed"]
+    status: Literal["pending", "retrying", "delivered", "failed", "superseded"]
     created_at: str
     attempts: list[DeliveryAttempt]
     payload: dict[str, Any]

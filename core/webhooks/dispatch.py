@@ -80,7 +80,7 @@ def progress(job_id: str) -> None:
         if not store.progress_gate(job_id, get_settings().webhook_progress_interval):
             return
         record = jobs.get(job_id)
-        if record is not None and wants(record, "progress"):
+        if record is not None and record["status"] == "running" and wants(record, "progress"):
             send(record, "progress")
     except Exception:
         log.exception("job %s: could not queue its progress webhook", job_id)

@@ -114,3 +114,25 @@ def progress_gate(job_id: str, interval_s: float) -> bool:
     """True at most once per ``interval_s`` per job (across every worker process)."""
     gate = key("job", job_id, "webhooks", "progress_gate")
     return bool(get_redis().set(gate, "1", nx=True, px=max(1, int(interval_s * 1000))))
+
+
+def _in_flight_key(job_id: str) -> str:
+    return key("job", job_id, "webhooks", "progress_in_flight")
+
+
+def begin_progress_post(job_id: str, delivery_id: str, ttl_s: int) -> None:
+    """Mark a progress POST for the job as under way (until ``end_progress_post``, or
+    ``ttl_s`` if its worker dies mid-POST), so that the job's final event waits for it."""
+    r = get_redis()
+    with r.pipeline() as pipe:
+        pipe.sadd(_in_flight_key(job_id), delivery_id)
+        pipe.expire(_in_flight_key(job_id), ttl_s)
+        pipe.execute()
+
+
+def end_progress_post(job_id: str, delivery_id: str) -> None:
+    get_redis().srem(_in_flight_key(job_id), delivery_id)
+
+
+def progress_in_flight(job_id: str) -> bool:
+    return bool(get_redis().scard(_in_flight_key(job_id)))

@@ -114,7 +114,7 @@ def _settled(svc: Service, job_id: str, timeout: float = 60) -> list[dict[str, A
     deadline = time.monotonic() + timeout
     while True:
         items = svc.client.get(f"/v1/jobs/{job_id}/webhooks").json()["items"]
-        if items and all(d["status"] in ("delivered", "failed") for d in items):
+        if items and all(d["status"] in ("delivered", "failed", "superseded") for d in items):
             return items  # type: ignore[no-any-return]
         assert time.monotonic() < deadline, items
         time.sleep(0.2)

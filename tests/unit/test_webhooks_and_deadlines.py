@@ -11,6 +11,7 @@ from standardwebhooks import Webhook
 from app.jobs.cancel_after import parse_cancel_after
 from app.problems import Problem
 from core.jobs import deadlines
+from core.records import now_iso
 from core.webhooks import store
 from core.webhooks.addresses import AddressRefusedError, resolve_checked
 from tests.polling import wait_until
@@ -195,3 +196,61 @@ def test_an_unresolved_host_is_retried_a_refused_address_is_not() -> None:
     assert status is None and "does not resolve" in error and retryable
     status, error, retryable = _attempt({**base, "url": "http://10.0.0.1/hook"})
     assert status is None and error.startswith("refused:") and not retryable
+
+
+def _pending(job: dict, event: str, msg_id: str) -> None:
+    delivery = {
+        "id": msg_id, "seq": 0, "tenant": job["tenant"], "event": event,
+        "url": "http://localhost:9/hook", "status": "pending", "created_at": "t",
+        "attempts": [], "payload": {"type": f"job.{event}", "data": {"id": job["id"]}},
+    }  # fmt: skip
+    store.put_delivery(job["id"], delivery)
+
+
+@pytest.mark.redis
+def test_progress_of_a_job_that_has_ended_is_superseded_not_sent() -> None:
+    """A progress delivery that runs after its job ended is marked ``superseded`` with no
+    attempt (the URL here would be refused, so a POST try would log one), and a progress
+    event of a job no longer running is not even recorded."""
+    from core.webhooks import dispatch
+    from worker.webhooks import deliver_webhook_task
+
+    job = _job(
+        "cancelled", finished_at=now_iso(), webhook={"url": "http://x", "events": ["progress"]}
+    )
+    store.rotate_secret(job["tenant"])
+    _pending(job, "progress", "msg_stale")
+    deliver_webhook_task(job["id"], "msg_stale")
+    (done,) = store.deliveries(job["id"])
+    assert done["status"] == "superseded" and done["attempts"] == []
+    assert not store.progress_in_flight(job["id"])  # its in-flight mark is cleared
+    dispatch.progress(job["id"])
+    assert len(store.deliveries(job["id"])) == 1
+
+
+@pytest.mark.redis
+def test_a_final_event_waits_for_a_progress_post_under_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from worker import webhooks
+
+    job = _job("succeeded", finished_at=now_iso())
+    store.rotate_secret(job["tenant"])
+    _pending(job, "succeeded", "msg_final")
+    requeued: list[dict] = []
+    monkeypatch.setattr(
+        webhooks.deliver_webhook_task, "apply_async", lambda **kw: requeued.append(kw)
+    )
+    store.begin_progress_post(job["id"], "msg_progress", ttl_s=30)
+    webhooks.deliver_webhook_task(job["id"], "msg_final")
+    (waiting,) = store.deliveries(job["id"])
+    assert waiting["status"] == "pending" and waiting["attempts"] == []  # not tried yet
+    assert requeued == [
+        {"args": [job["id"], "msg_final"], "countdown": webhooks.IN_FLIGHT_RECHECK_S,
+         "queue": webhooks.get_settings().queue}
+    ]  # fmt: skip
+    store.end_progress_post(job["id"], "msg_progress")
+    webhooks.deliver_webhook_task(job["id"], "msg_final")  # now it goes (and is refused)
+    (tried,) = store.deliveries(job["id"])
+    assert tried["status"] == "failed" and len(tried["attempts"]) == 1
+    assert len(requeued) == 1
