@@ -110,6 +110,72 @@ def subsample(split: Split, max_samples: int) -> Split:
     return Split(split.x[:max_samples], split.y[:max_samples])
 
 
+@dataclass
+class _Unit:
+    """One tensor or channel group to sweep: its evaluation at a ratio, and how to put the
+    model back once its ratios are done."""
+
+    name: str
+    size: int
+    evaluate_at: Callable[[float], dict[str, float | None]]
+    restore: Callable[[], None]
+
+
+def _sweep(
+    units: Sequence[_Unit],
+    ratios: Sequence[float],
+    base: dict[str, float | None],
+    check_cancelled: Callable[[], None] | None,
+    progress: Callable[[float], None] | None,
+) -> list[Curve]:
+    """Every unit at every ratio, alone, reporting progress and honouring cancellation
+    after each point; the unit is restored even when cancelled mid-way."""
+    curves: list[Curve] = []
+    total = max(1, len(units) * len(ratios))
+    done = 0
+    for unit in units:
+        acc: list[float | None] = []
+        losses: list[float] = []
+        try:
+            for r in ratios:
+                found = unit.evaluate_at(r)
+                acc.append(found["accuracy"])
+                losses.append(float(found["loss"] or 0.0))
+                done += 1
+                if progress is not None:
+                    progress(done / total)
+                if check_cancelled is not None:
+                    check_cancelled()
+        finally:
+            unit.restore()
+        curves.append(
+            Curve(
+                unit.name, unit.size, list(ratios), acc, losses,
+                base["accuracy"], float(base["loss"] or 0.0),
+            )
+        )  # fmt: skip
+    return curves
+
+
+def _weight_unit(model: LoadedModel, w: Weight, val: Split, evaluate: Evaluate) -> _Unit:
+    """A tensor losing its smallest ``|w|`` (read when its sweep starts, written back after)."""
+    original: np.ndarray | None = None
+
+    def at(ratio: float) -> dict[str, float | None]:
+        nonlocal original
+        if original is None:
+            original = w.numpy()
+        keep = prune_smallest(np.abs(original), count_to_prune(original.size, ratio))
+        w.assign(np.where(keep.reshape(original.shape), original, 0))
+        return evaluate(model, val)
+
+    def restore() -> None:
+        if original is not None:
+            w.assign(original)
+
+    return _Unit(w.name, int(np.prod(w.shape)), at, restore)
+
+
 def analyse_weights(
     model: LoadedModel,
     prunable: Sequence[Weight],
@@ -121,39 +187,8 @@ def analyse_weights(
 ) -> tuple[dict[str, float | None], list[Curve]]:
     """Curves of every tensor in ``prunable`` pruned alone by magnitude (restored after)."""
     base = evaluate(model, val)
-    curves: list[Curve] = []
-    total = max(1, len(prunable) * len(ratios))
-    done = 0
-    for w in prunable:
-        original = w.numpy()
-        acc: list[float | None] = []
-        losses: list[float] = []
-        try:
-            for r in ratios:
-                keep = prune_smallest(np.abs(original), count_to_prune(original.size, r))
-                w.assign(np.where(keep.reshape(original.shape), original, 0))
-                found = evaluate(model, val)
-                acc.append(found["accuracy"])
-                losses.append(float(found["loss"] or 0.0))
-                done += 1
-                if progress is not None:
-                    progress(done / total)
-                if check_cancelled is not None:
-                    check_cancelled()
-        finally:
-            w.assign(original)
-        curves.append(
-            Curve(
-                w.name,
-                int(original.size),
-                list(ratios),
-                acc,
-                losses,
-                base["accuracy"],
-                float(base["loss"] or 0.0),
-            )
-        )
-    return base, curves
+    units = [_weight_unit(model, w, val, evaluate) for w in prunable]
+    return base, _sweep(units, ratios, base, check_cancelled, progress)
 
 
 def analyse_channels(
@@ -165,44 +200,26 @@ def analyse_channels(
     check_cancelled: Callable[[], None] | None = None,
     progress: Callable[[float], None] | None = None,
 ) -> tuple[dict[str, float | None], list[Curve]]:
-    """Curves of every prunable channel group losing its lowest-L1 channels alone."""
+    """Curves of every prunable channel group losing its lowest-L1 channels alone (a smaller
+    model is built for each point; the original is never changed)."""
     from prunekit.structured import build_dependency_graph, group_importance, select_channels
     from prunekit.structured.surgery import apply_pruning
 
     graph = build_dependency_graph(keras_model, exclude=exclude)
     scores, _ = group_importance(graph, "l1")
     base = evaluate_keras(keras_model, val)
-    groups = [g for g in graph.prunable_groups if g.id in scores]
-    curves: list[Curve] = []
-    total = max(1, len(groups) * len(ratios))
-    done = 0
-    for g in groups:
-        acc: list[float | None] = []
-        losses: list[float] = []
-        for r in ratios:
-            kept = select_channels({g.id: scores[g.id]}, r, "uniform")
+
+    def group_unit(g: Any) -> _Unit:
+        def at(ratio: float) -> dict[str, float | None]:
+            kept = select_channels({g.id: scores[g.id]}, ratio, "uniform")
             smaller, _ = apply_pruning(graph, {k: [int(i) for i in v] for k, v in kept.items()})
-            found = evaluate_keras(smaller, val)
-            acc.append(found["accuracy"])
-            losses.append(float(found["loss"] or 0.0))
-            done += 1
-            if progress is not None:
-                progress(done / total)
-            if check_cancelled is not None:
-                check_cancelled()
+            return evaluate_keras(smaller, val)
+
         name = ",".join(g.sources) if g.sources else f"group{g.id}"
-        curves.append(
-            Curve(
-                name,
-                int(g.size),
-                list(ratios),
-                acc,
-                losses,
-                base["accuracy"],
-                float(base["loss"] or 0.0),
-            )
-        )
-    return base, curves
+        return _Unit(name, int(g.size), at, lambda: None)
+
+    units = [group_unit(g) for g in graph.prunable_groups if g.id in scores]
+    return base, _sweep(units, ratios, base, check_cancelled, progress)
 
 
 def keras_evaluator(loss: LossSpec) -> Callable[[Any, Split], dict[str, float | None]]:

@@ -54,3 +54,32 @@ def test_sensitivity_budget_needs_data_and_shares_by_the_curves(models: dict[str
     assert abs(pruned - 0.5 * total) <= len(outcome.masks)  # per-tensor rounding only
     shares = {n: r["sparsity"] for n, r in ctx.cache["allocation"]["layers"].items()}
     assert len(set(shares.values())) > 1  # not uniform: the curves decided
+
+
+def test_a_sweep_cancelled_mid_tensor_puts_that_tensor_back(models: dict[str, Path]) -> None:
+    from prunekit.data import Split
+    from prunekit.sensitivity import analyse_weights
+
+    model = h.load(models["keras"])
+    before = {w.name: w.numpy().copy() for w in model.weights()}
+    points: list[float] = []
+
+    class Stop(Exception):
+        pass
+
+    def cancel_at_third_point() -> None:
+        if len(points) == 3:  # the second tensor, half-way through its ratios
+            raise Stop
+
+    def evaluate(m: object, split: Split) -> dict[str, float | None]:
+        return {"accuracy": 1.0, "loss": 0.0}
+
+    with pytest.raises(Stop):
+        analyse_weights(
+            model, model.prunable_weights(), Split(np.zeros((1, 1)), np.zeros(1)), evaluate,
+            ratios=(0.5, 0.9), check_cancelled=cancel_at_third_point, progress=points.append,
+        )  # fmt: skip
+    total = 2 * len(model.prunable_weights())
+    assert points == [1 / total, 2 / total, 3 / total]
+    for w in model.weights():
+        assert np.array_equal(w.numpy(), before[w.name]), w.name
