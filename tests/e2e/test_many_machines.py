@@ -235,6 +235,21 @@ def test_deletes_remove_objects_and_missing_objects_are_410(cluster: Cluster) ->
     assert cluster.s3.all_keys() == []  # every model and job deleted: nothing left
 
 
+def test_a_worker_the_store_refuses_does_not_start(cluster: Cluster) -> None:
+    """A worker whose store credentials are wrong ends at start, saying so, instead of
+    taking jobs it could only fail."""
+    env = {**cluster.home_env("badkey"), "AWS_SECRET_ACCESS_KEY": "not-the-key"}
+    worker = spawn_worker(cluster.logs, env, concurrency=1, name="worker-badkey")
+    try:
+        assert worker.wait(120) != 0
+    finally:
+        stop(worker)
+    log = (cluster.logs / "worker-badkey.log").read_text()
+    assert f"the artifact store (s3://{cluster.s3.bucket}/" in log, log[-3000:]
+    assert ") refused:" in log and "the worker did not start" in log
+    assert " ready." not in log  # it never came up to consume
+
+
 def test_store_faults_get_clear_answers(cluster: Cluster, model_files: dict[str, Path]) -> None:
     port = free_port()
     wrong = {**cluster.home_env("api-wrong"), "AWS_SECRET_ACCESS_KEY": "not-the-secret"}
