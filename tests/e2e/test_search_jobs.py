@@ -10,6 +10,7 @@ import pytest
 
 from tests.digits import RESCALE, digits_classifier
 from tests.e2e.conftest import Service
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -96,3 +97,66 @@ def test_bad_budgets_are_422_naming_the_field(
     assert resp.status_code == 422, resp.text
     assert resp.headers["content-type"].startswith("application/problem+json")
     assert field in [e["field"] for e in resp.json()["errors"]], resp.json()
+
+
+def _auto_job(service: Service, ids: tuple[str, str], **strategy: Any) -> str:
+    model_id, dataset_id = ids
+    body = {
+        "model_id": model_id,
+        "dataset_id": dataset_id,
+        "strategy": {"name": "auto", "max_accuracy_drop": 0.05, **strategy},
+        "preprocessing": {"rescale": RESCALE},
+        "fine_tune": {"batch_size": 32},
+        "seed": 0,
+    }
+    resp = service.client.post("/v1/jobs", json=body)
+    assert resp.status_code == 202, resp.text
+    return str(resp.json()["id"])
+
+
+def test_family_either_searches_both_and_keeps_the_smallest_within_budget(
+    service: Service, ids: tuple[str, str]
+) -> None:
+    job_id = _auto_job(
+        service, ids, family="either", max_fine_tune_epochs=4, final_epochs=0, max_candidates=10
+    )
+    job = service.wait_job(job_id, timeout=180)
+    assert job["status"] == "succeeded", job
+    search = service.client.get(f"/v1/jobs/{job_id}/report").json()["search"]
+    candidates = search["candidates"]
+    assert {c["family"] for c in candidates} == {"unstructured", "structured"}
+    passing = [c for c in candidates if c["within_budget"]]
+    chosen = candidates[search["chosen"]]
+    assert chosen["within_budget"]
+    assert chosen["nonzero_params"] == min(c["nonzero_params"] for c in passing)
+    assert search["fine_tune_epochs_used"] <= 4
+
+
+def test_a_search_cancelled_between_candidates_keeps_its_best_one(
+    service: Service, ids: tuple[str, str]
+) -> None:
+    """Cancelled once a candidate is within budget: the job succeeds with that candidate
+    (nothing more is tried), says why, and its model downloads."""
+    job_id = _auto_job(
+        service, ids, max_fine_tune_epochs=200, candidate_epochs=3, final_epochs=0,
+        max_candidates=60, tolerance=0.001,
+    )  # fmt: skip
+
+    def a_candidate_within_budget() -> bool:
+        items = service.client.get(f"/v1/jobs/{job_id}/events").json()["items"]
+        return any("within budget" in e["message"] for e in items)
+
+    wait_until(a_candidate_within_budget, 120, interval=0.1, what="a candidate within budget")
+    assert service.client.post(f"/v1/jobs/{job_id}/cancel").status_code == 202
+    job = service.wait_job(job_id, timeout=120)
+    assert job["status"] == "succeeded", job
+    messages = [
+        e["message"] for e in service.client.get(f"/v1/jobs/{job_id}/events").json()["items"]
+    ]
+    assert "succeeded: cancelled between candidates, the best one within budget kept" in messages
+    search = service.client.get(f"/v1/jobs/{job_id}/report").json()["search"]
+    assert search["stopped"] == "cancelled"
+    assert (
+        len(search["candidates"]) < 60 and search["candidates"][search["chosen"]]["within_budget"]
+    )
+    assert service.client.get(f"/v1/jobs/{job_id}/model").status_code == 200
