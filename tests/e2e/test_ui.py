@@ -9,6 +9,7 @@ is written to ``var/test-artifacts/ui-job-page.png`` (the path is printed).
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 
 from tests.digits import RESCALE, digits_classifier
 from tests.e2e.conftest import REPO, Service
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -245,3 +247,60 @@ def test_report_sections_other_jobs_have_render(page: Any, service: Service) -> 
     assert got["why"]
     assert got["directions"] == [1, -1, -1, 0]
     assert got["runtime"] == "LiteRT tflite_int8, 2 threads"
+
+
+def test_cancel_from_the_job_page_after_its_event_stream_dropped(
+    page: Any, service: Service, digits: dict[str, Any]
+) -> None:
+    """A running job's page whose event stream ends after one event (a dropped connection)
+    follows again with ``Last-Event-ID``, shows each event once, and cancels the job."""
+    expect = sync_api.expect
+    model = service.upload(digits["model"])
+    assert service.wait_inspection(model["id"])["inspection"]["status"] == "succeeded"
+    with digits["npz"].open("rb") as f:
+        dataset = service.client.post("/v1/datasets", files={"file": ("d.npz", f)}).json()
+    body = {
+        "model_id": model["id"], "dataset_id": dataset["id"],
+        "strategy": {"name": "magnitude", "sparsity": 0.5},
+        "fine_tune": {"epochs": 1000, "batch_size": 8}, "preprocessing": {"rescale": RESCALE},
+    }  # fmt: skip
+    job_id = service.client.post("/v1/jobs", json=body).json()["id"]
+    wait_until(
+        lambda: service.client.get(f"/v1/jobs/{job_id}").json()["status"] == "running",
+        60, what="the job running",
+    )  # fmt: skip
+    so_far = service.client.get(f"/v1/jobs/{job_id}/events").json()["items"]
+    streams: list[str | None] = []  # each event stream's Last-Event-ID
+
+    def drop_the_first_stream(route: Any, request: Any) -> None:
+        if request.headers.get("accept") != "text/event-stream":
+            route.continue_()
+            return
+        streams.append(request.headers.get("last-event-id"))
+        if len(streams) > 1:
+            route.continue_()
+            return
+        # the first stream repeats what the page has already read, then the connection ends
+        sse = "".join(
+            f"id: {e['seq']}\nevent: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in so_far
+        )
+        route.fulfill(status=200, headers={"content-type": "text/event-stream"}, body=sse)
+
+    page.route(re.compile(rf".*/v1/jobs/{job_id}/events$"), drop_the_first_stream)
+    _enter_key(page, service, service.api_key)
+    page.wait_for_url(re.compile(r"#/jobs$"))
+    page.goto(f"{service.base_url}/ui/#/jobs/{job_id}")
+    expect(page.locator("#job-header .status-running")).to_be_visible()
+    for _ in range(100):  # the page follows again (after 2 s); route handlers run meanwhile
+        if len(streams) >= 2:
+            break
+        page.wait_for_timeout(100)
+    last_seen = max(e["seq"] for e in so_far)
+    assert len(streams) >= 2 and streams[1] is not None and int(streams[1]) >= last_seen, streams
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_role("button", name="Yes, cancel").click()
+    expect(page.locator("#job-header .status-cancelled")).to_be_visible(timeout=JOB_TIMEOUT_MS)
+    assert service.client.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+    expect(page.locator("#events")).to_contain_text("cancelled")
+    seqs = page.locator("#events li").evaluate_all("items => items.map(li => li.dataset.seq)")
+    assert len(seqs) == len(set(seqs)), seqs  # no event shown twice
