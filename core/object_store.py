@@ -219,9 +219,7 @@ class ObjectStore:
         to these credentials (a HEAD of the bucket and a LIST of the prefix)."""
         try:
             self.client.head_bucket(Bucket=self.bucket)
-            self.client.list_objects_v2(
-                Bucket=self.bucket, Prefix=self.location.prefix, MaxKeys=1
-            )
+            self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.location.prefix, MaxKeys=1)
         except Exception as exc:
             raise _classify(exc, f"the object store {self.location.describe()}") from exc
 
@@ -368,4 +366,3 @@ class ObjectStore:
             except Exception as exc:
                 raise _classify(exc, f"delete of {relative}") from exc
         return len(keys)
-

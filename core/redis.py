@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import cast
+from typing import Any, cast
 
 import redis
 
+from core.records import encode, now_ms
 from core.settings import get_settings
 
 
@@ -35,3 +36,19 @@ def zset_scores(name: str) -> dict[str, float]:
 def tenant_index(tenant: str, plural: str) -> str:
     """The per-tenant sorted-set index of a resource, e.g. ``<prefix>:tenant:acme:models``."""
     return key("tenant", tenant, plural)
+
+
+def add_indexed(pipe: redis.client.Pipeline, kind: str, plural: str, record: Any) -> None:
+    """Queue a new record's hash (``<prefix>:<kind>:<id>``, fields JSON-encoded) and its two
+    indexes, all of them (``<prefix>:<plural>``) and its tenant's, scored by creation time."""
+    score = now_ms()
+    pipe.hset(key(kind, record["id"]), mapping=encode(record))
+    pipe.zadd(key(plural), {record["id"]: score})
+    pipe.zadd(tenant_index(record["tenant"], plural), {record["id"]: score})
+
+
+def remove_indexed(pipe: redis.client.Pipeline, kind: str, plural: str, record: Any) -> None:
+    """Queue the removal of a record's hash and its entries in both indexes."""
+    pipe.delete(key(kind, record["id"]))
+    pipe.zrem(key(plural), record["id"])
+    pipe.zrem(tenant_index(record["tenant"], plural), record["id"])

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import cast
 
-from core.records import DatasetRecord, decode, encode, is_record_id, now_ms, page_ids
-from core.redis import get_redis, key, tenant_index, zset_members
+from core.records import DatasetRecord, decode, is_record_id, page_ids
+from core.redis import add_indexed, get_redis, key, remove_indexed, tenant_index, zset_members
 
 
 def _key(dataset_id: str) -> str:
@@ -14,12 +14,8 @@ def _key(dataset_id: str) -> str:
 
 
 def create(record: DatasetRecord) -> None:
-    r = get_redis()
-    score = now_ms()
-    with r.pipeline() as p:
-        p.hset(_key(record["id"]), mapping=encode(record))
-        p.zadd(key("datasets"), {record["id"]: score})
-        p.zadd(tenant_index(record["tenant"], "datasets"), {record["id"]: score})
+    with get_redis().pipeline() as p:
+        add_indexed(p, "dataset", "datasets", record)
         p.execute()
 
 
@@ -35,11 +31,8 @@ def list_ids(tenant: str, limit: int, after: str | None) -> list[str]:
 
 
 def delete(record: DatasetRecord) -> None:
-    r = get_redis()
-    with r.pipeline() as p:
-        p.delete(_key(record["id"]))
-        p.zrem(key("datasets"), record["id"])
-        p.zrem(tenant_index(record["tenant"], "datasets"), record["id"])
+    with get_redis().pipeline() as p:
+        remove_indexed(p, "dataset", "datasets", record)
         p.execute()
 
 

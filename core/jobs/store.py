@@ -31,12 +31,11 @@ from core.records import (
     encode,
     is_record_id,
     now_iso,
-    now_ms,
     page_ids,
     text,
     texts,
 )
-from core.redis import get_redis, key, tenant_index, zset_members
+from core.redis import add_indexed, get_redis, key, remove_indexed, tenant_index, zset_members
 
 FINISHED = frozenset({"succeeded", "failed", "cancelled"})
 
@@ -92,12 +91,8 @@ def _watched(job_id: str, fence: Fence | None) -> tuple[str, ...]:
 
 
 def create(record: JobRecord) -> None:
-    r = get_redis()
-    with r.pipeline() as p:  # MULTI/EXEC: record, index and first event together
-        p.hset(_key(record["id"]), mapping=encode(record))
-        score = now_ms()
-        p.zadd(key("jobs"), {record["id"]: score})
-        p.zadd(tenant_index(record["tenant"], "jobs"), {record["id"]: score})
+    with get_redis().pipeline() as p:  # MULTI/EXEC: record, indexes and first event together
+        add_indexed(p, "job", "jobs", record)
         p.sadd(_active_key(), record["id"])
         p.rpush(_events_key(record["id"]), _event("status", "queued", {"status": "queued"}))
         p.execute()
@@ -234,12 +229,10 @@ def all_ids() -> list[str]:
 
 
 def delete(record: JobRecord) -> None:
-    r = get_redis()
     job_id = record["id"]
-    with r.pipeline() as p:
-        p.delete(_key(job_id), _events_key(job_id), _lease_key(job_id), webhooks_key(job_id))
-        p.zrem(key("jobs"), job_id)
-        p.zrem(tenant_index(record["tenant"], "jobs"), job_id)
+    with get_redis().pipeline() as p:
+        remove_indexed(p, "job", "jobs", record)
+        p.delete(_events_key(job_id), _lease_key(job_id), webhooks_key(job_id))
         p.srem(_active_key(), job_id)
         p.execute()
 

@@ -15,11 +15,10 @@ from core.records import (
     encode,
     is_record_id,
     now_iso,
-    now_ms,
     page_ids,
     texts,
 )
-from core.redis import get_redis, key, tenant_index, zset_members
+from core.redis import add_indexed, get_redis, key, remove_indexed, tenant_index, zset_members
 
 
 def _key(model_id: str) -> str:
@@ -27,12 +26,8 @@ def _key(model_id: str) -> str:
 
 
 def create(record: ModelRecord) -> None:
-    r = get_redis()
-    score = now_ms()
-    with r.pipeline() as p:
-        p.hset(_key(record["id"]), mapping=encode(record))
-        p.zadd(key("models"), {record["id"]: score})
-        p.zadd(tenant_index(record["tenant"], "models"), {record["id"]: score})
+    with get_redis().pipeline() as p:
+        add_indexed(p, "model", "models", record)
         p.sadd(key("models", "pending"), record["id"])  # awaiting inspection (reconciler)
         p.execute()
 
@@ -100,11 +95,8 @@ def list_ids(tenant: str, limit: int, after: str | None) -> list[str]:
 
 
 def delete(record: ModelRecord) -> None:
-    r = get_redis()
-    with r.pipeline() as p:
-        p.delete(_key(record["id"]))
-        p.zrem(key("models"), record["id"])
-        p.zrem(tenant_index(record["tenant"], "models"), record["id"])
+    with get_redis().pipeline() as p:
+        remove_indexed(p, "model", "models", record)
         p.srem(key("models", "pending"), record["id"])
         p.execute()
 
