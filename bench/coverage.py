@@ -449,11 +449,15 @@ def render(raw: dict[str, Any], all_models: Sequence[str]) -> str:
         lines.append(f"- **{fmt}**: " + ", ".join(counts) + f" (of {len(all_models)} constructors)")
         not_run[fmt] = [m for m in all_models if not any((m, fmt, s) in rows for s in strategies)]
     runs = raw.get("runs", [])
-    if runs:
-        last = runs[-1]
+    if runs:  # every run that wrote rows (the load average: 2 cores shared with other work)
         lines.append(
-            f"- last run: {last.get('finished', '?')}, {last.get('models', '?')} models in "
-            f"{last.get('minutes', '?')} min, load average {last.get('load', '?')}"
+            "- runs: "
+            + "; ".join(
+                f"{r.get('finished', '?')}, {r.get('models', '?')} models"
+                + (f" as {r['formats']}" if r.get("formats") else "")
+                + f" in {r.get('minutes', '?')} min, load average {r.get('load', '?')}"
+                for r in runs
+            )
         )
     lines += ["", "| model | format | " + " | ".join(strategies) + " |"]
     lines.append("|---|---|" + "---|" * len(strategies))
@@ -600,6 +604,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             "models": ran,
             "minutes": round((time.time() - started) / 60, 1),
             "load": round(os.getloadavg()[0], 1),
+            "formats": ",".join(formats),
         }
     )
     _write(args, raw, all_models)
