@@ -449,13 +449,13 @@ def render(raw: dict[str, Any], all_models: Sequence[str]) -> str:
         lines.append(f"- **{fmt}**: " + ", ".join(counts) + f" (of {len(all_models)} constructors)")
         not_run[fmt] = [m for m in all_models if not any((m, fmt, s) in rows for s in strategies)]
     runs = raw.get("runs", [])
-    if runs:  # every run that wrote rows (the load average: 2 cores shared with other work)
+    if runs:  # every run that wrote rows (1-min load average: 2 cores shared with other work)
         lines.append(
             "- runs: "
             + "; ".join(
                 f"{r.get('finished', '?')}, {r.get('models', '?')} models"
                 + (f" as {r['formats']}" if r.get("formats") else "")
-                + f" in {r.get('minutes', '?')} min, load average {r.get('load', '?')}"
+                + f" in {r.get('minutes', '?')} min, load average {r.get('load', '?')} at its end"
                 for r in runs
             )
         )
