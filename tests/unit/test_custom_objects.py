@@ -78,7 +78,7 @@ def test_subclassed_model_prunes_unstructured_with_the_module_allowed(
     result = prune(path, "keras", _spec({"name": "magnitude", "sparsity": 0.8}), tmp_path / "o")
     assert abs(result.metrics["sparsity"] - 0.8) < 0.01
     ref_shape = tuple(np.asarray(loaded.keras_model(x)).shape)
-    row = check_unstructured(path, "keras", result, x, ref_shape)
+    row = check_unstructured(loaded, "keras", result, x, ref_shape)
     assert row.status == "ok", row.reason
 
     with pytest.raises(SpecError) as err:
