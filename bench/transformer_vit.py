@@ -280,61 +280,80 @@ def skeleton_bound(
     return out
 
 
-def profile_tf(model: Any, x: np.ndarray, threads: int = 0, traced: int = 40) -> dict[str, Any]:
-    """Median op time (µs) per layer of one batch-32 TF run, from the executor's step
-    stats (the model frozen into a graph, run in a session with ``threads`` intra- and
-    inter-op threads, 0: TF's default)."""
-    import tensorflow as tf
-    from tensorflow.python.framework.convert_to_constants import (
-        convert_variables_to_constants_v2,
-    )
+class _TracedSession:
+    """One model frozen into a graph, in a session with ``threads`` intra- and inter-op
+    threads (0: TF's default), whose traced runs collect each op's time."""
 
-    spec = tf.TensorSpec([BATCH, *model.input_shape[1:]], tf.float32)
-    fn = tf.function(lambda t: model(t, training=False), autograph=False)
-    fn = fn.get_concrete_function(spec)
-    frozen = convert_variables_to_constants_v2(fn)
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.graph_util.import_graph_def(frozen.graph.as_graph_def(), name="")
-    feed, fetch = {frozen.inputs[0].name: x}, frozen.outputs[0].name
-    per_node: dict[str, list[float]] = {}
-    options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
-    config = tf.compat.v1.ConfigProto(
-        intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads
-    )
-    with tf.compat.v1.Session(graph=graph, config=config) as sess:
+    def __init__(self, model: Any, x: np.ndarray, threads: int) -> None:
+        import tensorflow as tf
+        from tensorflow.python.framework.convert_to_constants import (
+            convert_variables_to_constants_v2,
+        )
+
+        spec = tf.TensorSpec([BATCH, *model.input_shape[1:]], tf.float32)
+        fn = tf.function(lambda t: model(t, training=False), autograph=False)
+        frozen = convert_variables_to_constants_v2(fn.get_concrete_function(spec))
+        graph = tf.Graph()
+        with graph.as_default():
+            tf.graph_util.import_graph_def(frozen.graph.as_graph_def(), name="")
+        self.feed, self.fetch = {frozen.inputs[0].name: x}, frozen.outputs[0].name
+        config = tf.compat.v1.ConfigProto(
+            intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads
+        )
+        self.sess = tf.compat.v1.Session(graph=graph, config=config)
+        self.options = tf.compat.v1.RunOptions(trace_level=tf.compat.v1.RunOptions.FULL_TRACE)
+        self.per_node: dict[str, list[float]] = {}
         for _ in range(20):
-            sess.run(fetch, feed)
-        for _ in range(traced):
-            meta = tf.compat.v1.RunMetadata()
-            sess.run(fetch, feed, options=options, run_metadata=meta)
-            for dev in meta.step_stats.dev_stats:
-                for node in dev.node_stats:
-                    if node.node_name in ("_SOURCE", "_SINK"):
-                        continue
+            self.sess.run(self.fetch, self.feed)
+
+    def traced_run(self) -> None:
+        import tensorflow as tf
+
+        meta = tf.compat.v1.RunMetadata()
+        self.sess.run(self.fetch, self.feed, options=self.options, run_metadata=meta)
+        for dev in meta.step_stats.dev_stats:
+            for node in dev.node_stats:
+                if node.node_name not in ("_SOURCE", "_SINK"):
                     us = node.op_end_rel_micros - node.op_start_rel_micros
-                    per_node.setdefault(node.node_name, []).append(float(us))
-    per_layer: dict[str, float] = {}
-    for name, times in per_node.items():
-        parts = name.split("/")
-        layer = parts[1].rsplit("_", 1)[0] if len(parts) > 2 else parts[0]
-        per_layer[layer] = per_layer.get(layer, 0.0) + float(np.median(times))
-    pruned_us = sum(v for k, v in per_layer.items() if k.startswith(PRUNED_PARTS))
-    attention_us = sum(v for k, v in per_layer.items() if k.startswith("mha_"))
-    total = sum(per_layer.values())
-    return {
-        "op_time_us": round(total),
-        "attention_us": round(attention_us),
-        "ffn_us": round(pruned_us - attention_us),
-        "unpruned_us": round(total - pruned_us),
-        "per_layer_us": {k: round(v) for k, v in sorted(per_layer.items())},
-        "traced_runs": traced,
-        "load_average": _load(),
+                    self.per_node.setdefault(node.node_name, []).append(float(us))
+
+    def summary(self) -> dict[str, Any]:
+        per_layer: dict[str, float] = {}
+        for name, times in self.per_node.items():
+            parts = name.split("/")
+            layer = parts[1].rsplit("_", 1)[0] if len(parts) > 2 else parts[0]
+            per_layer[layer] = per_layer.get(layer, 0.0) + float(np.median(times))
+        pruned_us = sum(v for k, v in per_layer.items() if k.startswith(PRUNED_PARTS))
+        attention_us = sum(v for k, v in per_layer.items() if k.startswith("mha_"))
+        total = sum(per_layer.values())
+        return {
+            "op_time_us": round(total),
+            "attention_us": round(attention_us),
+            "ffn_us": round(pruned_us - attention_us),
+            "unpruned_us": round(total - pruned_us),
+            "per_layer_us": {k: round(v) for k, v in sorted(per_layer.items())},
+        }
+
+
+def profiles(
+    dense: Any, pruned: Any, x: np.ndarray, threads: int = 0, traced: int = 60
+) -> dict[str, Any]:
+    """Median op time (µs) per layer of a batch-32 TF run of each model, from the
+    executor's step stats; the two models' traced runs alternate, so both see the same
+    load. Summed into attention, FFN and the rest (``unpruned_us``)."""
+    sessions = {
+        "dense": _TracedSession(dense, x, threads),
+        "pruned": _TracedSession(pruned, x, threads),
     }
-
-
-def profiles(dense: Any, pruned: Any, x: np.ndarray, threads: int = 0) -> dict[str, Any]:
-    return {"dense": profile_tf(dense, x, threads), "pruned": profile_tf(pruned, x, threads)}
+    load = _load()
+    for _ in range(traced):
+        for session in sessions.values():
+            session.traced_run()
+    out: dict[str, Any] = {k: s.summary() for k, s in sessions.items()}
+    for session in sessions.values():
+        session.sess.close()
+    out.update(traced_runs=traced, threads=threads, load_start=load, load_end=_load())
+    return out
 
 
 def time_only(args: argparse.Namespace) -> None:
