@@ -438,9 +438,7 @@ def _layer_flops(
     raise _Unknown(f"{name} is not counted")
 
 
-def _attention_flops(
-    op: Any, ins: list[tuple[int | None, ...]], y: tuple[int | None, ...]
-) -> int:
+def _attention_flops(op: Any, ins: list[tuple[int | None, ...]], y: tuple[int | None, ...]) -> int:
     """2 x MACs of one ``MultiHeadAttention`` call: ``ins`` are query, value[, key]."""
     query, value = ins[0], ins[1] if len(ins) > 1 else ins[0]
     key = ins[2] if len(ins) > 2 else value
