@@ -64,6 +64,8 @@ ELEMENTWISE = frozenset(
 )
 # Layers that move data along spatial axes only (channels-last: the channel axis untouched).
 SPATIAL = POOL | GLOBAL_POOL | PADDING | CROPPING | UPSAMPLING | SPATIAL_DROPOUT
+# Attention layers the all-ops FLOPs count knows (projections, scores, weighted sum).
+ATTENTION = frozenset({"MultiHeadAttention"})
 # Layers whose arithmetic the all-ops FLOPs count takes as free.
 ZERO_COST = (
     ELEMENTWISE

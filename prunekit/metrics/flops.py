@@ -28,6 +28,11 @@
     (biases not counted), as above.
   - BatchNormalization / LayerNormalization / GroupNormalization: 2 per output element
     (scale and shift; BatchNormalization is usually folded away at inference).
+  - MultiHeadAttention: 2 x MACs of its query/key/value/output projections (each kernel's
+    size times the tokens it projects), of the attention scores ``Q.K`` and of the weighted
+    sum ``softmax.V`` (2 x heads x key_dim/value_dim x the query and key positions that meet
+    along ``attention_axes``), and of the gate projection when ``use_gate``; the softmax
+    itself counts 0 like other activations. Removing a head removes its share of all of it.
   - Max/Average pooling: pool window size per output element; global pooling: one per input
     element; element-wise merges (Add, Multiply, ...): ``n_inputs - 1`` per output element.
   - Activations, dropout, reshapes, padding/cropping, up-sampling, concatenation, input
@@ -428,7 +433,33 @@ def _layer_flops(
         return _prod(x[1:])
     if name in catalogue.MERGE:
         return (len(ins) - 1) * _prod(y[1:])
+    if name in catalogue.ATTENTION:
+        return _attention_flops(op, ins, y)
     raise _Unknown(f"{name} is not counted")
+
+
+def _attention_flops(op: Any, ins: list[tuple[int | None, ...]], y: tuple[int | None, ...]) -> int:
+    """2 x MACs of one ``MultiHeadAttention`` call: ``ins`` are query, value[, key]."""
+    query, value = ins[0], ins[1] if len(ins) > 1 else ins[0]
+    key = ins[2] if len(ins) > 2 else value
+    rank = len(query)
+    axes = getattr(op, "_attention_axes", None)
+    axes = tuple(range(1, rank - 1)) if axes is None else tuple(a % rank for a in axes)
+    batched = [query[i] for i in range(1, rank - 1) if i not in axes]  # attended separately
+    q_pos, k_pos = _prod([query[i] for i in axes]), _prod([key[i] for i in axes])
+
+    def kernel(sub: str) -> int:
+        return math.prod(int(d) for d in getattr(op, sub).kernel.shape)
+
+    flops = 2 * _prod(query[1:-1]) * kernel("_query_dense")
+    flops += 2 * _prod(key[1:-1]) * kernel("_key_dense")
+    flops += 2 * _prod(value[1:-1]) * kernel("_value_dense")
+    flops += 2 * _prod(y[1:-1]) * kernel("_output_dense")
+    if getattr(op, "_use_gate", False):
+        flops += 2 * _prod(query[1:-1]) * kernel("_gate_dense")
+    heads = int(op.num_heads)
+    per_pair = int(op.key_dim) + int(op.value_dim or op.key_dim)  # scores + weighted sum
+    return flops + 2 * _prod(batched) * heads * q_pos * k_pos * per_pair
 
 
 def _walk(fn: Any, prefix: str, cost: ModelCost, seen_unknown: set[str]) -> None:
