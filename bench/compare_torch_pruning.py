@@ -99,12 +99,12 @@ def prunekit_side(cfg: dict[str, Any]) -> dict[str, Any]:
 
     from bench import architectures, data
     from prunekit.data import Dataset, Split
-    from prunekit.losses import LossName, LossSpec, training_loss
+    from prunekit.losses import LossName, LossSpec
     from prunekit.metrics.timing import TimingConfig, interleaved_speedup, timing_context
     from prunekit.pipeline import prune
     from prunekit.spec import PruneSpec
     from prunekit.structured import model_cost
-    from prunekit.structured.training import train
+    from prunekit.structured.training import keras_trainer, train
     from prunekit.training import TrainConfig
 
     split = data.load(
@@ -190,13 +190,22 @@ def prunekit_side(cfg: dict[str, Any]) -> dict[str, Any]:
                 "dense_cost": costs(dense),
             }
             control = keras.saving.load_model(path, safe_mode=True)
+            # the pruned side's fine-tune without the cut: the engine's trainer, the same
+            # recipe (cosine), loss and seed as the job's fine-tune
             train(
-                control,
+                keras_trainer(
+                    control,
+                    LossSpec(LossName.SPARSE_CATEGORICAL, from_logits=True),
+                    TrainConfig(
+                        epochs=cfg["ft_epochs"],
+                        batch_size=bs,
+                        learning_rate=lr,
+                        schedule="cosine",
+                    ),
+                    seed=seed + 1,
+                ),
                 split.x_train,
                 split.y_train,
-                training_loss(LossSpec(LossName.SPARSE_CATEGORICAL, from_logits=True), 0.0),
-                TrainConfig(epochs=cfg["ft_epochs"], batch_size=bs, learning_rate=lr),
-                seed=seed + 1,
             )
             row["control_accuracy"] = accuracy(control)
             row["variants"] = {}
