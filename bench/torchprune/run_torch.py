@@ -11,8 +11,9 @@ with the dense recipe (Adam, constant rate), then
 * the control: the dense model trained ``ft_epochs`` more epochs with the fine-tune recipe
   (Adam, cosine decay to 0, per batch), no pruning;
 * for every ratio: Torch-Pruning's ``MetaPruner`` with ``GroupMagnitudeImportance``
-  (its default: L2 norm, mean over the coupled group) removes ``ratio`` of every layer's
-  channels (the classifier's output kept), then the same fine-tune.
+  (its default: L2 norm, mean over the coupled group) removes ``floor(ratio * width)`` of
+  every layer's channels, prunekit's rule (``bench/torchprune/widths.py``; the classifier's
+  output kept), then the same fine-tune.
 
 and reports test accuracy, parameters and MACs (``tp.utils.count_ops_and_params``) and the
 batch-1 and batch-32 speed-up over the dense model (``prunekit.metrics.timing``, timed in
