@@ -64,7 +64,7 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
         "widths": WIDTHS,
         "seeds": list(args.seeds if args.seeds else ([0] if quick else [0, 1, 2])),
         "ratios": list(args.ratios if args.ratios else ([0.5] if quick else [0.3, 0.5, 0.7])),
-        "n_train": args.n_train or (1000 if quick else 10000),
+        "n_train": args.n_train or (1000 if quick else 5000),
         "n_test": args.n_test or (1000 if quick else 5000),
         "val_size": 5000,
         "dense_epochs": args.dense_epochs or (1 if quick else 3),
