@@ -9,11 +9,13 @@ unless ``--n-test``), with the same recipes:
 * dense: Adam at a constant 1e-3, batch 64, ``dense_epochs``;
 * control: the dense model trained ``ft_epochs`` more epochs, Adam 1e-3 with cosine decay to
   0 (per batch), no pruning: what the extra epochs alone are worth;
-* pruned: ``ratio`` of every prunable layer's channels removed (prunekit: ``filter``,
+* pruned: ``ratio`` of every prunable layer's channels removed, ``floor(ratio * width)`` per
+  layer on both sides, so both pruned models have the same widths (prunekit: ``filter``,
   uniform scope, through ``prunekit.pipeline.prune``, the code the service's workers run,
   with its defaults (L1 norm scored over each coupled channel group, BatchNorm statistics
   recalibrated after the cut); Torch-Pruning: ``MetaPruner`` with
-  ``GroupMagnitudeImportance``), then fine-tuned exactly as the control was trained.
+  ``GroupMagnitudeImportance``, handed a per-layer ratio that lands on prunekit's widths,
+  ``bench/torchprune/widths.py``), then fine-tuned exactly as the control was trained.
 
 Each side reports test accuracy, the drop against its own control, parameters, MACs and the
 batch-1 and batch-32 speed-up over its own dense model (``prunekit.metrics.timing``:
@@ -21,12 +23,14 @@ alternating pairs, median ratio, bootstrap 95% interval). The Torch-Pruning side
 own virtualenv (``make bench-torch-venv`` creates ``bench/.venv-torch``), in a subprocess
 started first, so both sides run at the same time on the same machine.
 
-    python -m bench.compare_torch_pruning            # 3 seeds x 2 archs x ratios 0.5, 0.7
-    python -m bench.compare_torch_pruning --ratios 0.3 0.5 0.7
+    python -m bench.compare_torch_pruning            # 3 seeds x 2 archs x ratios 0.3, 0.5, 0.7
+    python -m bench.compare_torch_pruning --archs vgg_small --variants filter filter_l2
     python -m bench.compare_torch_pruning --quick    # smoke run, minutes
 
 Raw results: ``bench/results/raw/compare_torch_pruning.json`` (quick: ``bench/work/``), and
-a markdown table on stdout.
+markdown tables on stdout: one row per side, then prunekit's drop minus Torch-Pruning's with
+its standard error (the two sides' seed variances over their seed counts) and whether the
+kept widths matched.
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -58,12 +63,12 @@ def config(args: argparse.Namespace) -> dict[str, Any]:
         "archs": list(args.archs),
         "widths": WIDTHS,
         "seeds": list(args.seeds if args.seeds else ([0] if quick else [0, 1, 2])),
-        "ratios": list(args.ratios if args.ratios else ([0.5] if quick else [0.5, 0.7])),
-        "n_train": args.n_train or (1000 if quick else 2000),
-        "n_test": args.n_test or (1000 if quick else 2000),
+        "ratios": list(args.ratios if args.ratios else ([0.5] if quick else [0.3, 0.5, 0.7])),
+        "n_train": args.n_train or (1000 if quick else 5000),
+        "n_test": args.n_test or (1000 if quick else 5000),
         "val_size": 5000,
         "dense_epochs": args.dense_epochs or (1 if quick else 3),
-        "ft_epochs": args.ft_epochs or (1 if quick else 2),
+        "ft_epochs": args.ft_epochs or (1 if quick else 3),
         "learning_rate": 1e-3,
         "batch_size": 64,
         "threads": args.threads,
@@ -99,12 +104,12 @@ def prunekit_side(cfg: dict[str, Any]) -> dict[str, Any]:
 
     from bench import architectures, data
     from prunekit.data import Dataset, Split
-    from prunekit.losses import LossName, LossSpec, training_loss
+    from prunekit.losses import LossName, LossSpec
     from prunekit.metrics.timing import TimingConfig, interleaved_speedup, timing_context
     from prunekit.pipeline import prune
     from prunekit.spec import PruneSpec
     from prunekit.structured import model_cost
-    from prunekit.structured.training import train
+    from prunekit.structured.training import keras_trainer, train
     from prunekit.training import TrainConfig
 
     split = data.load(
@@ -190,13 +195,22 @@ def prunekit_side(cfg: dict[str, Any]) -> dict[str, Any]:
                 "dense_cost": costs(dense),
             }
             control = keras.saving.load_model(path, safe_mode=True)
+            # the pruned side's fine-tune without the cut: the engine's trainer, the same
+            # recipe (cosine), loss and seed as the job's fine-tune
             train(
-                control,
+                keras_trainer(
+                    control,
+                    LossSpec(LossName.SPARSE_CATEGORICAL, from_logits=True),
+                    TrainConfig(
+                        epochs=cfg["ft_epochs"],
+                        batch_size=bs,
+                        learning_rate=lr,
+                        schedule="cosine",
+                    ),
+                    seed=seed + 1,
+                ),
                 split.x_train,
                 split.y_train,
-                training_loss(LossSpec(LossName.SPARSE_CATEGORICAL, from_logits=True), 0.0),
-                TrainConfig(epochs=cfg["ft_epochs"], batch_size=bs, learning_rate=lr),
-                seed=seed + 1,
             )
             row["control_accuracy"] = accuracy(control)
             row["variants"] = {}
@@ -303,6 +317,47 @@ def summarise(cfg: dict[str, Any], pk: dict[str, Any], tpr: dict[str, Any] | Non
             f"| {entries[0]['cost']['macs']:,} ({m_red:.2f}x) | {sp('batch1')} | {sp('batch32')} |"
         )
 
+    gaps = [
+        "",
+        "| arch | ratio | prunekit variant | drop gap vs Torch-Pruning (points, + = prunekit "
+        "worse) | its standard error | same kept widths |",
+        "|---|---:|---|---:|---:|---|",
+    ]
+    for arch in cfg["archs"]:
+        for ratio in cfg["ratios"]:
+            key = str(ratio)
+            pk_runs = [r for r in pk["runs"] if r["arch"] == arch]
+            tp_runs = [r for r in (tpr or {}).get("runs", []) if r["arch"] == arch]
+            tp_entries = [r["ratios"][key] for r in tp_runs if key in r["ratios"]]
+            if not tp_entries:
+                continue
+            tp_drops = [
+                100 * (r["control_accuracy"] - r["ratios"][key]["accuracy"]) for r in tp_runs
+            ]
+            for variant in cfg["variants"]:
+                with_it = [r for r in pk_runs if key in r["variants"].get(variant, {})]
+                if not with_it:
+                    continue
+                pk_drops = [
+                    100 * (r["control_accuracy"] - r["variants"][variant][key]["accuracy"])
+                    for r in with_it
+                ]
+                se = math.sqrt(
+                    sum(
+                        statistics.variance(d) / len(d) if len(d) > 1 else 0.0
+                        for d in (pk_drops, tp_drops)
+                    )
+                )
+                same = all(
+                    r["variants"][variant][key]["widths"] == e["widths"]
+                    for r in with_it
+                    for e in tp_entries
+                )
+                gap = _mean(pk_drops) - _mean(tp_drops)
+                gaps.append(
+                    f"| {arch} | {ratio:g} | `{variant}` | {gap:+.2f} "
+                    f"| {se:.2f} | {'yes' if same else 'no'} |"
+                )
     for arch in cfg["archs"]:
         for ratio in cfg["ratios"]:
             key = str(ratio)
@@ -317,7 +372,7 @@ def summarise(cfg: dict[str, Any], pk: dict[str, Any], tpr: dict[str, Any] | Non
                 entries = [r["ratios"][key] for r in tp_runs]
                 if entries:
                     lines.append(row(arch, ratio, "Torch-Pruning", tp_runs, entries))
-    return lines
+    return lines + (gaps if len(gaps) > 3 else [])
 
 
 def merge(paths: list[Path], out: Path | None) -> int:

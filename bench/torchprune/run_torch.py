@@ -11,8 +11,9 @@ with the dense recipe (Adam, constant rate), then
 * the control: the dense model trained ``ft_epochs`` more epochs with the fine-tune recipe
   (Adam, cosine decay to 0, per batch), no pruning;
 * for every ratio: Torch-Pruning's ``MetaPruner`` with ``GroupMagnitudeImportance``
-  (its default: L2 norm, mean over the coupled group) removes ``ratio`` of every layer's
-  channels (the classifier's output kept), then the same fine-tune.
+  (its default: L2 norm, mean over the coupled group) removes ``floor(ratio * width)`` of
+  every layer's channels, prunekit's rule (``bench/torchprune/widths.py``; the classifier's
+  output kept), then the same fine-tune.
 
 and reports test accuracy, parameters and MACs (``tp.utils.count_ops_and_params``) and the
 batch-1 and batch-32 speed-up over the dense model (``prunekit.metrics.timing``, timed in
@@ -36,6 +37,7 @@ import torch_pruning as tp
 from torch import nn
 
 from bench import data
+from bench.torchprune.widths import kept_width, tp_ratio
 from prunekit.metrics.timing import TimingConfig, interleaved_speedup, timing_context
 
 BN = {"momentum": 0.1, "eps": 1e-3}  # Keras' BatchNormalization(momentum=0.9) defaults
@@ -186,13 +188,20 @@ def speedups(dense: nn.Module, pruned: nn.Module, timing: TimingConfig) -> dict[
 
 
 def prune(model: nn.Module, ratio: float) -> nn.Module:
+    """``ratio`` of every layer's channels removed, to prunekit's widths (``kept_width``):
+    every convolution gets its own ratio (``tp_ratio``), a coupled group's members all have
+    the same width, so the group's ratio does not depend on which one Torch-Pruning reads."""
     pruned = copy.deepcopy(model)
     pruned.eval()
+    per_layer = {
+        m: tp_ratio(m.out_channels, ratio) for m in pruned.modules() if isinstance(m, nn.Conv2d)
+    }
     pruner = tp.pruner.MetaPruner(
         pruned,
         torch.zeros(1, 1, 28, 28),
         importance=tp.importance.GroupMagnitudeImportance(p=2),
         pruning_ratio=ratio,
+        pruning_ratio_dict=per_layer,
         ignored_layers=[classifier(pruned)],
     )
     pruner.step()
@@ -252,6 +261,7 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
                     "seconds": round(time.perf_counter() - started, 1),
                     "cost": cost(pruned),
                     "widths": widths_of(pruned),
+                    "target_widths": [kept_width(w, ratio) for w in widths_of(dense)],
                 }
                 if cfg.get("time_speed", True):
                     entry["speed"] = speedups(dense, pruned, timing)
