@@ -286,20 +286,35 @@ def _mean(values: list[float]) -> float:
     return statistics.fmean(values) if values else float("nan")
 
 
+def _drops(runs: list[dict[str, Any]], entries: list[Any]) -> list[float]:
+    """Each seed's drop against its own control, in points."""
+    return [
+        100 * (r["control_accuracy"] - e["accuracy"]) for r, e in zip(runs, entries, strict=True)
+    ]
+
+
 def summarise(cfg: dict[str, Any], pk: dict[str, Any], tpr: dict[str, Any] | None) -> list[str]:
-    """The markdown table: one row per (arch, ratio, side), means over seeds."""
+    """The markdown tables: one row per (arch, ratio, side), means over seeds; then per
+    prunekit variant its drop minus Torch-Pruning's, with the standard error (the two
+    sides' seed variances over their seed counts) and whether the kept widths matched."""
     lines = [
         "| arch | ratio | side | dense acc. | control acc. | pruned acc. | drop vs control "
         "(points, mean ± sd) | params (x fewer) | MACs (x fewer) | batch-1 speed-up | "
         "batch-32 speed-up |",
         "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    gaps = [
+        "",
+        "| arch | ratio | prunekit variant | drop gap vs Torch-Pruning (points, + = prunekit "
+        "worse) | its standard error | same kept widths |",
+        "|---|---:|---|---:|---:|---|",
+    ]
 
     def row(
         arch: str, ratio: float, side: str, runs: list[dict[str, Any]], entries: list[Any]
     ) -> str:
         pairs = list(zip(runs, entries, strict=True))
-        drops = [100 * (r["control_accuracy"] - e["accuracy"]) for r, e in pairs]
+        drops = _drops(runs, entries)
         sd = statistics.stdev(drops) if len(drops) > 1 else 0.0
         p_red = _mean([r["dense_cost"]["params"] / e["cost"]["params"] for r, e in pairs])
         m_red = _mean([r["dense_cost"]["macs"] / e["cost"]["macs"] for r, e in pairs])
@@ -317,61 +332,37 @@ def summarise(cfg: dict[str, Any], pk: dict[str, Any], tpr: dict[str, Any] | Non
             f"| {entries[0]['cost']['macs']:,} ({m_red:.2f}x) | {sp('batch1')} | {sp('batch32')} |"
         )
 
-    gaps = [
-        "",
-        "| arch | ratio | prunekit variant | drop gap vs Torch-Pruning (points, + = prunekit "
-        "worse) | its standard error | same kept widths |",
-        "|---|---:|---|---:|---:|---|",
-    ]
+    def gap(
+        arch: str, ratio: float, variant: str, pk_side: tuple[list[Any], list[Any]],
+        tp_side: tuple[list[Any], list[Any]],
+    ) -> str:  # fmt: skip
+        pk_drops, tp_drops = _drops(*pk_side), _drops(*tp_side)
+        se = math.sqrt(
+            sum(
+                statistics.variance(d) / len(d) if len(d) > 1 else 0.0 for d in (pk_drops, tp_drops)
+            )
+        )
+        same = all(p["widths"] == t["widths"] for p in pk_side[1] for t in tp_side[1])
+        return (
+            f"| {arch} | {ratio:g} | `{variant}` | {_mean(pk_drops) - _mean(tp_drops):+.2f} "
+            f"| {se:.2f} | {'yes' if same else 'no'} |"
+        )
+
     for arch in cfg["archs"]:
         for ratio in cfg["ratios"]:
             key = str(ratio)
-            pk_runs = [r for r in pk["runs"] if r["arch"] == arch]
             tp_runs = [r for r in (tpr or {}).get("runs", []) if r["arch"] == arch]
-            tp_entries = [r["ratios"][key] for r in tp_runs if key in r["ratios"]]
-            if not tp_entries:
-                continue
-            tp_drops = [
-                100 * (r["control_accuracy"] - r["ratios"][key]["accuracy"]) for r in tp_runs
-            ]
-            for variant in cfg["variants"]:
-                with_it = [r for r in pk_runs if key in r["variants"].get(variant, {})]
-                if not with_it:
-                    continue
-                pk_drops = [
-                    100 * (r["control_accuracy"] - r["variants"][variant][key]["accuracy"])
-                    for r in with_it
-                ]
-                se = math.sqrt(
-                    sum(
-                        statistics.variance(d) / len(d) if len(d) > 1 else 0.0
-                        for d in (pk_drops, tp_drops)
-                    )
-                )
-                same = all(
-                    r["variants"][variant][key]["widths"] == e["widths"]
-                    for r in with_it
-                    for e in tp_entries
-                )
-                gap = _mean(pk_drops) - _mean(tp_drops)
-                gaps.append(
-                    f"| {arch} | {ratio:g} | `{variant}` | {gap:+.2f} "
-                    f"| {se:.2f} | {'yes' if same else 'no'} |"
-                )
-    for arch in cfg["archs"]:
-        for ratio in cfg["ratios"]:
-            key = str(ratio)
+            tp_side = (tp_runs, [r["ratios"][key] for r in tp_runs])
             pk_runs = [r for r in pk["runs"] if r["arch"] == arch]
             for variant in cfg["variants"]:
                 with_it = [r for r in pk_runs if key in r["variants"].get(variant, {})]
                 entries = [r["variants"][variant][key] for r in with_it]
                 if entries:
                     lines.append(row(arch, ratio, f"prunekit `{variant}`", with_it, entries))
-            if tpr is not None:
-                tp_runs = [r for r in tpr["runs"] if r["arch"] == arch]
-                entries = [r["ratios"][key] for r in tp_runs]
-                if entries:
-                    lines.append(row(arch, ratio, "Torch-Pruning", tp_runs, entries))
+                    if tp_side[1]:
+                        gaps.append(gap(arch, ratio, variant, (with_it, entries), tp_side))
+            if tp_side[1]:
+                lines.append(row(arch, ratio, "Torch-Pruning", *tp_side))
     return lines + (gaps if len(gaps) > 3 else [])
 
 
